@@ -1,0 +1,1 @@
+"""Composition root of creative-sync: CLI, settings, embedded broker, benchmark."""

@@ -1,0 +1,3 @@
+from creative_sync.cli import main
+
+main()

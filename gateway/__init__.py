@@ -1,0 +1,1 @@
+"""The aiohttp gateway: AdCP over MCP and REST in, events out. Never imports faust."""

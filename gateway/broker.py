@@ -1,0 +1,72 @@
+"""The gateway's link to Kafka: one aiokafka producer owned by the app's lifecycle.
+
+The gateway starts even when the broker is down (it keeps trying in the background);
+until the producer is up, publishing raises an AdCP SERVICE_UNAVAILABLE (503, transient).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from gateway.errors import broker_unavailable
+from topics.admin import broker_answers
+
+log = logging.getLogger(__name__)
+
+
+class BrokerLink:
+    def __init__(self, bootstrap: str, *, send_timeout_s: float = 5.0) -> None:
+        self.bootstrap = bootstrap
+        self.send_timeout_s = send_timeout_s
+        self.producer: AIOKafkaProducer | None = None
+        self._connector: asyncio.Task | None = None
+        self._ready_cache: tuple[float, bool] = (0.0, False)
+
+    async def start(self) -> None:
+        self._connector = asyncio.create_task(self._connect_forever(), name="broker-connect")
+
+    async def _connect_forever(self) -> None:
+        delay = 0.2
+        while self.producer is None:
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=1,
+                                        request_timeout_ms=int(self.send_timeout_s * 1000))
+            try:
+                await producer.start()
+                self.producer = producer
+                log.info("producer connected to %s", self.bootstrap)
+            except Exception as exc:  # broker down or unreachable: keep trying, answer 503 meanwhile
+                await producer.stop()
+                log.warning("broker %s unreachable (%s); retrying in %.1fs", self.bootstrap, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def stop(self) -> None:
+        if self._connector:
+            self._connector.cancel()
+            await asyncio.gather(self._connector, return_exceptions=True)
+        if self.producer:
+            await self.producer.stop()
+            self.producer = None
+
+    async def publish(self, topic: str, key: bytes, value: bytes) -> None:
+        """Sends and waits for the broker's acknowledgement; 503 (transient) when it cannot."""
+        if self.producer is None:
+            raise broker_unavailable()
+        try:
+            await asyncio.wait_for(self.producer.send_and_wait(topic, value=value, key=key), self.send_timeout_s)
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            log.warning("publish to %s failed: %s", topic, type(exc).__name__)
+            raise broker_unavailable() from exc
+
+    async def ready(self) -> bool:
+        """True when the broker answers a metadata request (cached for a second)."""
+        checked_at, answer = self._ready_cache
+        if time.monotonic() - checked_at < 1.0:
+            return answer
+        answer = self.producer is not None and await broker_answers(self.bootstrap, 2.0)
+        self._ready_cache = (time.monotonic(), answer)
+        return answer

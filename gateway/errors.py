@@ -1,0 +1,42 @@
+"""AdCP-shaped errors: {code, message, field?, suggestion?, retry_after?, recovery}."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aiohttp import web
+
+Recovery = Literal["transient", "correctable", "terminal"]
+
+
+class AdcpRequestError(Exception):
+    """Raised anywhere in a handler; the error middleware answers with the AdCP error shape."""
+
+    def __init__(self, status: int, code: str, message: str, *, recovery: Recovery = "correctable",
+                 field: str | None = None, suggestion: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.recovery, self.field, self.suggestion, self.retry_after = recovery, field, suggestion, retry_after
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message, "recovery": self.recovery}
+        if self.field:
+            error["field"] = self.field
+        if self.suggestion:
+            error["suggestion"] = self.suggestion
+        if self.retry_after is not None:
+            error["retry_after"] = self.retry_after
+        return {"errors": [error]}
+
+
+def broker_unavailable(detail: str = "the event broker is unreachable") -> AdcpRequestError:
+    return AdcpRequestError(503, "SERVICE_UNAVAILABLE", f"Service temporarily unavailable: {detail}. Nothing was applied.",
+                            recovery="transient", retry_after=5, suggestion="Retry with the same idempotency_key.")
+
+
+def invalid(message: str, field: str | None = None, code: str = "INVALID_REQUEST") -> AdcpRequestError:
+    return AdcpRequestError(400, code, message, field=field, recovery="correctable")
+
+
+def error_response(error: AdcpRequestError) -> web.Response:
+    headers = {"Retry-After": str(int(error.retry_after))} if error.retry_after is not None else None
+    return web.json_response(error.body(), status=error.status, headers=headers)

@@ -1,0 +1,16 @@
+"""Prometheus metrics of the gateway, behind an injectable registry."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.requests = Counter("creative_sync_gateway_requests_total", "HTTP requests, by route and status",
+                                ["route", "status"], registry=self.registry)
+        self.latency = Histogram("creative_sync_gateway_request_seconds", "HTTP request latency, by route", ["route"],
+                                 registry=self.registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
+        self.published = Counter("creative_sync_gateway_events_published_total", "Events published, by topic role",
+                                 ["topic"], registry=self.registry)

@@ -1,0 +1,62 @@
+"""Error, authentication and metrics middleware: every failure leaves as an AdCP error, never a bare 5xx page."""
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from gateway import keys
+from gateway.auth import bearer_token
+from gateway.errors import AdcpRequestError, error_response
+
+log = logging.getLogger(__name__)
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics"})
+PRINCIPAL = "principal"
+
+
+@web.middleware
+async def errors(request: web.Request, handler):  # noqa: ANN001
+    try:
+        return await handler(request)
+    except AdcpRequestError as error:
+        return error_response(error)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[keys.SETTINGS].max_body_bytes
+        return error_response(AdcpRequestError(413, "INVALID_REQUEST", f"Request body exceeds the {limit}-byte limit.",
+                                               recovery="correctable", suggestion="Send fewer creatives per request."))
+    except web.HTTPException as exc:  # routing answers (404, 405): keep the status, AdCP body
+        if exc.status < 400:
+            raise
+        code = "REFERENCE_NOT_FOUND" if exc.status == 404 else "INVALID_REQUEST"
+        return error_response(AdcpRequestError(exc.status, code, exc.reason, recovery="correctable"))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(AdcpRequestError(500, "SERVICE_UNAVAILABLE", "Internal error; nothing was applied.",
+                                               recovery="transient", retry_after=1))
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler):  # noqa: ANN001
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)
+    token = bearer_token(request.headers)
+    if token is None:
+        raise AdcpRequestError(401, "AUTH_REQUIRED", "Authentication required: send 'Authorization: Bearer <token>'.",
+                               recovery="correctable")
+    principal = request.app[keys.PRINCIPALS].authenticate(token)
+    if principal is None:
+        raise AdcpRequestError(401, "AUTH_INVALID", "The token is not valid.", recovery="correctable")
+    request[PRINCIPAL] = principal
+    return await handler(request)
+
+
+@web.middleware
+async def measure(request: web.Request, handler):  # noqa: ANN001
+    metrics = request.app[keys.METRICS]
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    started = time.perf_counter()
+    response = await handler(request)
+    metrics.latency.labels(route).observe(time.perf_counter() - started)
+    metrics.requests.labels(route, str(response.status)).inc()
+    return response

@@ -1,0 +1,1 @@
+"""The faust stream processors of creative-sync: one folder per processor (logic.py pure, agent.py wiring)."""

@@ -1,0 +1,97 @@
+"""The faust app factory: one app per worker process, with the catalogue's topics bound as raw-byte
+topics (each processor decodes with the contract's codec, so failures become dead letters) and
+tables whose keys, values and changelogs are Avro.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from creative_sync.settings import Settings
+from streams import transport
+from streams.metrics import WorkerMetrics
+from streams.runtime import DeadLetters
+from streams.serdes import FaustAvroCodec
+from topics.catalogue import TABLES, TOPICS, Codecs, table_partitions
+from topics.registry import SchemaRegistryClient
+
+
+@dataclass
+class Pipeline:
+    """Everything a processor's wiring needs; built once per worker by create_app()."""
+
+    app: faust.App
+    settings: Settings
+    codecs: Codecs
+    metrics: WorkerMetrics
+    topics: dict[str, faust.TopicT] = field(default_factory=dict)  # by catalogue role
+    tables: dict[str, faust.Table] = field(default_factory=dict)  # by table name
+    dead_letters: DeadLetters | None = None
+
+
+def faust_settings(settings: Settings) -> dict:
+    return dict(
+        broker=f"{transport.SCHEME}://{settings.bootstrap_servers}",
+        store=settings.store,
+        datadir=str((settings.data_dir / "worker" / settings.app_id).resolve()),
+        autodiscover=False,
+        processing_guarantee="at_least_once",  # the embedded broker has no transactions: effects are idempotent
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_request_timeout=settings.request_timeout_s,
+        broker_commit_interval=settings.commit_interval_s,
+        topic_disable_leader=True,
+        topic_allow_declare=True,
+        web_enabled=True,
+        web_bind=settings.worker_host,
+        web_host=settings.worker_host,
+        web_port=settings.worker_port,
+    )
+
+
+def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> Pipeline:
+    if not settings.bootstrap_servers:
+        raise ValueError("the worker needs settings.bootstrap_servers")
+    conf = faust_settings(settings)
+    Path(conf["datadir"]).mkdir(parents=True, exist_ok=True)  # faust makes only the last level
+    app = faust.App(settings.app_id, **conf)
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms  # read by streams.transport
+    registry = SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
+    pipeline = Pipeline(app=app, settings=settings, codecs=Codecs(registry, settings.topic_prefix),
+                        metrics=metrics or WorkerMetrics())
+    for spec in TOPICS:
+        pipeline.topics[spec.role] = app.topic(
+            spec.full_name(settings.topic_prefix), key_serializer="raw", value_serializer="raw", partitions=spec.partitions
+        )
+    for table in TABLES:
+        changelog = table.changelog_name(settings.app_id)
+        faust_table = app.Table(table.name, partitions=table_partitions(table))
+        # faust derives serializers from key_type/value_type (json by default); its store and
+        # changelog topic are built lazily from these attributes, so Avro is set here, before either.
+        faust_table.key_serializer = FaustAvroCodec(pipeline.codecs.key_codec(table.key_schema, f"{changelog}-key"))
+        faust_table.value_serializer = FaustAvroCodec(pipeline.codecs.schema(table.value_schema, f"{changelog}-value"))
+        pipeline.tables[table.name] = faust_table
+    pipeline.dead_letters = DeadLetters(pipeline.topics["dead_letters"], pipeline.codecs, pipeline.metrics)
+    _expose_metrics(pipeline)
+
+    from streams.library import agent as library  # processors register their agents on the app
+
+    library.register(pipeline)
+    return pipeline
+
+
+def _expose_metrics(pipeline: Pipeline) -> None:
+    registry = pipeline.metrics.registry
+    gauge = pipeline.metrics.assigned_partitions
+
+    @pipeline.app.page("/metrics")
+    async def metrics(web, request):  # noqa: ANN001 - faust view signature
+        return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @pipeline.app.on_partitions_assigned.connect
+    async def on_assigned(app, assigned, **kwargs):  # noqa: ANN001
+        gauge.set(len(assigned))

@@ -1,0 +1,29 @@
+"""Prometheus metrics of a worker, behind an injectable registry (one per app: tests stay isolated)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.events = Counter(
+            "creative_sync_worker_events_total", "Events handled, by processor and outcome",
+            ["processor", "outcome"], registry=self.registry)
+        self.dead_letters = Counter(
+            "creative_sync_worker_dead_letters_total", "Messages sent to the dead-letter topic",
+            ["processor", "stage"], registry=self.registry)
+        self.processing = Histogram(
+            "creative_sync_worker_processing_seconds", "Time to handle one event",
+            ["processor"], registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
+        self.hop_latency = Histogram(
+            "creative_sync_worker_hop_latency_seconds", "From the message's timestamp to its handling",
+            ["processor"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+        self.creatives = Counter(
+            "creative_sync_library_creatives_total", "Creatives applied by the library, by action",
+            ["action"], registry=self.registry)
+        self.assigned_partitions = Gauge(
+            "creative_sync_worker_assigned_partitions", "Partitions currently assigned to this worker",
+            registry=self.registry)

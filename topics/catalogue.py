@@ -1,0 +1,143 @@
+"""The topic catalogue: every topic of creative-sync with its partitions, key, cleanup policy and
+Avro key/value schemas, plus the faust tables whose changelog topics are also permanent API.
+
+Names here are permanent: renaming one is a migration, not a refactor. Deployments may prefix
+every name (settings.topic_prefix) to share a cluster; tests use a unique prefix per test.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from topics.codec import AvroCodec, ModelCodec
+from topics.events import MODELS
+from topics.registry import SchemaRegistryClient
+
+Cleanup = Literal["delete", "compact"]
+KEY_SCHEMA = "string_key"
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    role: str  # how code refers to it
+    name: str  # the topic's permanent name (before any prefix)
+    partitions: int
+    key: str  # what the key is
+    value_schema: str  # avro/<value_schema>.avsc
+    cleanup: Cleanup
+    doc: str
+    retention_ms: int | None = None
+    key_schema: str = KEY_SCHEMA
+
+    def full_name(self, prefix: str = "") -> str:
+        return f"{prefix}{self.name}"
+
+    def config(self) -> dict[str, str]:
+        config = {"cleanup.policy": self.cleanup}
+        if self.retention_ms is not None:
+            config["retention.ms"] = str(self.retention_ms)
+        return config
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str  # faust table name; its changelog is "<app_id>-<name>-changelog"
+    source: str  # role of the topic whose partitions it follows (co-partitioned)
+    key: str
+    value_schema: str
+    doc: str
+    key_schema: str = KEY_SCHEMA
+
+    def changelog_name(self, app_id: str) -> str:
+        return f"{app_id}-{self.name}-changelog"
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("library_commands", "creative-sync.library.commands", 8, "account_id", "library_command", "delete",
+              "Validated creative-library requests from the gateway and upstream systems.", 7 * DAY_MS),
+    TopicSpec("creative_state", "creative-sync.library.creatives", 8, "account_id/creative_id", "creative_changed", "compact",
+              "Every creative change (content or metadata); the latest per key is the creative."),
+    TopicSpec("sync_jobs", "creative-sync.sync.jobs", 8, "sales_agent_id", "sync_job", "delete",
+              "(creative, sales agent) deliveries to make, owned per sales agent.", 7 * DAY_MS),
+    TopicSpec("sync_results", "creative-sync.sync.results", 8, "account_id/creative_id", "sync_result", "delete",
+              "Outcomes of deliveries: syncing, synced, failed, skipped (with reasons).", 7 * DAY_MS),
+    TopicSpec("approval_events", "creative-sync.approvals.events", 8, "account_id/creative_id", "approval_event", "delete",
+              "Sales agents' review decisions from webhooks, polling and sync responses.", 7 * DAY_MS),
+    TopicSpec("sync_status", "creative-sync.approvals.status", 8, "account_id/creative_id/sales_agent_id", "sync_status", "compact",
+              "Current sync and approval status per (creative, sales agent)."),
+    TopicSpec("sales_agents", "creative-sync.registry.sales-agents", 4, "sales_agent_id", "sales_agent", "compact",
+              "The sales-agent registry and what discovery learnt (no secrets)."),
+    TopicSpec("campaigns", "creative-sync.campaigns.entities", 8, "campaign_id (brand agents: brand_agent_id)", "campaign_entity", "compact",
+              "Brand agents, campaigns, tactics and creative assignments."),
+    TopicSpec("campaign_health", "creative-sync.campaigns.health", 8, "campaign_id", "campaign_health", "compact",
+              "Live campaign health, on change and on a heartbeat. For dashboards."),
+    TopicSpec("notifications", "creative-sync.notifications", 4, "account_id", "notification", "delete",
+              "Actionable notifications, one per logical event. For dashboards and alerting.", 30 * DAY_MS),
+    TopicSpec("task_results", "creative-sync.tasks.results", 8, "task_id", "task_result", "delete",
+              "Final answers of asynchronous AdCP tasks, for get_task_status and task webhooks.", 7 * DAY_MS),
+    TopicSpec("dead_letters", "creative-sync.dead-letters", 1, "source topic", "dead_letter", "delete",
+              "Messages that could not be decoded or processed, with raw bytes and coordinates.", 30 * DAY_MS),
+)
+
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec("creatives", "library_commands", "account_id/creative_id", "stored_creative",
+              "The creative library: one row per creative, applied idempotently per command."),
+)
+
+BY_ROLE: dict[str, TopicSpec] = {t.role: t for t in TOPICS}
+
+
+def topic(role: str) -> TopicSpec:
+    return BY_ROLE[role]
+
+
+def table_partitions(table: TableSpec) -> int:
+    return BY_ROLE[table.source].partitions
+
+
+def changelog_specs(app_id: str) -> list[TopicSpec]:
+    """The tables' changelog topics as topic specs (compacted, partitioned like their source)."""
+    return [
+        TopicSpec(f"changelog:{t.name}", t.changelog_name(app_id), table_partitions(t), t.key, t.value_schema,
+                  "compact", f"Changelog of table {t.name}: {t.doc}")
+        for t in TABLES
+    ]
+
+
+def all_specs(app_id: str) -> list[TopicSpec]:
+    return [*TOPICS, *changelog_specs(app_id)]
+
+
+class Codecs:
+    """The key and value codecs of every topic, built once per process."""
+
+    def __init__(self, registry: SchemaRegistryClient | None = None, prefix: str = "") -> None:
+        self.registry = registry
+        self.prefix = prefix
+        self._cache: dict[tuple[str, str], AvroCodec] = {}
+
+    def value(self, role: str) -> ModelCodec:
+        spec = BY_ROLE[role]
+        return self.schema(spec.value_schema, f"{spec.full_name(self.prefix)}-value")
+
+    def key(self, role: str) -> AvroCodec:
+        spec = BY_ROLE[role]
+        return self.key_codec(spec.key_schema, f"{spec.full_name(self.prefix)}-key")
+
+    def key_codec(self, schema_name: str, subject: str) -> AvroCodec:
+        return self._cached(schema_name, subject, lambda: AvroCodec(schema_name, registry=self.registry, subject=subject))
+
+    def schema(self, schema_name: str, subject: str | None = None) -> ModelCodec:
+        subject = subject or schema_name
+        codec = self._cached(
+            schema_name, subject, lambda: ModelCodec(schema_name, MODELS[schema_name], registry=self.registry, subject=subject)
+        )
+        assert isinstance(codec, ModelCodec)
+        return codec
+
+    def _cached(self, schema_name: str, subject: str, build) -> AvroCodec:
+        key = (schema_name, subject)
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]

@@ -1,0 +1,133 @@
+"""The Avro codec used on every topic: fastavro, with the writer schema identified on every message.
+
+Two framings (both read, whatever is configured, so a topic can move from one to the other):
+- Avro single-object encoding (default): C3 01 + 8-byte CRC-64-AVRO fingerprint + body.
+  Writer schemas are looked up among the current and released versions in avro/.
+- Confluent wire format (when a registry is configured): 00 + 4-byte schema id + body.
+Old data is read through Avro schema resolution into the current reader schema.
+"""
+from __future__ import annotations
+
+import io
+import json
+import struct
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from pydantic import BaseModel
+
+from topics.errors import (
+    CodecError,
+    IncompatibleSchemaError,
+    MalformedMessageError,
+    RecordEncodeError,
+    UnknownSchemaError,
+)
+from topics.registry import SchemaRegistryClient
+from topics.schemas import SchemaFamily, family
+
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+_SINGLE_OBJECT_HEADER = len(SINGLE_OBJECT_MAGIC) + 8
+_CONFLUENT_HEADER = 5
+
+
+class AvroCodec:
+    """Encodes and decodes the records of one schema family; thread-safe, no I/O without a registry."""
+
+    def __init__(
+        self,
+        schemas: SchemaFamily | str,
+        *,
+        registry: SchemaRegistryClient | None = None,
+        subject: str | None = None,
+    ) -> None:
+        self.family = family(schemas) if isinstance(schemas, str) else schemas
+        self.reader = self.family.current
+        self.registry = registry
+        self.subject = subject or self.reader.name
+        self._writers = self.family.writers
+        self._registry_writers: dict[int, Any] = {}
+        self._registry_id: int | None = None
+
+    # -- encode ------------------------------------------------------------------------------
+    def header(self) -> bytes:
+        if self.registry is None:
+            return SINGLE_OBJECT_MAGIC + self.reader.fingerprint
+        if self._registry_id is None:
+            self._registry_id = self.registry.register(self.subject, self.reader.canonical)
+        return CONFLUENT_MAGIC + struct.pack(">I", self._registry_id)
+
+    def encode(self, record: Any) -> bytes:
+        if isinstance(record, BaseModel):
+            record = record.model_dump()
+        buffer = io.BytesIO()
+        buffer.write(self.header())
+        try:
+            schemaless_writer(buffer, self.reader.parsed, record)
+        except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:
+            raise RecordEncodeError(f"{self.reader.name}: record does not fit the schema: {exc}") from exc
+        return buffer.getvalue()
+
+    # -- decode ------------------------------------------------------------------------------
+    def _writer_for(self, data: bytes) -> tuple[Any, int]:
+        """(writer schema, header length) for framed `data`."""
+        if data[:2] == SINGLE_OBJECT_MAGIC:
+            if len(data) < _SINGLE_OBJECT_HEADER:
+                raise MalformedMessageError(f"{self.reader.name}: truncated single-object header")
+            writer = self._writers.get(data[2:_SINGLE_OBJECT_HEADER])
+            if writer is None:
+                raise UnknownSchemaError(
+                    f"{self.reader.name}: unknown writer fingerprint {data[2:_SINGLE_OBJECT_HEADER].hex()}"
+                )
+            return writer.parsed, _SINGLE_OBJECT_HEADER
+        if data[:1] == CONFLUENT_MAGIC and len(data) >= _CONFLUENT_HEADER:
+            schema_id = struct.unpack(">I", data[1:_CONFLUENT_HEADER])[0]
+            if self.registry is None:
+                raise UnknownSchemaError(f"{self.reader.name}: Confluent schema id {schema_id} but no registry configured")
+            writer = self._registry_writers.get(schema_id)
+            if writer is None:
+                writer = parse_schema(self.registry.schema_by_id(schema_id), named_schemas={})
+                self._registry_writers[schema_id] = writer
+            return writer, _CONFLUENT_HEADER
+        raise MalformedMessageError(f"{self.reader.name}: not a framed Avro message (starts with {data[:4]!r})")
+
+    def decode(self, data: bytes | None) -> Any:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise MalformedMessageError(f"{self.reader.name}: expected bytes, got {type(data).__name__}")
+        data = bytes(data)
+        writer, offset = self._writer_for(data)
+        buffer = io.BytesIO(data)
+        buffer.seek(offset)
+        reader = None if writer is self.reader.parsed else self.reader.parsed
+        try:
+            value = schemaless_reader(buffer, writer, reader)
+        except CodecError:
+            raise
+        except Exception as exc:  # fastavro raises many types for bad bytes; one typed error out
+            if type(exc).__name__ == "SchemaResolutionError":
+                raise IncompatibleSchemaError(f"{self.reader.name}: {exc}") from exc
+            raise MalformedMessageError(f"{self.reader.name}: undecodable body: {type(exc).__name__}: {exc}") from exc
+        if buffer.tell() != len(data):
+            raise MalformedMessageError(f"{self.reader.name}: {len(data) - buffer.tell()} trailing bytes")
+        return value
+
+
+class ModelCodec(AvroCodec):
+    """An AvroCodec that returns pydantic models (the event models of topics.events)."""
+
+    def __init__(self, schemas: SchemaFamily | str, model: type[BaseModel], **kwargs: Any) -> None:
+        super().__init__(schemas, **kwargs)
+        self.model = model
+
+    def decode(self, data: bytes | None) -> Any:
+        value = super().decode(data)
+        try:
+            return self.model.model_validate(value)
+        except ValueError as exc:
+            raise MalformedMessageError(f"{self.reader.name}: decoded record is not a valid {self.model.__name__}: {exc}") from exc
+
+
+def to_json(value: Any) -> str:
+    """Compact canonical JSON for the *_json string fields of events (sorted keys: stable hashes)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

@@ -1,0 +1,319 @@
+"""Typed event models, one per Avro schema in avro/ (tests/unit/test_contract.py keeps them in step).
+
+Field order, names and optionality follow the .avsc files; Avro enums are StrEnums.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# -- library ----------------------------------------------------------------------------------
+class LibraryOperation(StrEnum):
+    SYNC_CREATIVES = "SYNC_CREATIVES"
+    UNKNOWN = "UNKNOWN"
+
+
+class LibraryCommand(Event):
+    command_id: str
+    account_id: str
+    principal_id: str
+    operation: LibraryOperation
+    idempotency_key: str | None = None
+    request_json: str
+    received_at: datetime
+
+
+class ChangeKind(StrEnum):
+    CREATED = "CREATED"
+    CONTENT = "CONTENT"
+    METADATA = "METADATA"
+    ARCHIVED = "ARCHIVED"
+    UNKNOWN = "UNKNOWN"
+
+
+class CreativeChanged(Event):
+    event_id: str
+    account_id: str
+    creative_id: str
+    change: ChangeKind
+    changed_fields: list[str] = Field(default_factory=list)
+    content_version: int
+    content_hash: str
+    name: str | None = None
+    format_id: str | None = None
+    format_kind: str | None = None
+    status: str = "processing"
+    tags: list[str] = Field(default_factory=list)
+    creative_json: str
+    command_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class StoredCreative(Event):
+    account_id: str
+    creative_id: str
+    content_version: int
+    content_hash: str
+    metadata_hash: str
+    creative_json: str
+    status: str = "processing"
+    created_at: datetime
+    updated_at: datetime
+    last_command_id: str
+    last_change: str = "UNKNOWN"
+    last_changed_fields: list[str] = Field(default_factory=list)
+
+
+# -- sync -------------------------------------------------------------------------------------
+class SyncTrigger(StrEnum):
+    CONTENT_CHANGE = "CONTENT_CHANGE"
+    MANUAL = "MANUAL"
+    CAMPAIGN_ASSIGNMENT = "CAMPAIGN_ASSIGNMENT"
+    NEW_TACTIC = "NEW_TACTIC"
+    UNKNOWN = "UNKNOWN"
+
+
+class SyncJob(Event):
+    job_id: str
+    sales_agent_id: str
+    account_id: str
+    creative_id: str
+    content_version: int
+    trigger: SyncTrigger
+    campaign_id: str | None = None
+    tactic_id: str | None = None
+    requested_at: datetime
+
+
+class SyncOutcome(StrEnum):
+    SYNCING = "SYNCING"
+    SYNCED = "SYNCED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    UNKNOWN = "UNKNOWN"
+
+
+class AdcpError(Event):
+    code: str
+    message: str
+    field: str | None = None
+    recovery: str | None = None
+
+
+class SyncResult(Event):
+    result_id: str
+    job_id: str
+    sales_agent_id: str
+    account_id: str
+    creative_id: str
+    content_version: int
+    outcome: SyncOutcome
+    batch_id: str | None = None
+    idempotency_key: str | None = None
+    attempt: int = 1
+    action: str | None = None
+    platform_creative_id: str | None = None
+    approval_status: str | None = None
+    reason: str | None = None
+    errors: list[AdcpError] = Field(default_factory=list)
+    occurred_at: datetime
+
+
+# -- approvals --------------------------------------------------------------------------------
+class ApprovalSource(StrEnum):
+    WEBHOOK = "WEBHOOK"
+    TASK_WEBHOOK = "TASK_WEBHOOK"
+    POLL = "POLL"
+    SYNC_RESPONSE = "SYNC_RESPONSE"
+    UNKNOWN = "UNKNOWN"
+
+
+class ApprovalEvent(Event):
+    event_id: str
+    sales_agent_id: str
+    account_id: str
+    creative_id: str
+    status: str
+    rejection_reason: str | None = None
+    source: ApprovalSource
+    source_idempotency_key: str | None = None
+    observed_at: datetime
+    agent_updated_at: datetime | None = None
+
+
+class SyncState(StrEnum):
+    PENDING = "PENDING"
+    SYNCING = "SYNCING"
+    SYNCED = "SYNCED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    UNKNOWN = "UNKNOWN"
+
+
+class SyncStatus(Event):
+    account_id: str
+    creative_id: str
+    sales_agent_id: str
+    sync_status: SyncState
+    approval_status: str | None = None
+    rejection_reason: str | None = None
+    skip_reason: str | None = None
+    attempts: int = 0
+    last_sync_at: datetime | None = None
+    platform_creative_id: str | None = None
+    content_version_synced: int | None = None
+    updated_at: datetime
+
+
+# -- registry, campaigns, health, notifications -------------------------------------------------
+class AgentProtocol(StrEnum):
+    MCP = "MCP"
+    A2A = "A2A"
+    UNKNOWN = "UNKNOWN"
+
+
+class SalesAgent(Event):
+    sales_agent_id: str
+    account_id: str | None = None
+    name: str
+    agent_url: str
+    protocol: AgentProtocol
+    auth_header: str | None = None
+    credentials_ref: str | None = None
+    declared_formats: list[str] = Field(default_factory=list)
+    discovered_formats_json: str | None = None
+    adcp_versions: list[str] = Field(default_factory=list)
+    available: bool = True
+    deleted: bool = False
+    updated_at: datetime
+
+
+class EntityType(StrEnum):
+    BRAND_AGENT = "BRAND_AGENT"
+    CAMPAIGN = "CAMPAIGN"
+    TACTIC = "TACTIC"
+    ASSIGNMENT = "ASSIGNMENT"
+    UNKNOWN = "UNKNOWN"
+
+
+class CampaignEntity(Event):
+    entity_type: EntityType
+    entity_id: str
+    account_id: str
+    brand_agent_id: str | None = None
+    campaign_id: str | None = None
+    sales_agent_id: str | None = None
+    creative_id: str | None = None
+    name: str | None = None
+    status: str | None = None
+    attributes_json: str | None = None
+    deleted: bool = False
+    updated_at: datetime
+
+
+class HealthStatus(StrEnum):
+    HEALTHY = "HEALTHY"
+    WARNING = "WARNING"
+    CRITICAL = "CRITICAL"
+    UNKNOWN = "UNKNOWN"
+
+
+class CampaignHealth(Event):
+    campaign_id: str
+    account_id: str
+    brand_agent_id: str | None = None
+    status: HealthStatus
+    synced_tactics: int
+    total_tactics: int
+    approved_creatives: int
+    total_creatives: int
+    failures_in_window: int = 0
+    last_sync_issue: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+    window_start: datetime
+    window_end: datetime
+    computed_at: datetime
+
+
+class Urgency(StrEnum):
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+
+
+class Notification(Event):
+    notification_id: str
+    account_id: str
+    type: str
+    urgency: Urgency = Urgency.LOW
+    message: str
+    action_required: str | None = None
+    brand_agent_id: str | None = None
+    campaign_id: str | None = None
+    creative_id: str | None = None
+    sales_agent_id: str | None = None
+    rejection_reason: str | None = None
+    created_at: datetime
+
+
+# -- tasks and operations -----------------------------------------------------------------------
+class TaskStatus(StrEnum):
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"
+
+
+class TaskResult(Event):
+    task_id: str
+    account_id: str
+    task_type: str
+    status: TaskStatus
+    result_json: str
+    completed_at: datetime
+
+
+class FailureStage(StrEnum):
+    DECODE = "DECODE"
+    PROCESS = "PROCESS"
+    UNKNOWN = "UNKNOWN"
+
+
+class DeadLetter(Event):
+    dead_letter_id: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    stage: FailureStage
+    processor: str
+    error_type: str
+    error_message: str
+    raw_key: bytes | None = None
+    raw_value: bytes | None = None
+    source_timestamp: datetime | None = None
+    failed_at: datetime
+
+
+#: schema file stem (avro/<stem>.avsc) -> model
+MODELS: dict[str, type[Event]] = {
+    "library_command": LibraryCommand,
+    "creative_changed": CreativeChanged,
+    "stored_creative": StoredCreative,
+    "sync_job": SyncJob,
+    "sync_result": SyncResult,
+    "approval_event": ApprovalEvent,
+    "sync_status": SyncStatus,
+    "sales_agent": SalesAgent,
+    "campaign_entity": CampaignEntity,
+    "campaign_health": CampaignHealth,
+    "notification": Notification,
+    "task_result": TaskResult,
+    "dead_letter": DeadLetter,
+}
