@@ -19,10 +19,12 @@ log = logging.getLogger(__name__)
 
 
 class BrokerLink:
-    def __init__(self, bootstrap: str, *, send_timeout_s: float = 5.0) -> None:
+    def __init__(self, bootstrap: str, *, send_timeout_s: float = 5.0, connect_wait_s: float = 3.0) -> None:
         self.bootstrap = bootstrap
         self.send_timeout_s = send_timeout_s
+        self.connect_wait_s = connect_wait_s  # how long a request waits for a connection in progress
         self.producer: AIOKafkaProducer | None = None
+        self._connected = asyncio.Event()
         self._connector: asyncio.Task | None = None
         self._ready_cache: tuple[float, bool] = (0.0, False)
 
@@ -37,6 +39,7 @@ class BrokerLink:
             try:
                 await producer.start()
                 self.producer = producer
+                self._connected.set()
                 log.info("producer connected to %s", self.bootstrap)
             except Exception as exc:  # broker down or unreachable: keep trying, answer 503 meanwhile
                 await producer.stop()
@@ -55,7 +58,11 @@ class BrokerLink:
     async def publish(self, topic: str, key: bytes, value: bytes) -> None:
         """Sends and waits for the broker's acknowledgement; 503 (transient) when it cannot."""
         if self.producer is None:
-            raise broker_unavailable()
+            try:
+                await asyncio.wait_for(self._connected.wait(), self.connect_wait_s)
+            except asyncio.TimeoutError:
+                raise broker_unavailable() from None
+        assert self.producer is not None
         try:
             await asyncio.wait_for(self.producer.send_and_wait(topic, value=value, key=key), self.send_timeout_s)
         except (KafkaError, asyncio.TimeoutError) as exc:

@@ -7,12 +7,12 @@ import time
 from aiohttp import web
 
 from gateway import keys
-from gateway.auth import bearer_token
+from gateway.auth import Principal, bearer_token
 from gateway.errors import AdcpRequestError, error_response
 
 log = logging.getLogger(__name__)
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics"})
-PRINCIPAL = "principal"
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 @web.middleware

@@ -70,10 +70,12 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     for table in TABLES:
         changelog = table.changelog_name(settings.app_id)
         faust_table = app.Table(table.name, partitions=table_partitions(table))
-        # faust derives serializers from key_type/value_type (json by default); its store and
-        # changelog topic are built lazily from these attributes, so Avro is set here, before either.
+        # faust derives serializers from key_type/value_type (json by default), and App.Table()
+        # already built the changelog topic with them: set Avro, then rebuild the changelog topic,
+        # or recovery would read Avro changelogs as JSON. The store is built lazily, after this.
         faust_table.key_serializer = FaustAvroCodec(pipeline.codecs.key_codec(table.key_schema, f"{changelog}-key"))
         faust_table.value_serializer = FaustAvroCodec(pipeline.codecs.schema(table.value_schema, f"{changelog}-value"))
+        faust_table.changelog_topic = faust_table._new_changelog_topic()
         pipeline.tables[table.name] = faust_table
     pipeline.dead_letters = DeadLetters(pipeline.topics["dead_letters"], pipeline.codecs, pipeline.metrics)
     _expose_metrics(pipeline)

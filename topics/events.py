@@ -253,7 +253,7 @@ class Notification(Event):
     notification_id: str
     account_id: str
     type: str
-    urgency: Urgency = Urgency.LOW
+    urgency: Urgency
     message: str
     action_required: str | None = None
     brand_agent_id: str | None = None

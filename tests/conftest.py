@@ -1,0 +1,87 @@
+"""Fixtures: one real Kafka-protocol broker per test session, unique topics and groups per test.
+
+Broker choice: KAFKA_BOOTSTRAP_SERVERS (an existing cluster) > CREATIVE_SYNC_TEST_BROKER=testcontainers
+(Apache Kafka in Docker, where a Docker engine exists) > the embedded Tansu broker (default).
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from creative_sync.broker import EmbeddedBroker, free_port
+from creative_sync.settings import Settings
+from tests.support import WorkerProcess
+
+_MARKER_BY_FOLDER = {"unit": "unit", "component": "component", "integration": "integration", "e2e": "e2e"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test carries the marker of its folder (tests/unit → unit, ...)."""
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in _MARKER_BY_FOLDER:
+            item.add_marker(getattr(pytest.mark, _MARKER_BY_FOLDER[folder]))
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    if os.environ.get("CREATIVE_SYNC_TEST_BROKER") == "testcontainers":
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as kafka:
+            yield kafka.get_bootstrap_server()
+        return
+    broker = EmbeddedBroker()
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def namespace() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Settings:
+    """Settings of an isolated deployment: its own topics, consumer group, ports and files."""
+    return Settings(
+        bootstrap_servers=kafka_bootstrap,
+        topic_prefix=f"t{namespace}.",
+        app_id=f"cs-{namespace}",
+        store="memory://",
+        data_dir=tmp_path / "var",
+        worker_port=free_port(),
+        gateway_port=free_port(),
+        principals_file=tmp_path / "principals.json",
+        log_format="text",
+    )
+
+
+@pytest.fixture
+async def topics_created(settings: Settings) -> Settings:
+    from topics.admin import ensure_topics
+    from topics.catalogue import all_specs
+
+    states = await ensure_topics(settings.bootstrap_servers, all_specs(settings.app_id), settings.topic_prefix)
+    assert all(state.ok for state in states)
+    return settings
+
+
+@pytest.fixture
+def worker(topics_created: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(topics_created, tmp_path / "worker.log").start()
+    try:
+        yield process
+    finally:
+        process.stop()

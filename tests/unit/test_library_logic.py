@@ -1,0 +1,81 @@
+"""The library's upsert semantics as pure functions: content vs metadata, idempotent replays."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from streams.library.logic import apply_upserts, creative_key, split_creative, sync_response
+from topics.events import ChangeKind
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+BANNER = {"creative_id": "c1", "name": "Banner", "format_id": {"agent_url": "https://f.example", "id": "display_300x250"},
+          "assets": {"image": {"url": "https://cdn.example/a.png", "width": 300, "height": 250}}, "tags": ["q4"]}
+
+
+def apply(creatives, existing=None, command_id="cmd-1", now=T0):
+    return apply_upserts(account_id="acct", command_id=command_id, creatives=creatives, existing=existing or {}, now=now)
+
+
+def stored_after(decision):
+    return {s.creative_id: s for s in decision.writes}
+
+
+def test_new_creative_is_created_at_content_version_1():
+    decision = apply([BANNER])
+    assert [o.action for o in decision.outcomes] == ["created"]
+    [event] = decision.events
+    assert (event.change, event.content_version, event.format_id) == (ChangeKind.CREATED, 1, "https://f.example#display_300x250")
+    assert event.tags == ["q4"] and event.name == "Banner"
+
+
+def test_asset_change_is_a_content_change_and_bumps_the_version():
+    first = stored_after(apply([BANNER]))
+    changed = {**BANNER, "assets": {"image": {"url": "https://cdn.example/b.png", "width": 300, "height": 250}}}
+    decision = apply([changed], first, "cmd-2", T0 + timedelta(minutes=1))
+    [event] = decision.events
+    assert event.change is ChangeKind.CONTENT and event.content_version == 2
+    assert decision.outcomes[0].action == "updated" and decision.outcomes[0].changes == ("assets",)
+    assert event.created_at == T0 and event.updated_at == T0 + timedelta(minutes=1)
+
+
+def test_name_and_tags_change_is_metadata_only_and_keeps_the_version():
+    first = stored_after(apply([BANNER]))
+    decision = apply([{**BANNER, "name": "Banner v2", "tags": ["q4", "holiday"]}], first, "cmd-2")
+    [event] = decision.events
+    assert event.change is ChangeKind.METADATA and event.content_version == 1
+    assert event.changed_fields == ["name", "tags"]
+
+
+def test_identical_creative_is_unchanged_and_emits_nothing():
+    first = stored_after(apply([BANNER]))
+    decision = apply([dict(BANNER)], first, "cmd-2")
+    assert [o.action for o in decision.outcomes] == ["unchanged"] and decision.events == [] and decision.writes == []
+
+
+def test_unknown_fields_count_as_content():
+    content, metadata = split_creative({**BANNER, "brand_new_field": 1})
+    assert "brand_new_field" in content and "creative_id" not in content and "name" in metadata
+
+
+def test_a_replayed_command_yields_the_same_outcomes_and_identical_events():
+    first = apply([BANNER, {**BANNER, "creative_id": "c2"}])
+    replay = apply([BANNER, {**BANNER, "creative_id": "c2"}], stored_after(first), "cmd-1", now=T0 + timedelta(hours=1))
+    assert replay.outcomes == first.outcomes
+    assert replay.events == first.events  # same ids, same timestamps: downstream dedupes
+    assert replay.writes == []
+
+
+def test_event_ids_are_deterministic_and_distinct_per_command_and_creative():
+    a, b = apply([BANNER]), apply([BANNER], command_id="cmd-other")
+    assert a.events[0].event_id == apply([BANNER]).events[0].event_id
+    assert a.events[0].event_id != b.events[0].event_id
+
+
+def test_response_follows_the_adcp_success_shape():
+    first = stored_after(apply([BANNER]))
+    decision = apply([{**BANNER, "name": "x"}, {**BANNER, "creative_id": "c9"}], first, "cmd-2")
+    assert sync_response(decision.outcomes) == {"creatives": [
+        {"creative_id": "c1", "action": "updated", "changes": ["name"]}, {"creative_id": "c9", "action": "created"}]}
+
+
+def test_creative_key_joins_account_and_creative():
+    assert creative_key("acct", "c1") == "acct/c1"

@@ -1,0 +1,33 @@
+"""Dead letters keep everything needed to inspect and replay; logs never carry secrets."""
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+from creative_sync.logs import RedactSecrets, mask_secrets
+from streams.runtime import dead_letter_for
+from topics.codec import AvroCodec
+from topics.events import FailureStage
+
+
+def test_dead_letter_records_raw_bytes_coordinates_stage_and_error():
+    message = SimpleNamespace(topic="t.commands", partition=3, offset=41, key=b"k", value=b"\x00garbage", timestamp=1_700_000_000.5)
+    letter = dead_letter_for(message, FailureStage.DECODE, "library", ValueError("bad header"), datetime(2026, 1, 1, tzinfo=UTC))
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == ("t.commands", 3, 41)
+    assert letter.raw_value == b"\x00garbage" and letter.raw_key == b"k"
+    assert letter.stage is FailureStage.DECODE and letter.error_type == "ValueError" and "bad header" in letter.error_message
+    assert letter.dead_letter_id == "t.commands/3/41/DECODE"
+    assert AvroCodec("dead_letter").decode(AvroCodec("dead_letter").encode(letter))["raw_value"] == b"\x00garbage"
+
+
+def test_bearer_tokens_and_secrets_are_masked():
+    assert "abcdef123456" not in mask_secrets("Authorization: Bearer abcdef123456")
+    assert "s3cr3t-value" not in mask_secrets('{"webhook_secret": "s3cr3t-value"}')
+    assert mask_secrets("nothing to hide") == "nothing to hide"
+
+
+def test_redaction_filter_masks_log_arguments():
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "calling with %s", ("Bearer tok_1234567890",), None)
+    RedactSecrets().filter(record)
+    assert "tok_1234567890" not in record.getMessage()
