@@ -29,9 +29,10 @@ class TopicSpec:
     doc: str
     retention_ms: int | None = None
     key_schema: str = KEY_SCHEMA
+    prefixed: bool = True  # changelogs are named by faust after the app id, without the prefix
 
     def full_name(self, prefix: str = "") -> str:
-        return f"{prefix}{self.name}"
+        return f"{prefix}{self.name}" if self.prefixed else self.name
 
     def config(self) -> dict[str, str]:
         config = {"cleanup.policy": self.cleanup}
@@ -100,7 +101,7 @@ def changelog_specs(app_id: str) -> list[TopicSpec]:
     """The tables' changelog topics as topic specs (compacted, partitioned like their source)."""
     return [
         TopicSpec(f"changelog:{t.name}", t.changelog_name(app_id), table_partitions(t), t.key, t.value_schema,
-                  "compact", f"Changelog of table {t.name}: {t.doc}")
+                  "compact", f"Changelog of table {t.name}: {t.doc}", prefixed=False)
         for t in TABLES
     ]
 

@@ -1,0 +1,108 @@
+"""The gateway in-process over real HTTP: health, readiness and AdCP errors when the broker is down,
+authentication, and bad input rejected before anything is published."""
+from __future__ import annotations
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from creative_sync.broker import free_port
+from creative_sync.settings import Settings
+from gateway.app import create_app
+from gateway.auth import PrincipalStore
+
+
+@pytest.fixture
+async def client_without_broker(tmp_path):
+    """A gateway whose broker address answers nothing (a closed loopback port)."""
+    settings = Settings(bootstrap_servers=f"127.0.0.1:{free_port()}", principals_file=tmp_path / "p.json", log_format="text")
+    store = PrincipalStore(settings.principals_file)
+    _, token = store.add("buyer", ["acct-1"])
+    app = create_app(settings, principals=store)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    client.headers = {"Authorization": f"Bearer {token}"}
+    yield client
+    await client.close()
+
+
+def sync_body(**overrides):
+    body = {"account": {"account_id": "acct-1"}, "idempotency_key": "k" * 16,
+            "creatives": [{"creative_id": "c1", "name": "n", "assets": {}}]}
+    body.update(overrides)
+    return body
+
+
+async def test_healthz_is_alive_but_readyz_is_not_ready_without_broker(client_without_broker):
+    assert (await client_without_broker.get("/healthz")).status == 200
+    response = await client_without_broker.get("/readyz")
+    assert response.status == 503 and (await response.json())["ready"] is False
+
+
+async def test_publishing_without_broker_is_a_transient_adcp_503(client_without_broker):
+    response = await client_without_broker.post("/api/v1/sync_creatives", json=sync_body(), headers=client_without_broker.headers)
+    assert response.status == 503
+    [error] = (await response.json())["errors"]
+    assert error["code"] == "SERVICE_UNAVAILABLE" and error["recovery"] == "transient" and error["message"]
+    assert response.headers["Retry-After"] == "5"
+
+
+async def test_metrics_are_exposed_in_prometheus_format(client_without_broker):
+    await client_without_broker.get("/healthz")
+    text = await (await client_without_broker.get("/metrics")).text()
+    assert 'creative_sync_gateway_requests_total{route="/healthz",status="200"} 1.0' in text
+
+
+async def test_missing_or_unknown_token_is_401_in_adcp_shape(client_without_broker):
+    response = await client_without_broker.post("/api/v1/sync_creatives", json=sync_body())
+    assert response.status == 401 and (await response.json())["errors"][0]["code"] == "AUTH_REQUIRED"
+    response = await client_without_broker.post("/api/v1/sync_creatives", json=sync_body(), headers={"x-adcp-auth": "nope"})
+    assert response.status == 401 and (await response.json())["errors"][0]["code"] == "AUTH_INVALID"
+
+
+async def test_another_accounts_request_is_403(client_without_broker):
+    response = await client_without_broker.post("/api/v1/sync_creatives", headers=client_without_broker.headers,
+                                                json=sync_body(account={"account_id": "someone-else"}))
+    assert response.status == 403
+    [error] = (await response.json())["errors"]
+    assert error["code"] == "PERMISSION_DENIED" and error["field"] == "account.account_id"
+
+
+@pytest.mark.parametrize("body, field", [
+    (b"{not json", None),
+    (b"[1, 2]", None),
+    (sync_body(idempotency_key="short"), "idempotency_key"),
+    (sync_body(account=None), "account"),
+    (sync_body(creatives=[]), "creatives"),
+    (sync_body(creatives=[{"creative_id": "c", "name": "n", "assets": {}}] * 2), "creatives"),
+    (sync_body(creatives=[{"creative_id": f"c{i}", "name": "n", "assets": {}} for i in range(101)]), "creatives"),
+])
+async def test_bad_input_is_a_correctable_adcp_400_before_any_publish(client_without_broker, body, field):
+    kwargs = {"data": body} if isinstance(body, bytes) else {"json": body}
+    response = await client_without_broker.post("/api/v1/sync_creatives", headers=client_without_broker.headers, **kwargs)
+    assert response.status == 400  # not 503: validation happens before the broker is touched
+    [error] = (await response.json())["errors"]
+    assert error["code"] == "INVALID_REQUEST" and error["recovery"] == "correctable" and error["message"]
+    if field:
+        assert error["field"].startswith(field)
+
+
+async def test_oversize_body_is_413_with_the_limit(tmp_path):
+    settings = Settings(bootstrap_servers=f"127.0.0.1:{free_port()}", principals_file=tmp_path / "p.json", max_body_bytes=1024)
+    store = PrincipalStore(settings.principals_file)
+    _, token = store.add("buyer", ["acct-1"])
+    async with TestClient(TestServer(create_app(settings, principals=store))) as client:
+        response = await client.post("/api/v1/sync_creatives", data=b"x" * 4096, headers={"Authorization": f"Bearer {token}"})
+        assert response.status == 413
+        assert "1024-byte limit" in (await response.json())["errors"][0]["message"]
+
+
+async def test_unknown_route_is_an_adcp_404(client_without_broker):
+    response = await client_without_broker.get("/api/v1/nope", headers=client_without_broker.headers)
+    assert response.status == 404 and (await response.json())["errors"][0]["recovery"] == "correctable"
+
+
+def test_tokens_are_stored_hashed(tmp_path):
+    store = PrincipalStore(tmp_path / "p.json")
+    principal, token = store.add("buyer", ["a"])
+    assert token not in (tmp_path / "p.json").read_text()
+    assert store.authenticate(token) == principal and store.authenticate(token + "x") is None

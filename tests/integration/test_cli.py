@@ -1,0 +1,80 @@
+"""The command line against real processes: the embedded broker leaves no orphan, topics are
+created idempotently with the catalogue's partition counts."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from topics.admin import broker_answers
+from topics.catalogue import all_specs
+
+
+def cli(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "creative_sync", *args], env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def tansu_pids_on(port: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "tansu" in cmdline and f":{port}" in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+def start_broker_command() -> tuple[subprocess.Popen, str]:
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    process = subprocess.Popen([sys.executable, "-m", "creative_sync", "broker"], env=env,
+                               stdout=subprocess.PIPE, text=True)
+    bootstrap = process.stdout.readline().strip()
+    return process, bootstrap
+
+
+def wait_gone(port: int, timeout_s: float = 10) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while tansu_pids_on(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return tansu_pids_on(port)
+
+
+def test_broker_command_prints_a_working_address_and_stops_cleanly_on_sigterm():
+    process, bootstrap = start_broker_command()
+    port = int(bootstrap.rsplit(":", 1)[1])
+    assert asyncio.run(broker_answers(bootstrap)), "it answers a metadata request"
+    assert tansu_pids_on(port)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(15) == 0
+    assert wait_gone(port) == [], "no orphan broker"
+
+
+def test_broker_dies_with_a_killed_launcher():
+    process, bootstrap = start_broker_command()
+    port = int(bootstrap.rsplit(":", 1)[1])
+    process.send_signal(signal.SIGKILL)
+    process.wait(5)
+    assert wait_gone(port) == [], "no orphan broker even after kill -9 of the launcher"
+
+
+def test_topics_create_is_idempotent_and_list_shows_the_catalogue(kafka_bootstrap, namespace):
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "CREATIVE_SYNC_TOPIC_PREFIX": f"cli{namespace}.",
+           "CREATIVE_SYNC_APP_ID": f"app{namespace}"}
+    first = cli("topics", "create", env=env)
+    assert first.returncode == 0, first.stderr
+    specs = all_specs(f"app{namespace}")
+    assert first.stdout.count("created") == len(specs)
+    second = cli("topics", "create", env=env)
+    assert second.returncode == 0 and second.stdout.count("exists") == len(specs) and "created" not in second.stdout
+    listing = cli("topics", "list", env=env)
+    for spec in specs:
+        assert spec.full_name(f"cli{namespace}.") in listing.stdout
+    assert f"app{namespace}-creatives-changelog" in listing.stdout, "the name faust gives the table's changelog"
