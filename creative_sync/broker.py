@@ -66,10 +66,15 @@ class EmbeddedBroker:
             assert self.process is not None
             if self.process.poll() is not None:
                 return False
-            if asyncio.run(broker_answers(self.bootstrap, 1.0)):
+            if self._port_open() and asyncio.run(broker_answers(self.bootstrap, 1.0)):
                 return True
             time.sleep(0.05)
         return False
+
+    def _port_open(self) -> bool:
+        with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex((self.host, self.port)) == 0
 
     def stop(self) -> None:
         if self.process is None:

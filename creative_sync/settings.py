@@ -32,8 +32,10 @@ class Settings:
     worker_host: str = "127.0.0.1"
     worker_port: int = 6066  # the worker's /metrics
     # Tuned for fast joins and recovery (faust's defaults: 60 s session → ~30 s joins and
-    # ~110 s after a crash on the embedded broker). Heartbeat well under a third of the session.
-    session_timeout_s: float = 6.0
+    # ~110 s after a crash on the embedded broker; a crashed member's group rejoins after ~1.8×
+    # the session timeout). Heartbeat well under a third of the session; faust heartbeats from
+    # its consumer thread, so a busy stream does not starve them.
+    session_timeout_s: float = 5.0
     heartbeat_interval_s: float = 1.0
     request_timeout_s: float = 30.0
     # faust hard-codes a 1,500 ms fetch wait: every hop waited ~400 ms p50 for nothing.
@@ -61,7 +63,7 @@ class Settings:
             data_dir=data_dir,
             worker_host=_env("CREATIVE_SYNC_WORKER_HOST", "127.0.0.1"),
             worker_port=int(_env("CREATIVE_SYNC_WORKER_PORT", "6066")),
-            session_timeout_s=float(_env("CREATIVE_SYNC_SESSION_TIMEOUT_S", "6")),
+            session_timeout_s=float(_env("CREATIVE_SYNC_SESSION_TIMEOUT_S", "5")),
             heartbeat_interval_s=float(_env("CREATIVE_SYNC_HEARTBEAT_INTERVAL_S", "1")),
             request_timeout_s=float(_env("CREATIVE_SYNC_REQUEST_TIMEOUT_S", "30")),
             fetch_max_wait_ms=int(_env("CREATIVE_SYNC_FETCH_MAX_WAIT_MS", "20")),

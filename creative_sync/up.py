@@ -3,7 +3,6 @@ set), topics, a worker and the gateway as child processes; Ctrl-C stops everythi
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -12,15 +11,11 @@ import time
 import urllib.request
 
 from creative_sync.broker import EmbeddedBroker
+from creative_sync.processes import spawn
 from creative_sync.settings import Settings
 from gateway.auth import PrincipalStore
 from topics.admin import ensure_topics
 from topics.catalogue import all_specs
-
-
-def spawn(role: str, settings: Settings) -> subprocess.Popen:
-    env = {**os.environ, **settings.to_env()}
-    return subprocess.Popen([sys.executable, "-m", "creative_sync", role], env=env, stdin=subprocess.DEVNULL)
 
 
 def wait_http(url: str, timeout_s: float) -> bool:

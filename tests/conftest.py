@@ -14,7 +14,7 @@ import pytest
 
 from creative_sync.broker import EmbeddedBroker, free_port
 from creative_sync.settings import Settings
-from tests.support import WorkerProcess
+from creative_sync.processes import WorkerProcess
 
 _MARKER_BY_FOLDER = {"unit": "unit", "component": "component", "integration": "integration", "e2e": "e2e"}
 

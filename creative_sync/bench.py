@@ -1,0 +1,218 @@
+"""`creative-sync bench`: what the system does on this machine, next to what the raw broker does
+in the same run (so figures compare across machines as ratios).
+
+Parts: raw broker produce/consume rate and one-hop latency; worker join time; library
+throughput (commands/s) and per-hop latency p50/p99 (command → task result, from the records'
+broker timestamps); rejoin time after kill -9 of the worker.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from creative_sync.broker import EmbeddedBroker, free_port
+from creative_sync.processes import WorkerProcess
+from creative_sync.settings import Settings
+from topics.admin import ensure_topics
+from topics.catalogue import Codecs, all_specs, topic
+from topics.events import LibraryCommand, LibraryOperation
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+_last_drawn: dict[str, int] = {}
+
+
+def progress(label: str, done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    if _last_drawn.get(label) == filled and done < total:
+        return
+    _last_drawn[label] = filled
+    sys.stderr.write(f"\r  {label:28} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+class Bench:
+    def __init__(self, settings: Settings, codecs: Codecs) -> None:
+        self.settings, self.codecs = settings, codecs
+        self.bootstrap = settings.bootstrap_servers
+        self.commands = topic("library_commands").full_name(settings.topic_prefix)
+        self.results = topic("task_results").full_name(settings.topic_prefix)
+
+    def command(self, i: int, run: str) -> tuple[bytes, bytes]:
+        account = f"acct-{i % 16}"
+        body = {"creatives": [{"creative_id": f"c{i}", "name": f"bench {i}", "assets": {"image": {"url": f"https://cdn/{i}.png"}}}]}
+        event = LibraryCommand(command_id=f"{run}-{i}", account_id=account, principal_id="bench",
+                               operation=LibraryOperation.SYNC_CREATIVES, request_json=json.dumps(body),
+                               received_at=datetime.now(UTC))
+        return self.codecs.key("library_commands").encode(account), self.codecs.value("library_commands").encode(event)
+
+    async def raw_broker(self, n: int) -> dict[str, float]:
+        name = f"{self.settings.topic_prefix}bench.raw"
+        from topics.catalogue import TopicSpec
+
+        await ensure_topics(self.bootstrap, [TopicSpec("raw", name, 8, "-", "task_result", "delete", "bench")])
+        payload = b"x" * 300
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        started = time.perf_counter()
+        futures = [await producer.send(name, key=str(i % 64).encode(), value=payload) for i in range(n)]
+        await asyncio.gather(*futures)
+        produce_rate = n / (time.perf_counter() - started)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, fetch_max_wait_ms=self.settings.fetch_max_wait_ms)
+        await consumer.start()
+        partitions = [TopicPartition(name, p) for p in range(8)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        started, seen = time.perf_counter(), 0
+        while seen < n:
+            seen += sum(len(b) for b in (await consumer.getmany(timeout_ms=1000)).values())
+        consume_rate = n / (time.perf_counter() - started)
+        hops = []  # one message at a time: produce → consumer receives it
+        for i in range(200):
+            sent = time.perf_counter()
+            await producer.send_and_wait(name, key=b"hop", value=payload)
+            while not any((await consumer.getmany(timeout_ms=1000)).values()):
+                pass
+            hops.append(time.perf_counter() - sent)
+        await consumer.stop()
+        await producer.stop()
+        return {"produce_per_s": produce_rate, "consume_per_s": consume_rate,
+                "hop_p50_ms": percentile(hops, 0.5) * 1000, "hop_p99_ms": percentile(hops, 0.99) * 1000}
+
+    async def _results_consumer(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, fetch_max_wait_ms=self.settings.fetch_max_wait_ms)
+        await consumer.start()
+        partitions = [TopicPartition(self.results, p) for p in range(topic("task_results").partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            await consumer.position(tp)
+        return consumer
+
+    async def wait_results(self, consumer: AIOKafkaConsumer, wanted: set[str], label: str | None = None,
+                           timeout_s: float = 300) -> dict[str, int]:
+        """task_id → the result record's broker timestamp (ms), for every wanted task id."""
+        found: dict[str, int] = {}
+        deadline = time.monotonic() + timeout_s
+        decode = self.codecs.value("task_results").decode
+        while not wanted <= found.keys():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(wanted - found.keys())} results missing")
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                for record in batch:
+                    task_id = decode(record.value).task_id
+                    if task_id in wanted:
+                        found.setdefault(task_id, record.timestamp)
+            if label:
+                progress(label, len(found), len(wanted))
+        return found
+
+    async def throughput(self, n: int) -> dict[str, float]:
+        run = uuid.uuid4().hex[:6]
+        consumer = await self._results_consumer()
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        started = time.perf_counter()
+        messages = [self.command(i, run) for i in range(n)]
+        futures = [await producer.send(self.commands, key=k, value=v) for k, v in messages]
+        await asyncio.gather(*futures)
+        await self.wait_results(consumer, {f"{run}-{i}" for i in range(n)}, "library commands")
+        elapsed = time.perf_counter() - started
+        await producer.stop()
+        await consumer.stop()
+        return {"commands_per_s": n / elapsed}
+
+    async def hop_latency(self, n: int, rate_per_s: float = 100) -> dict[str, float]:
+        """Paced commands, latency = result timestamp − command timestamp (both set by the broker clients)."""
+        run = uuid.uuid4().hex[:6]
+        consumer = await self._results_consumer()
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=0)
+        await producer.start()
+        sent_at: dict[str, int] = {}
+        for i in range(n):
+            key, value = self.command(i, run)
+            metadata = await producer.send_and_wait(self.commands, key=key, value=value)
+            sent_at[f"{run}-{i}"] = metadata.timestamp
+            await asyncio.sleep(1 / rate_per_s)
+        found = await self.wait_results(consumer, set(sent_at))
+        await producer.stop()
+        await consumer.stop()
+        latencies = [found[t] - sent_at[t] for t in sent_at]
+        return {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99),
+                "mean_ms": statistics.fmean(latencies)}
+
+    async def first_result_after(self, worker: WorkerProcess, run: str) -> float:
+        """Seconds from the worker's start until it has processed a fresh probe command."""
+        consumer = await self._results_consumer()
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        await producer.start()
+        key, value = self.command(0, run)
+        await producer.send_and_wait(self.commands, key=key, value=value)
+        await self.wait_results(consumer, {f"{run}-0"}, timeout_s=180)
+        elapsed = time.monotonic() - worker.started_at
+        await producer.stop()
+        await consumer.stop()
+        return elapsed
+
+
+def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    broker = None
+    workdir = Path(tempfile.mkdtemp(prefix="creative-sync-bench-"))
+    if not settings.bootstrap_servers:
+        broker = EmbeddedBroker()
+        broker.start()
+    namespace = uuid.uuid4().hex[:8]
+    settings = settings.with_(bootstrap_servers=settings.bootstrap_servers or broker.bootstrap,
+                              topic_prefix=f"bench{namespace}.", app_id=f"bench-{namespace}", store="memory://",
+                              data_dir=workdir, worker_port=free_port(), log_format="text")
+    bench = Bench(settings, Codecs(prefix=settings.topic_prefix))
+    worker = None
+    try:
+        print(f"creative-sync bench on {settings.bootstrap_servers} ({'embedded Tansu' if broker else 'external'}), "
+              f"fetch wait {settings.fetch_max_wait_ms} ms, session timeout {settings.session_timeout_s} s")
+        asyncio.run(ensure_topics(settings.bootstrap_servers, all_specs(settings.app_id), settings.topic_prefix))
+        raw = asyncio.run(bench.raw_broker(args.events))
+        worker = WorkerProcess(settings, workdir / "worker.log").start()
+        joined = worker.wait_assigned(120)
+        first = asyncio.run(bench.first_result_after(worker, "join"))
+        throughput = asyncio.run(bench.throughput(args.events))
+        hop = asyncio.run(bench.hop_latency(300))
+        rejoins = []
+        for round_ in range(args.rejoins):
+            worker.kill9()
+            worker = WorkerProcess(settings, workdir / f"worker-{round_}.log").start()
+            rejoins.append(asyncio.run(bench.first_result_after(worker, f"rejoin{round_}")))
+        print()
+        print(f"{'raw broker':34} produce {raw['produce_per_s']:>9,.0f} msg/s   consume {raw['consume_per_s']:>9,.0f} msg/s")
+        print(f"{'raw broker one hop':34} p50 {raw['hop_p50_ms']:7.1f} ms   p99 {raw['hop_p99_ms']:7.1f} ms")
+        print(f"{'worker joins a fresh group':34} {joined:5.1f} s (partitions assigned)   "
+              f"{first:5.1f} s (first event processed)")
+        print(f"{'library commands (1 creative)':34} {throughput['commands_per_s']:>9,.0f} /s   "
+              f"= {throughput['commands_per_s'] / raw['consume_per_s']:.3f} × raw consume")
+        print(f"{'hop: command → task result':34} p50 {hop['p50_ms']:7.1f} ms   p99 {hop['p99_ms']:7.1f} ms   "
+              f"(raw hop p50 × {hop['p50_ms'] / max(raw['hop_p50_ms'], 0.001):.1f})")
+        for i, seconds in enumerate(rejoins):
+            print(f"{'rejoin after kill -9, round ' + str(i + 1):34} {seconds:5.1f} s (restart → first event processed)")
+        return 0
+    finally:
+        if worker:
+            worker.stop()
+        if broker:
+            broker.stop()

@@ -1,0 +1,75 @@
+"""Child processes of the system (worker, gateway), shared by `up`, `bench` and the tests."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from creative_sync.settings import Settings
+
+
+def spawn(role: str, settings: Settings, **popen) -> subprocess.Popen:
+    """`python -m creative_sync <role>` with `settings` in its environment."""
+    env = {**os.environ, **settings.to_env()}
+    return subprocess.Popen([sys.executable, "-m", "creative_sync", role], env=env, stdin=subprocess.DEVNULL, **popen)
+
+
+class WorkerProcess:
+    """`python -m creative_sync worker` as a child process, logs in a file, killable with SIGKILL."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+        self.started_at = 0.0
+
+    def start(self) -> "WorkerProcess":
+        self._log = open(self.log_path, "ab")
+        self.started_at = time.monotonic()
+        self.process = spawn("worker", self.settings, stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    def metrics(self) -> str:
+        url = f"http://{self.settings.worker_host}:{self.settings.worker_port}/metrics"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read().decode()
+
+    def wait_assigned(self, timeout_s: float = 60.0) -> float:
+        """Seconds from start until the worker owns partitions (it has joined its group)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process and self.process.poll() is None, f"worker exited: {self.log_tail()}"
+            try:
+                for line in self.metrics().splitlines():
+                    if line.startswith("creative_sync_worker_assigned_partitions ") and float(line.split()[1]) > 0:
+                        return time.monotonic() - self.started_at
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"worker did not join in {timeout_s}s: {self.log_tail()}")
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if hasattr(self, "_log"):
+            self._log.close()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
