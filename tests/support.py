@@ -60,3 +60,14 @@ async def read_topic(
         return records
     finally:
         await consumer.stop()
+
+
+async def message_count(bootstrap: str, topic_name: str) -> int:
+    """How many messages `topic_name` holds (sum of end offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic_name, p) for p in consumer.partitions_for_topic(topic_name) or ()]
+        return sum((await consumer.end_offsets(partitions)).values()) if partitions else 0
+    finally:
+        await consumer.stop()

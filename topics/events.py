@@ -57,6 +57,18 @@ class CreativeChanged(Event):
     updated_at: datetime
 
 
+class RecentChange(Event):
+    command_id: str
+    source_offset: int
+    change: str
+    changed_fields: list[str]
+    content_version: int
+    content_hash: str
+    creative_json: str
+    status: str
+    updated_at: datetime
+
+
 class StoredCreative(Event):
     account_id: str
     creative_id: str
@@ -70,6 +82,8 @@ class StoredCreative(Event):
     last_command_id: str
     last_change: str = "UNKNOWN"
     last_changed_fields: list[str] = Field(default_factory=list)
+    last_source_offset: int = -1
+    recent_changes: list[RecentChange] = Field(default_factory=list)
 
 
 # -- sync -------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         existing = {str(c["creative_id"]): creatives.get(logic.creative_key(command.account_id, str(c["creative_id"])))
                     for c in batch}
         decision = logic.apply_upserts(account_id=command.account_id, command_id=command.command_id,
-                                       creatives=batch, existing=existing, now=command.received_at)
+                                       creatives=batch, existing=existing, now=command.received_at,
+                                       source_offset=event.message.offset)
         for stored in decision.writes:
             creatives[logic.creative_key(stored.account_id, stored.creative_id)] = stored
         for change in decision.events:

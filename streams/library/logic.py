@@ -1,9 +1,10 @@
 """The creative library's upsert semantics, as pure functions (no I/O, no clock: `now` is passed in).
 
 A creative's fields are either content (assets, format...: a change means sales agents must get
-the new version) or metadata (name, tags...: no re-sync). Applying the same command twice is
-recognised (each stored creative remembers the last command that touched it) and yields the
-same results and the same events, so redelivery after a crash is harmless.
+the new version) or metadata (name, tags...: no re-sync). Redelivery after a crash is harmless:
+each stored creative keeps the source offset of the command that last changed it and its last
+few changes, so a redelivered command re-emits exactly its original event, and a command older
+than the creative's state is never applied again.
 """
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ import json
 from typing import Any
 
 from topics.codec import to_json
-from topics.events import ChangeKind, CreativeChanged, StoredCreative
+from topics.events import ChangeKind, CreativeChanged, RecentChange, StoredCreative
 
 #: Fields that describe or place a creative without changing what sales agents serve.
 METADATA_FIELDS = frozenset({
     "name", "tags", "weight", "placement_refs", "placement_ids", "industry_identifiers", "provenance", "rights", "status",
 })
 IDENTITY_FIELDS = frozenset({"creative_id"})
+#: Changes remembered per creative for exact replays; redeliveries span at most the commits
+#: not yet made (about one commit interval of commands), far fewer per creative than this.
+RECENT_CHANGES = 8
 
 
 @dataclass(frozen=True)
@@ -98,16 +102,27 @@ def apply_upserts(
     creatives: list[Mapping[str, Any]],
     existing: Mapping[str, StoredCreative | None],
     now: datetime,
+    source_offset: int = -1,
 ) -> LibraryDecision:
-    """Upsert `creatives` (by creative_id) into an account's library whose current rows are `existing`."""
+    """Upsert `creatives` (by creative_id) into an account's library whose current rows are `existing`.
+
+    `source_offset` is the command's offset in its partition (-1: unknown, no replay detection
+    by offset); with it, a redelivered command is recognised even after later commands.
+    """
     decision = LibraryDecision()
     current = dict(existing)
     for creative in creatives:
         creative_id = str(creative["creative_id"])
         previous = current.get(creative_id)
-        if previous is not None and previous.last_command_id == command_id:
-            _replay(decision, previous, command_id)  # redelivered command: same answer, same event
-            continue
+        if previous is not None:
+            earlier = next((c for c in previous.recent_changes if c.command_id == command_id), None)
+            if earlier is not None:
+                _replay(decision, previous, earlier)  # redelivered: same answer, same event
+                continue
+            if 0 <= source_offset <= previous.last_source_offset:
+                # Older than the creative's state and beyond the remembered changes: already applied.
+                decision.outcomes.append(CreativeOutcome(creative_id, "unchanged"))
+                continue
         content, metadata = split_creative(creative)
         content_hash, metadata_hash = digest(content), digest(metadata)
         if previous is None:
@@ -125,8 +140,13 @@ def apply_upserts(
             account_id=account_id, creative_id=creative_id, content_version=version, content_hash=content_hash,
             metadata_hash=metadata_hash, creative_json=to_json(creative), status=str(creative.get("status") or "approved"),
             created_at=created_at, updated_at=now, last_command_id=command_id, last_change=change.value,
-            last_changed_fields=fields,
+            last_changed_fields=fields, last_source_offset=max(source_offset, previous.last_source_offset if previous else -1),
         )
+        remembered = RecentChange(command_id=command_id, source_offset=source_offset, change=change.value,
+                                  changed_fields=fields, content_version=version, content_hash=content_hash,
+                                  creative_json=stored.creative_json, status=stored.status, updated_at=now)
+        history = [*(previous.recent_changes if previous else []), remembered][-RECENT_CHANGES:]
+        stored = stored.model_copy(update={"recent_changes": history})
         current[creative_id] = stored
         decision.writes.append(stored)
         decision.events.append(event_for(stored, change, fields, command_id))
@@ -134,12 +154,16 @@ def apply_upserts(
     return decision
 
 
-def _replay(decision: LibraryDecision, stored: StoredCreative, command_id: str) -> None:
-    change = ChangeKind(stored.last_change) if stored.last_change in ChangeKind.__members__ else ChangeKind.UNKNOWN
-    action = _ACTION_OF_CHANGE.get(change, "unchanged")
-    decision.outcomes.append(CreativeOutcome(stored.creative_id, action, tuple(stored.last_changed_fields)))
+def _replay(decision: LibraryDecision, current: StoredCreative, earlier: RecentChange) -> None:
+    """The outcome and event `earlier` produced the first time, identical."""
+    change = ChangeKind(earlier.change) if earlier.change in ChangeKind.__members__ else ChangeKind.UNKNOWN
+    decision.outcomes.append(
+        CreativeOutcome(current.creative_id, _ACTION_OF_CHANGE.get(change, "unchanged"), tuple(earlier.changed_fields)))
     if change in _ACTION_OF_CHANGE:
-        decision.events.append(event_for(stored, change, list(stored.last_changed_fields), command_id))
+        as_it_was = current.model_copy(update={
+            "content_version": earlier.content_version, "content_hash": earlier.content_hash,
+            "creative_json": earlier.creative_json, "status": earlier.status, "updated_at": earlier.updated_at})
+        decision.events.append(event_for(as_it_was, change, list(earlier.changed_fields), earlier.command_id))
 
 
 def sync_response(outcomes: list[CreativeOutcome]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from gateway.auth import PrincipalStore
 from streams.library.logic import creative_key
-from tests.support import produce, read_topic, topic_name
+from tests.support import message_count, produce, read_topic, topic_name
 from topics.catalogue import TABLES, Codecs
 from topics.codec import SINGLE_OBJECT_MAGIC
 from topics.events import FailureStage, LibraryCommand, LibraryOperation, TaskStatus
@@ -93,3 +93,16 @@ async def test_poison_messages_are_dead_lettered_and_the_next_message_is_process
                                decode=lambda r: codecs.value("task_results").decode(r.value))
     assert [r.task_id for r in results] == ["cmd-good"]
     assert "creative_sync_worker_dead_letters_total" in worker.metrics()
+
+
+async def test_rejected_requests_publish_nothing(gateway, settings):
+    headers = {"Authorization": f"Bearer {gateway.token}"}
+    good = {"account": {"account_id": "acct-1"}, "idempotency_key": "idem-key-0000000002", "creatives": [CREATIVE]}
+    for body, status in [({**good, "creatives": [CREATIVE, CREATIVE]}, 400), ({**good, "idempotency_key": "x"}, 400),
+                         ({**good, "account": {"account_id": "acct-2"}}, 403)]:
+        response = await gateway.post("/api/v1/sync_creatives", headers=headers, json=body)
+        assert response.status == status
+    assert (await gateway.post("/api/v1/sync_creatives", json=good)).status == 401
+    assert await message_count(settings.bootstrap_servers, topic_name(settings, "library_commands")) == 0
+    assert (await gateway.post("/api/v1/sync_creatives", headers=headers, json=good)).status == 202
+    assert await message_count(settings.bootstrap_servers, topic_name(settings, "library_commands")) == 1

@@ -11,8 +11,9 @@ BANNER = {"creative_id": "c1", "name": "Banner", "format_id": {"agent_url": "htt
           "assets": {"image": {"url": "https://cdn.example/a.png", "width": 300, "height": 250}}, "tags": ["q4"]}
 
 
-def apply(creatives, existing=None, command_id="cmd-1", now=T0):
-    return apply_upserts(account_id="acct", command_id=command_id, creatives=creatives, existing=existing or {}, now=now)
+def apply(creatives, existing=None, command_id="cmd-1", now=T0, source_offset=-1):
+    return apply_upserts(account_id="acct", command_id=command_id, creatives=creatives, existing=existing or {}, now=now,
+                         source_offset=source_offset)
 
 
 def stored_after(decision):
@@ -79,3 +80,23 @@ def test_response_follows_the_adcp_success_shape():
 
 def test_creative_key_joins_account_and_creative():
     assert creative_key("acct", "c1") == "acct/c1"
+
+
+def test_a_command_redelivered_after_later_commands_is_not_applied_again():
+    v1 = stored_after(apply([BANNER], command_id="cmd-1", source_offset=10))
+    v2_body = {**BANNER, "assets": {"image": {"url": "https://cdn.example/v2.png"}}}
+    first_v2 = apply([v2_body], v1, "cmd-2", source_offset=11)
+    v3 = stored_after(apply([{**BANNER, "assets": {"image": {"url": "https://cdn.example/v3.png"}}}],
+                            stored_after(first_v2), "cmd-3", source_offset=12))
+    replay_v2 = apply([v2_body], v3, "cmd-2", source_offset=11)
+    assert replay_v2.writes == [] and replay_v2.events == first_v2.events  # exactly the original event, version 2
+    assert replay_v2.outcomes == first_v2.outcomes
+
+
+def test_a_command_older_than_the_remembered_changes_is_skipped_not_reapplied():
+    rows = stored_after(apply([BANNER], command_id="cmd-0", source_offset=0))
+    for i in range(1, 12):
+        rows = stored_after(apply([{**BANNER, "assets": {"n": i}}], rows, f"cmd-{i}", source_offset=i))
+    stale = apply([{**BANNER, "assets": {"n": 1}}], rows, "cmd-1", source_offset=1)
+    assert stale.writes == [] and stale.events == [] and stale.outcomes[0].action == "unchanged"
+    assert rows["c1"].content_version == 12 and len(rows["c1"].recent_changes) == 8
