@@ -58,7 +58,7 @@ def run_up(settings: Settings) -> int:
         print("\ncreative-sync is up", flush=True)
         print(f"  broker     {settings.bootstrap_servers} ({'embedded Tansu, in memory' if broker else 'external'}),"
               f" {len(states)} topics")
-        print(f"  API        {base}/api/v1/   (MCP and REST)")
+        print(f"  API        {base}/api/v1/   (REST; MCP at /mcp comes with the AdCP tools)")
         print(f"  dashboard  {base}/")
         print(f"  metrics    {base}/metrics  (gateway)   {worker_metrics}  (worker)")
         if token:
