@@ -14,6 +14,7 @@ from creative_sync.settings import Settings
 from streams import transport
 from streams.metrics import WorkerMetrics
 from streams.runtime import DeadLetters
+from streams import serdes
 from streams.serdes import FaustAvroCodec
 from topics.catalogue import TABLES, TOPICS, Codecs, table_partitions
 from topics.registry import SchemaRegistryClient
@@ -77,6 +78,8 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
         faust_table.value_serializer = FaustAvroCodec(pipeline.codecs.schema(table.value_schema, f"{changelog}-value"))
         faust_table.changelog_topic = faust_table._new_changelog_topic()
         pipeline.tables[table.name] = faust_table
+    for spec in TOPICS:  # usable by name too, e.g. app.topic(..., value_serializer="avro-sync_job")
+        serdes.register(f"avro-{spec.value_schema}", pipeline.codecs.value(spec.role))
     pipeline.dead_letters = DeadLetters(pipeline.topics["dead_letters"], pipeline.codecs, pipeline.metrics)
     _expose_metrics(pipeline)
 
