@@ -6,7 +6,7 @@ of the composition root.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -49,7 +49,6 @@ class Settings:
     # -- logs ---------------------------------------------------------------------------------
     log_level: str = "INFO"
     log_format: str = "json"  # json | text
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> "Settings":
