@@ -45,6 +45,9 @@ class Settings:
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     max_body_bytes: int = 4 * 1024 * 1024
+    #: How long a request waits for the pipeline's answer before answering `submitted` (AdCP async).
+    request_budget_s: float = 2.0
+    mcp_session_ttl_s: float = 3600.0
     principals_file: Path = Path("var/principals.json")
     # -- logs ---------------------------------------------------------------------------------
     log_level: str = "INFO"
@@ -70,6 +73,8 @@ class Settings:
             gateway_host=_env("CREATIVE_SYNC_GATEWAY_HOST", "127.0.0.1"),
             gateway_port=int(_env("CREATIVE_SYNC_GATEWAY_PORT", "8080")),
             max_body_bytes=int(_env("CREATIVE_SYNC_MAX_BODY_BYTES", str(4 * 1024 * 1024))),
+            request_budget_s=float(_env("CREATIVE_SYNC_REQUEST_BUDGET_S", "2")),
+            mcp_session_ttl_s=float(_env("CREATIVE_SYNC_MCP_SESSION_TTL_S", "3600")),
             principals_file=Path(_env("CREATIVE_SYNC_PRINCIPALS_FILE", str(data_dir / "principals.json"))),
             log_level=_env("CREATIVE_SYNC_LOG_LEVEL", "INFO"),
             log_format=_env("CREATIVE_SYNC_LOG_FORMAT", "json"),
@@ -95,6 +100,8 @@ class Settings:
             "CREATIVE_SYNC_GATEWAY_HOST": self.gateway_host,
             "CREATIVE_SYNC_GATEWAY_PORT": str(self.gateway_port),
             "CREATIVE_SYNC_MAX_BODY_BYTES": str(self.max_body_bytes),
+            "CREATIVE_SYNC_REQUEST_BUDGET_S": str(self.request_budget_s),
+            "CREATIVE_SYNC_MCP_SESSION_TTL_S": str(self.mcp_session_ttl_s),
             "CREATIVE_SYNC_PRINCIPALS_FILE": str(self.principals_file),
             "CREATIVE_SYNC_LOG_LEVEL": self.log_level,
             "CREATIVE_SYNC_LOG_FORMAT": self.log_format,

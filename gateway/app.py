@@ -1,21 +1,36 @@
-"""The gateway's app factory: settings in, aiohttp Application out (the broker link owned by its lifecycle)."""
+"""The gateway's app factory: settings in, aiohttp Application out (broker link, read model and
+webhook sender owned by its lifecycle). MCP and REST are both generated from one operation registry.
+"""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
 from creative_sync.settings import Settings
-from gateway import health, keys, library, middleware
+from gateway import creatives, health, keys, mcp, middleware, rest
 from gateway.auth import PrincipalStore
 from gateway.broker import BrokerLink
 from gateway.metrics import GatewayMetrics
+from gateway.operations import Registry
+from gateway.read_model import LibraryView
+from gateway.tasks import Tasks
+from gateway.webhooks import Rfc9421Signer, TaskWebhooks
 from topics.catalogue import Codecs
 from topics.registry import SchemaRegistryClient
 
 
+def _version() -> str:
+    try:
+        return version("creative-sync")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
 def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
-               metrics: GatewayMetrics | None = None) -> web.Application:
+               metrics: GatewayMetrics | None = None, webhooks: TaskWebhooks | None = None) -> web.Application:
     if not settings.bootstrap_servers:
         raise ValueError("the gateway needs settings.bootstrap_servers")
     app = web.Application(
@@ -26,15 +41,29 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     app[keys.PRINCIPALS] = principals or PrincipalStore(settings.principals_file)
     app[keys.METRICS] = metrics or GatewayMetrics()
     registry = SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
-    app[keys.CODECS] = Codecs(registry, settings.topic_prefix)
+    app[keys.CODECS] = codecs = Codecs(registry, settings.topic_prefix)
     app[keys.BROKER] = BrokerLink(settings.bootstrap_servers)
-    app.cleanup_ctx.append(_broker_lifecycle)
+    app[keys.LIBRARY_VIEW] = view = LibraryView(settings.bootstrap_servers, codecs, settings.topic_prefix)
+    webhooks = webhooks or TaskWebhooks(Rfc9421Signer())
+    app[keys.TASKS] = Tasks(view, webhooks)
+    app[keys.OPERATIONS] = Registry(creatives.OPERATIONS)
+    app[keys.MCP_SESSIONS] = mcp.Sessions(settings.mcp_session_ttl_s)
+    app[keys.VERSION] = _version()
+    app[keys.STARTED_AT] = datetime.now(UTC)
+    app.cleanup_ctx.append(_lifecycle(webhooks))
     app.add_routes(health.routes)
-    app.add_routes(library.routes)
+    app.add_routes(mcp.routes)
+    app.add_routes(rest.routes)
     return app
 
 
-async def _broker_lifecycle(app: web.Application) -> AsyncIterator[None]:
-    await app[keys.BROKER].start()
-    yield
-    await app[keys.BROKER].stop()
+def _lifecycle(webhooks: TaskWebhooks):  # noqa: ANN202
+    async def owned(app: web.Application) -> AsyncIterator[None]:
+        await app[keys.BROKER].start()
+        await app[keys.LIBRARY_VIEW].start()
+        yield
+        await webhooks.close()
+        await app[keys.LIBRARY_VIEW].stop()
+        await app[keys.BROKER].stop()
+
+    return owned

@@ -40,3 +40,16 @@ def invalid(message: str, field: str | None = None, code: str = "INVALID_REQUEST
 def error_response(error: AdcpRequestError) -> web.Response:
     headers = {"Retry-After": str(int(error.retry_after))} if error.retry_after is not None else None
     return web.json_response(error.body(), status=error.status, headers=headers)
+
+
+class AdcpErrors(AdcpRequestError):
+    """Several AdCP errors at once (the error branch of a task response), e.g. every invalid field."""
+
+    def __init__(self, status: int, errors: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> None:
+        first = errors[0] if errors else {"code": "INVALID_REQUEST", "message": "Invalid request."}
+        super().__init__(status, first["code"], first["message"], recovery=first.get("recovery", "correctable"),
+                         field=first.get("field"))
+        self.errors, self.extra = errors, extra or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"errors": self.errors, **self.extra}

@@ -1,10 +1,16 @@
 """Typed keys of the gateway's application state (aiohttp AppKeys)."""
+from datetime import datetime
+
 from aiohttp import web
 
 from creative_sync.settings import Settings
 from gateway.auth import PrincipalStore
 from gateway.broker import BrokerLink
 from gateway.metrics import GatewayMetrics
+from gateway.mcp import Sessions
+from gateway.operations import Registry
+from gateway.read_model import LibraryView
+from gateway.tasks import Tasks
 from topics.catalogue import Codecs
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -12,3 +18,9 @@ PRINCIPALS = web.AppKey("principals", PrincipalStore)
 BROKER = web.AppKey("broker", BrokerLink)
 CODECS = web.AppKey("codecs", Codecs)
 METRICS = web.AppKey("metrics", GatewayMetrics)
+OPERATIONS = web.AppKey("operations", Registry)
+MCP_SESSIONS = web.AppKey("mcp_sessions", Sessions)
+LIBRARY_VIEW = web.AppKey("library_view", LibraryView)
+TASKS = web.AppKey("tasks", Tasks)
+VERSION = web.AppKey("version", str)
+STARTED_AT = web.AppKey("started_at", datetime)

@@ -5,6 +5,8 @@ Broker choice: KAFKA_BOOTSTRAP_SERVERS (an existing cluster) > CREATIVE_SYNC_TES
 """
 from __future__ import annotations
 
+import asyncio
+
 import os
 import uuid
 from collections.abc import Iterator
@@ -76,6 +78,13 @@ async def topics_created(settings: Settings) -> Settings:
     states = await ensure_topics(settings.bootstrap_servers, all_specs(settings.app_id), settings.topic_prefix)
     assert all(state.ok for state in states)
     return settings
+
+
+@pytest.fixture
+async def ready_worker(worker: WorkerProcess) -> WorkerProcess:
+    """A worker that has joined its group and owns its partitions."""
+    await asyncio.to_thread(worker.wait_assigned)
+    return worker
 
 
 @pytest.fixture

@@ -71,3 +71,16 @@ async def message_count(bootstrap: str, topic_name: str) -> int:
         return sum((await consumer.end_offsets(partitions)).values()) if partitions else 0
     finally:
         await consumer.stop()
+
+
+async def group_progress(bootstrap: str, group: str, topic_name: str) -> dict[int, tuple[int, int | None]]:
+    """Per partition of `topic_name`: (end offset, `group`'s committed offset or None)."""
+    # A consumer of the group that never joins it: committed() is a plain OffsetFetch.
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic_name, p) for p in sorted(consumer.partitions_for_topic(topic_name) or ())]
+        ends = await consumer.end_offsets(partitions)
+        return {tp.partition: (ends[tp], await consumer.committed(tp)) for tp in partitions}
+    finally:
+        await consumer.stop()

@@ -51,6 +51,7 @@ class CreativeChanged(Event):
     format_kind: str | None = None
     status: str = "processing"
     tags: list[str] = Field(default_factory=list)
+    assigned_to: list[str] = Field(default_factory=list)
     creative_json: str
     command_id: str
     created_at: datetime
@@ -84,6 +85,7 @@ class StoredCreative(Event):
     last_changed_fields: list[str] = Field(default_factory=list)
     last_source_offset: int = -1
     recent_changes: list[RecentChange] = Field(default_factory=list)
+    assigned_to: list[str] = Field(default_factory=list)
 
 
 # -- sync -------------------------------------------------------------------------------------
@@ -278,6 +280,21 @@ class Notification(Event):
     created_at: datetime
 
 
+class IdempotencyRecord(Event):
+    account_id: str
+    idempotency_key: str
+    payload_hash: str
+    task_id: str
+    response_json: str
+    source_offset: int = -1
+    recorded_at: datetime
+
+
+class AccountLibrary(Event):
+    account_id: str
+    creative_ids: list[str] = Field(default_factory=list)
+
+
 # -- tasks and operations -----------------------------------------------------------------------
 class TaskStatus(StrEnum):
     COMPLETED = "COMPLETED"
@@ -320,6 +337,8 @@ MODELS: dict[str, type[Event]] = {
     "library_command": LibraryCommand,
     "creative_changed": CreativeChanged,
     "stored_creative": StoredCreative,
+    "idempotency_record": IdempotencyRecord,
+    "account_library": AccountLibrary,
     "sync_job": SyncJob,
     "sync_result": SyncResult,
     "approval_event": ApprovalEvent,

@@ -1,7 +1,8 @@
-"""The library processor: applies creative-library commands to the creatives table.
+"""The library processor: applies sync_creatives commands to an account's creative library.
 
-Reads: library commands (keyed by account, so one request's batch has one owner).
-Writes: the creatives table (changelog), creative state (one event per change), task results.
+Reads: library commands (keyed by account: one owner per account, so a request's batch is applied
+atomically). Writes: the creatives, account_library and idempotency tables (changelogs), creative
+state (one event per change), task results (the AdCP answer), dead letters (invalid commands).
 """
 from __future__ import annotations
 
@@ -9,41 +10,78 @@ import json
 from datetime import UTC, datetime
 
 from streams.library import logic
+from streams.library.logic import Verdict
+from streams.library.requests import Problem, RequestRejected, creative_problems, parse_sync_request, payload_hash
 from streams.runtime import consume
 from topics.codec import to_json
-from topics.events import LibraryCommand, LibraryOperation, TaskResult, TaskStatus
+from topics.events import (AccountLibrary, FailureStage, IdempotencyRecord, LibraryCommand, LibraryOperation, TaskResult,
+                           TaskStatus)
 
 PROCESSOR = "library"
 
 
 def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
     app, codecs, metrics = pipeline.app, pipeline.codecs, pipeline.metrics
-    creatives = pipeline.tables["creatives"]
+    creatives, libraries, idempotency = (pipeline.tables[name] for name in ("creatives", "account_library", "idempotency"))
     state_topic, results_topic = pipeline.topics["creative_state"], pipeline.topics["task_results"]
     state_key, state_value = codecs.key("creative_state"), codecs.value("creative_state")
     result_key, result_value = codecs.key("task_results"), codecs.value("task_results")
 
+    async def answer(command: LibraryCommand, body: dict, failed: bool = False) -> None:
+        result = TaskResult(task_id=command.command_id, account_id=command.account_id, task_type="sync_creatives",
+                            status=TaskStatus.FAILED if failed else TaskStatus.COMPLETED, result_json=to_json(body),
+                            completed_at=datetime.now(UTC))
+        await results_topic.send(key=result_key.encode(command.command_id), value=result_value.encode(result))
+
     async def handle(command: LibraryCommand, event) -> None:  # noqa: ANN001
         if command.operation is not LibraryOperation.SYNC_CREATIVES:
             raise ValueError(f"unsupported library operation {command.operation}")
-        request = json.loads(command.request_json)
-        batch = request.get("creatives") or []
-        existing = {str(c["creative_id"]): creatives.get(logic.creative_key(command.account_id, str(c["creative_id"])))
-                    for c in batch}
-        decision = logic.apply_upserts(account_id=command.account_id, command_id=command.command_id,
-                                       creatives=batch, existing=existing, now=command.received_at,
-                                       source_offset=event.message.offset)
+        payload = json.loads(command.request_json)
+        try:
+            request = parse_sync_request(payload)
+            if request.account_id != command.account_id:
+                raise RequestRejected([Problem("INVALID_REQUEST", "account.account_id differs from the command's account.",
+                                                     "account.account_id")])
+        except RequestRejected as rejected:  # a producer bypassed the gateway's checks: say why, twice
+            await answer(command, {"errors": [p.as_adcp() for p in rejected.problems]}, failed=True)
+            await pipeline.dead_letters.record(event.message, FailureStage.PROCESS, PROCESSOR, rejected)
+            return
+        offset, now = event.message.offset, command.received_at
+        idempotency_key = logic.creative_key(command.account_id, request.idempotency_key)
+        request_hash = payload_hash(payload)
+        verdict = logic.idempotency_verdict(idempotency.get(idempotency_key), request_hash=request_hash,
+                                            source_offset=offset, now=now)
+        if verdict is Verdict.REPLAY:
+            await answer(command, logic.replayed(json.loads(idempotency[idempotency_key].response_json)))
+            return
+        if verdict is Verdict.CONFLICT:
+            await answer(command, logic.conflict_response(request.idempotency_key), failed=True)
+            return
+
+        library = libraries.get(command.account_id)
+        library_ids = list(library.creative_ids) if library is not None else []
+        wanted = {str(c.get("creative_id")) for c in request.creatives}
+        wanted |= {str(a.get("creative_id")) for a in [*request.assignments, *request.assignment_operations]}
+        wanted |= set(library_ids) if request.delete_missing else set()
+        existing = {cid: creatives.get(logic.creative_key(command.account_id, cid)) for cid in wanted}
+        decision = logic.apply_sync(request, command_id=command.command_id, existing=existing, library_ids=library_ids,
+                                    now=now, source_offset=offset, validate=creative_problems)
         for stored in decision.writes:
             creatives[logic.creative_key(stored.account_id, stored.creative_id)] = stored
+        added = [s.creative_id for s in decision.writes if s.creative_id not in set(library_ids)]
+        if added:
+            libraries[command.account_id] = AccountLibrary(account_id=command.account_id,
+                                                           creative_ids=[*library_ids, *dict.fromkeys(added)])
         for change in decision.events:
             await state_topic.send(key=state_key.encode(logic.creative_key(change.account_id, change.creative_id)),
                                    value=state_value.encode(change))
         for outcome in decision.outcomes:
             metrics.creatives.labels(outcome.action).inc()
-        result = TaskResult(task_id=command.command_id, account_id=command.account_id, task_type="sync_creatives",
-                            status=TaskStatus.COMPLETED, result_json=to_json(logic.sync_response(decision.outcomes)),
-                            completed_at=datetime.now(UTC))
-        await results_topic.send(key=result_key.encode(command.command_id), value=result_value.encode(result))
+        body = logic.sync_response_for(decision)
+        idempotency[idempotency_key] = IdempotencyRecord(
+            account_id=command.account_id, idempotency_key=request.idempotency_key, payload_hash=request_hash,
+            task_id=command.command_id, response_json=to_json(body), source_offset=offset, recorded_at=now)
+        await answer(command, body, failed=bool(decision.errors))
 
     @app.agent(pipeline.topics["library_commands"], name=PROCESSOR)
     async def library(stream):  # noqa: ANN001

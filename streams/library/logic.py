@@ -9,14 +9,16 @@ than the creative's state is never applied again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 import json
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
+from streams.library.requests import Problem, SyncRequest
 from topics.codec import to_json
-from topics.events import ChangeKind, CreativeChanged, RecentChange, StoredCreative
+from topics.events import ChangeKind, CreativeChanged, IdempotencyRecord, RecentChange, StoredCreative
 
 #: Fields that describe or place a creative without changing what sales agents serve.
 METADATA_FIELDS = frozenset({
@@ -31,16 +33,20 @@ RECENT_CHANGES = 8
 @dataclass(frozen=True)
 class CreativeOutcome:
     creative_id: str
-    action: str  # created | updated | unchanged | failed (AdCP per-creative action)
+    action: str  # created | updated | unchanged | failed | deleted (AdCP per-creative action)
     changes: tuple[str, ...] = ()
     errors: tuple[dict[str, Any], ...] = ()
+    assigned_to: tuple[str, ...] | None = None  # set when assignments were requested for it
+    assignment_errors: dict[str, str] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class LibraryDecision:
     outcomes: list[CreativeOutcome] = field(default_factory=list)
     writes: list[StoredCreative] = field(default_factory=list)
     events: list[CreativeChanged] = field(default_factory=list)
+    #: the AdCP error branch: when set, nothing above is applied
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 def creative_key(account_id: str, creative_id: str) -> str:
@@ -70,7 +76,8 @@ def format_ref(creative: Mapping[str, Any]) -> str | None:
     return str(format_id) if format_id else None
 
 
-_ACTION_OF_CHANGE = {ChangeKind.CREATED: "created", ChangeKind.CONTENT: "updated", ChangeKind.METADATA: "updated"}
+_ACTION_OF_CHANGE = {ChangeKind.CREATED: "created", ChangeKind.CONTENT: "updated", ChangeKind.METADATA: "updated",
+                     ChangeKind.ARCHIVED: "deleted"}
 
 
 def event_for(stored: StoredCreative, change: ChangeKind, fields: list[str], command_id: str) -> CreativeChanged:
@@ -88,6 +95,7 @@ def event_for(stored: StoredCreative, change: ChangeKind, fields: list[str], com
         format_kind=creative.get("format_kind"),
         status=stored.status,
         tags=[str(t) for t in creative.get("tags") or []],
+        assigned_to=list(stored.assigned_to),
         creative_json=stored.creative_json,
         command_id=command_id,
         created_at=stored.created_at,
@@ -103,13 +111,19 @@ def apply_upserts(
     existing: Mapping[str, StoredCreative | None],
     now: datetime,
     source_offset: int = -1,
+    decision: LibraryDecision | None = None,
+    assigned: Mapping[str, list[str]] | None = None,
+    archive: bool = False,
 ) -> LibraryDecision:
     """Upsert `creatives` (by creative_id) into an account's library whose current rows are `existing`.
 
     `source_offset` is the command's offset in its partition (-1: unknown, no replay detection
     by offset); with it, a redelivered command is recognised even after later commands.
+    `assigned` gives the new package assignments of some creatives (metadata); `archive` marks
+    the given creatives archived (delete_missing).
     """
-    decision = LibraryDecision()
+    decision = decision if decision is not None else LibraryDecision()
+    assigned = assigned or {}
     current = dict(existing)
     for creative in creatives:
         creative_id = str(creative["creative_id"])
@@ -123,9 +137,16 @@ def apply_upserts(
                 # Older than the creative's state and beyond the remembered changes: already applied.
                 decision.outcomes.append(CreativeOutcome(creative_id, "unchanged"))
                 continue
+        assigned_to = sorted(assigned.get(creative_id, previous.assigned_to if previous else []))
+        status = "archived" if archive else _status_after(creative, previous)
         content, metadata = split_creative(creative)
-        content_hash, metadata_hash = digest(content), digest(metadata)
-        if previous is None:
+        content_hash = digest(content)
+        metadata_hash = digest([metadata, assigned_to, status])
+        if archive:
+            if previous is None or previous.status == "archived":
+                continue
+            change, fields, version, created_at = ChangeKind.ARCHIVED, ["status"], previous.content_version, previous.created_at
+        elif previous is None:
             change, fields, version, created_at = ChangeKind.CREATED, [], 1, now
         elif content_hash != previous.content_hash:
             change, version, created_at = ChangeKind.CONTENT, previous.content_version + 1, previous.created_at
@@ -133,12 +154,14 @@ def apply_upserts(
         elif metadata_hash != previous.metadata_hash:
             change, version, created_at = ChangeKind.METADATA, previous.content_version, previous.created_at
             fields = changed_fields(json.loads(previous.creative_json), creative)
+            fields += ["assigned_to"] * (assigned_to != sorted(previous.assigned_to))
+            fields += ["status"] * (status != previous.status)
         else:
             decision.outcomes.append(CreativeOutcome(creative_id, "unchanged"))
             continue
         stored = StoredCreative(
             account_id=account_id, creative_id=creative_id, content_version=version, content_hash=content_hash,
-            metadata_hash=metadata_hash, creative_json=to_json(creative), status=str(creative.get("status") or "approved"),
+            metadata_hash=metadata_hash, creative_json=to_json(creative), status=status, assigned_to=assigned_to,
             created_at=created_at, updated_at=now, last_command_id=command_id, last_change=change.value,
             last_changed_fields=fields, last_source_offset=max(source_offset, previous.last_source_offset if previous else -1),
         )
@@ -152,6 +175,12 @@ def apply_upserts(
         decision.events.append(event_for(stored, change, fields, command_id))
         decision.outcomes.append(CreativeOutcome(creative_id, _ACTION_OF_CHANGE[change], tuple(fields)))
     return decision
+
+
+def _status_after(creative: Mapping[str, Any], previous: StoredCreative | None) -> str:
+    """A library creative is usable as soon as it is stored (sales agents review their own copies); an
+    archived creative that is sent again comes back; a buyer-set status (generative flows) is kept."""
+    return str(creative.get("status") or "approved")
 
 
 def _replay(decision: LibraryDecision, current: StoredCreative, earlier: RecentChange) -> None:
@@ -175,5 +204,157 @@ def sync_response(outcomes: list[CreativeOutcome]) -> dict[str, Any]:
             item["changes"] = list(outcome.changes)
         if outcome.errors:
             item["errors"] = list(outcome.errors)
+        if outcome.assigned_to is not None:
+            item["assigned_to"] = list(outcome.assigned_to)
+        if outcome.assignment_errors:
+            item["assignment_errors"] = dict(outcome.assignment_errors)
         creatives.append(item)
     return {"creatives": creatives}
+
+
+# -- sync_creatives: a whole request ------------------------------------------------------------
+def apply_sync(
+    request: SyncRequest,
+    *,
+    command_id: str,
+    existing: Mapping[str, StoredCreative | None],
+    library_ids: Iterable[str] = (),
+    now: datetime,
+    source_offset: int = -1,
+    validate: Callable[[Mapping[str, Any]], list[Problem]] | None = None,
+) -> LibraryDecision:
+    """AdCP 3.2 sync_creatives against one account's library (see DESIGN.md, Protocol notes).
+
+    `existing` holds the current row of every creative the request names (and, for
+    `delete_missing`, of every id in `library_ids`, the account's whole library). `validate`
+    checks one complete creative (patched creatives are checked after merging).
+    Strict mode: any invalid creative → the error branch and nothing applied. Lenient: invalid
+    creatives come back `failed`, the rest is applied.
+    """
+    decision = LibraryDecision()
+    scope = set(request.creative_ids) if request.creative_ids is not None else None
+    upserts: list[dict[str, Any]] = []
+    failed: dict[str, list[Problem]] = {}
+    for index, creative in enumerate(request.creatives):
+        creative_id = str(creative.get("creative_id"))
+        if scope is not None and creative_id not in scope:
+            continue  # creative_ids scoping: the rest of the payload is left alone
+        problems = list(request.invalid.get(index, []))
+        if not problems and request.patch:
+            previous = existing.get(creative_id)
+            creative = {**json.loads(previous.creative_json), **creative} if previous is not None else creative
+            problems = [replace(p, field=f"creatives[{index}].{p.field}" if p.field else f"creatives[{index}]")
+                        for p in (validate(creative) if validate else [])]
+        if problems:
+            failed[creative_id] = problems
+        else:
+            upserts.append(creative)
+    if failed and request.validation_mode == "strict":
+        decision.errors = [p.as_adcp() for problems in failed.values() for p in problems]
+        return decision
+
+    assigned, assignment_errors = _assignments(request, existing, {c["creative_id"] for c in upserts})
+    assign_only = [json.loads(s.creative_json) for cid, s in existing.items()
+                   if s is not None and cid in assigned and cid not in {c["creative_id"] for c in upserts}]
+    apply_upserts(account_id=request.account_id, command_id=command_id, creatives=[*upserts, *assign_only],
+                  existing=existing, now=now, source_offset=source_offset, decision=decision, assigned=assigned)
+    if request.delete_missing:
+        named = {str(c.get("creative_id")) for c in request.creatives}
+        missing = [json.loads(s.creative_json) for cid in library_ids
+                   if cid not in named and (s := existing.get(cid)) is not None and s.status != "archived"]
+        apply_upserts(account_id=request.account_id, command_id=command_id, creatives=missing, existing=existing,
+                      now=now, source_offset=source_offset, decision=decision, archive=True)
+    by_id = {o.creative_id: o for o in decision.outcomes}
+    for creative_id, problems in failed.items():
+        by_id[creative_id] = CreativeOutcome(creative_id, "failed", errors=tuple(p.as_adcp() for p in problems))
+    for creative_id in set(assigned) | set(assignment_errors):
+        outcome = by_id.get(creative_id) or CreativeOutcome(creative_id, "unchanged")
+        by_id[creative_id] = replace(outcome, assigned_to=tuple(assigned.get(creative_id, ())) or None,
+                                     assignment_errors=assignment_errors.get(creative_id) or None)
+    order = [str(c.get("creative_id")) for c in request.creatives] + [o.creative_id for o in decision.outcomes]
+    decision.outcomes = [by_id[cid] for cid in dict.fromkeys(order) if cid in by_id]
+    return decision
+
+
+def _assignments(request: SyncRequest, existing: Mapping[str, StoredCreative | None],
+                 upserted: set[str]) -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
+    """New package lists per creative from `assignments` (additive) or `assignment_operations`
+    (ordered assign/unassign), and errors per creative and package for unknown creatives."""
+    packages: dict[str, list[str]] = {}
+    errors: dict[str, dict[str, str]] = {}
+
+    def current(creative_id: str) -> list[str] | None:
+        if creative_id not in packages:
+            stored = existing.get(creative_id)
+            if stored is None and creative_id not in upserted:
+                return None
+            packages[creative_id] = list(stored.assigned_to) if stored is not None else []
+        return packages[creative_id]
+
+    operations = [{"op": "assign", **a} for a in request.assignments] + [dict(o) for o in request.assignment_operations]
+    for operation in operations:
+        creative_id, package_id = str(operation.get("creative_id")), str(operation.get("package_id"))
+        assigned = current(creative_id)
+        if assigned is None:
+            errors.setdefault(creative_id, {})[package_id] = f"Creative {creative_id} is not in this library."
+            continue
+        op = str(operation.get("op") or operation.get("operation") or operation.get("action") or "assign")
+        if op in ("unassign", "remove") and package_id in assigned:
+            assigned.remove(package_id)
+        elif op not in ("unassign", "remove") and package_id not in assigned:
+            assigned.append(package_id)
+    return packages, errors
+
+
+def sync_response_for(decision: LibraryDecision, *, dry_run: bool = False) -> dict[str, Any]:
+    """The AdCP body for `decision`: the error branch, or the success branch."""
+    if decision.errors:
+        return {"errors": decision.errors}
+    body = sync_response(decision.outcomes)
+    if dry_run:
+        body["dry_run"] = True
+    return body
+
+
+# -- idempotency --------------------------------------------------------------------------------
+#: How long an idempotency key is remembered (declared in get_adcp_capabilities).
+REPLAY_TTL = timedelta(hours=24)
+
+
+class Verdict(StrEnum):
+    NEW = "new"  # apply it
+    REDELIVERY = "redelivery"  # the same command again (at-least-once): apply again, same answer and events
+    REPLAY = "replay"  # the client retried the same payload: the stored answer, replayed: true
+    CONFLICT = "conflict"  # another payload under a used key: IDEMPOTENCY_CONFLICT
+
+
+def idempotency_verdict(record: IdempotencyRecord | None, *, request_hash: str, source_offset: int, now: datetime,
+                        ttl: timedelta = REPLAY_TTL) -> Verdict:
+    if record is None or now - record.recorded_at > ttl:
+        return Verdict.NEW
+    if source_offset >= 0 and record.source_offset == source_offset:
+        return Verdict.REDELIVERY
+    return Verdict.REPLAY if record.payload_hash == request_hash else Verdict.CONFLICT
+
+
+def conflict_response(idempotency_key: str) -> dict[str, Any]:
+    return {"errors": [{"code": "IDEMPOTENCY_CONFLICT", "field": "idempotency_key", "recovery": "correctable",
+                        "message": "This idempotency_key was already used with a different request.",
+                        "suggestion": "Use a fresh idempotency_key for a different request."}]}
+
+
+def replayed(response: dict[str, Any]) -> dict[str, Any]:
+    return {**response, "replayed": True}
+
+
+def stored_from_change(change: CreativeChanged) -> StoredCreative:
+    """The library row a creative-changed event describes (what a read model needs to rehearse a
+    request: dry_run computes on the gateway's copy of the library)."""
+    creative = json.loads(change.creative_json)
+    _, metadata = split_creative(creative)
+    assigned_to = sorted(change.assigned_to)
+    return StoredCreative(
+        account_id=change.account_id, creative_id=change.creative_id, content_version=change.content_version,
+        content_hash=change.content_hash, metadata_hash=digest([metadata, assigned_to, change.status]),
+        creative_json=change.creative_json, status=change.status, created_at=change.created_at,
+        updated_at=change.updated_at, last_command_id=change.command_id, assigned_to=assigned_to)

@@ -2,6 +2,8 @@
 authentication, and bad input rejected before anything is published."""
 from __future__ import annotations
 
+from creative_sync.samples import display_creative, sync_request
+
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -26,10 +28,7 @@ async def client_without_broker(tmp_path):
 
 
 def sync_body(**overrides):
-    body = {"account": {"account_id": "acct-1"}, "idempotency_key": "k" * 16,
-            "creatives": [{"creative_id": "c1", "name": "n", "assets": {}}]}
-    body.update(overrides)
-    return body
+    return {**sync_request("acct-1", [display_creative("c1")], idempotency_key="k" * 16), **overrides}
 
 
 async def test_healthz_is_alive_but_readyz_is_not_ready_without_broker(client_without_broker):
@@ -67,23 +66,31 @@ async def test_another_accounts_request_is_403(client_without_broker):
     assert error["code"] == "PERMISSION_DENIED" and error["field"] == "account.account_id"
 
 
+BAD_INPUT_CODES = {"INVALID_REQUEST", "VALIDATION_ERROR", "ACCOUNT_REQUIRED"}
+
+
 @pytest.mark.parametrize("body, field", [
     (b"{not json", None),
     (b"[1, 2]", None),
     (sync_body(idempotency_key="short"), "idempotency_key"),
     (sync_body(account=None), "account"),
     (sync_body(creatives=[]), "creatives"),
-    (sync_body(creatives=[{"creative_id": "c", "name": "n", "assets": {}}] * 2), "creatives"),
-    (sync_body(creatives=[{"creative_id": f"c{i}", "name": "n", "assets": {}} for i in range(101)]), "creatives"),
+    (sync_body(creatives=[display_creative("c")] * 2), "creatives[1].creative_id"),
+    (sync_body(creatives=[display_creative(f"c{i}") for i in range(101)]), "creatives"),
+    (sync_body(creatives=[{**display_creative("c"), "format_kind": "hologram", "format_id": None}]), "creatives[0]"),
+    (sync_body(creatives=[{**display_creative("c"), "name": 42}]), "creatives[0].name"),
+    (sync_body(validation_mode="sometimes"), "validation_mode"),
+    (sync_body(adcp_version="2.5"), "adcp_version"),
+    (sync_body(delete_missing=True, creative_ids=["c1"]), "delete_missing"),
 ])
 async def test_bad_input_is_a_correctable_adcp_400_before_any_publish(client_without_broker, body, field):
     kwargs = {"data": body} if isinstance(body, bytes) else {"json": body}
     response = await client_without_broker.post("/api/v1/sync_creatives", headers=client_without_broker.headers, **kwargs)
     assert response.status == 400  # not 503: validation happens before the broker is touched
-    [error] = (await response.json())["errors"]
-    assert error["code"] == "INVALID_REQUEST" and error["recovery"] == "correctable" and error["message"]
+    errors = (await response.json())["errors"]
+    assert all(e["code"] in BAD_INPUT_CODES and e["recovery"] == "correctable" and e["message"] for e in errors)
     if field:
-        assert error["field"].startswith(field)
+        assert any(e.get("field", "").startswith(field) for e in errors), errors
 
 
 async def test_oversize_body_is_413_with_the_limit(tmp_path):
@@ -97,8 +104,10 @@ async def test_oversize_body_is_413_with_the_limit(tmp_path):
 
 
 async def test_unknown_route_is_an_adcp_404(client_without_broker):
-    response = await client_without_broker.get("/api/v1/nope", headers=client_without_broker.headers)
+    response = await client_without_broker.post("/api/v1/nope", headers=client_without_broker.headers, json={})
     assert response.status == 404 and (await response.json())["errors"][0]["recovery"] == "correctable"
+    response = await client_without_broker.get("/nowhere", headers=client_without_broker.headers)
+    assert response.status == 404 and (await response.json())["errors"][0]["code"] == "REFERENCE_NOT_FOUND"
 
 
 def test_tokens_are_stored_hashed(tmp_path):

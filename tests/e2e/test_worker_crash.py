@@ -7,9 +7,8 @@ import json
 from collections import defaultdict
 from datetime import UTC, datetime
 
-import pytest
-
-from tests.support import WorkerProcess, produce, read_topic, topic_name
+from creative_sync.samples import display_creative, sync_request
+from tests.support import WorkerProcess, group_progress, produce, read_topic, topic_name
 from topics.catalogue import TABLES, Codecs
 from topics.events import LibraryCommand, LibraryOperation
 
@@ -21,18 +20,13 @@ def command(i: int, codecs: Codecs, *, version: int | None = None) -> tuple[byte
     creative = i % CREATIVES
     account = f"acct-{creative % ACCOUNTS}"
     version = version if version is not None else i // CREATIVES + 1
-    body = {"creatives": [{"creative_id": f"c{creative}", "name": f"creative {creative}",
-                           "assets": {"image": {"url": f"https://cdn.example/{creative}/v{version}.png"}}}]}
+    body = sync_request(account, [display_creative(f"c{creative}", url=f"https://cdn.example/{creative}/v{version}.png")],
+                        idempotency_key=f"crash-test-key-{i:06d}")
     event = LibraryCommand(command_id=f"cmd-{i}", account_id=account, principal_id="p", operation=LibraryOperation.SYNC_CREATIVES,
                            request_json=json.dumps(body), received_at=datetime.now(UTC))
     return codecs.key("library_commands").encode(account), codecs.value("library_commands").encode(event)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "KNOWN DEFECT (issue 2 stays open): in ~1 of 3 runs the restarted worker recovers, reports ready, "
-    "and never finishes one source partition whose changelog partition was empty before the kill "
-    "(highwater -1). Suspect faust's seek for partitions without a committed offset. It still runs "
-    "in CI, and XPASS shows when it passes."))
 async def test_killed_worker_resumes_without_losing_or_double_applying(worker, settings, tmp_path):
     codecs = Codecs(prefix=settings.topic_prefix)
     commands, results_topic = topic_name(settings, "library_commands"), topic_name(settings, "task_results")
@@ -40,6 +34,10 @@ async def test_killed_worker_resumes_without_losing_or_double_applying(worker, s
 
     await produce(settings.bootstrap_servers, commands, [command(i, codecs) for i in range(EVENTS // 2)])
     seen = await read_topic(settings.bootstrap_servers, results_topic, until=lambda r: len(r) >= 500, decode=task_id)
+    # Kill it after its first offset commit, so that the restart resumes from committed offsets.
+    while not any(committed for _, committed in
+                  (await group_progress(settings.bootstrap_servers, settings.app_id, commands)).values()):
+        await asyncio.sleep(0.1)
     worker.kill9()  # mid-stream: offsets, table writes and outputs are cut wherever they are
     assert len(set(seen)) < EVENTS
     await produce(settings.bootstrap_servers, commands, [command(i, codecs) for i in range(EVENTS // 2, EVENTS)])
@@ -47,8 +45,13 @@ async def test_killed_worker_resumes_without_losing_or_double_applying(worker, s
     restarted = WorkerProcess(settings, tmp_path / "worker-restarted.log").start()
     try:
         expected = {f"cmd-{i}" for i in range(EVENTS)}
-        done = await read_topic(settings.bootstrap_servers, results_topic, until=lambda r: expected <= set(r),
-                                decode=task_id, timeout_s=240)
+        try:
+            done = await read_topic(settings.bootstrap_servers, results_topic, until=lambda r: expected <= set(r),
+                                    decode=task_id, timeout_s=240)
+        except TimeoutError as timeout:  # say where it stuck: per-partition end and committed offsets
+            progress = await group_progress(settings.bootstrap_servers, settings.app_id, commands)
+            raise AssertionError(f"the restarted worker did not finish; (end, committed) by partition: {progress}") \
+                from timeout
         assert set(done) == expected  # every event processed at least once
 
         # Nothing double-applied: each creative went through versions 1..20 exactly, without gaps or extra bumps

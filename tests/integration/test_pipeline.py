@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from creative_sync.samples import display_creative, sync_request
 from gateway.app import create_app
+from streams.library.requests import payload_hash, task_id_for
 from gateway.auth import PrincipalStore
 from streams.library.logic import creative_key
 from tests.support import message_count, produce, read_topic, topic_name
@@ -16,9 +18,7 @@ from topics.catalogue import TABLES, Codecs
 from topics.codec import SINGLE_OBJECT_MAGIC
 from topics.events import FailureStage, LibraryCommand, LibraryOperation, TaskStatus
 
-CREATIVE = {"creative_id": "c1", "name": "Holiday banner",
-            "format_id": {"agent_url": "https://creative.adcontextprotocol.org", "id": "display_300x250"},
-            "assets": {"image": {"url": "https://cdn.example/holiday.png", "width": 300, "height": 250}}}
+CREATIVE = display_creative("c1", name="Holiday banner")
 
 
 @pytest.fixture
@@ -32,18 +32,18 @@ async def gateway(topics_created):
     await client.close()
 
 
-async def test_http_request_becomes_avro_event_processed_into_table_and_output(gateway, worker, settings):
+async def test_http_request_becomes_avro_event_processed_into_table_and_output(gateway, ready_worker, settings):
     codecs = Codecs(prefix=settings.topic_prefix)
-    response = await gateway.post("/api/v1/sync_creatives", headers={"Authorization": f"Bearer {gateway.token}"},
-                                  json={"account": {"account_id": "acct-1"}, "idempotency_key": "idem-key-0000000001",
-                                        "creatives": [CREATIVE], "context": {"trace": "t-1"}})
-    assert response.status == 202, await response.text()
+    body = sync_request("acct-1", [CREATIVE], idempotency_key="idem-key-0000000001", context={"trace": "t-1"})
+    response = await gateway.post("/api/v1/sync_creatives", headers={"Authorization": f"Bearer {gateway.token}"}, json=body)
+    assert response.status == 200, await response.text()
     answer = await response.json()
-    assert answer["status"] == "submitted" and answer["context"] == {"trace": "t-1"}
+    assert answer == {"creatives": [{"creative_id": "c1", "action": "created"}], "context": {"trace": "t-1"}}
+    task_id = task_id_for("acct-1", "idem-key-0000000001", payload_hash(body))
 
     [command] = await read_topic(settings.bootstrap_servers, topic_name(settings, "library_commands"), until=lambda r: len(r) >= 1)
     assert command.value[:2] == SINGLE_OBJECT_MAGIC, "Avro single-object encoding on the wire"
-    assert codecs.value("library_commands").decode(command.value).command_id == answer["task_id"]
+    assert codecs.value("library_commands").decode(command.value).command_id == task_id
 
     changes = await read_topic(settings.bootstrap_servers, topic_name(settings, "creative_state"), until=lambda r: len(r) >= 1,
                                decode=lambda r: (codecs.key("creative_state").decode(r.key), codecs.value("creative_state").decode(r.value)))
@@ -52,7 +52,7 @@ async def test_http_request_becomes_avro_event_processed_into_table_and_output(g
 
     results = await read_topic(settings.bootstrap_servers, topic_name(settings, "task_results"), until=lambda r: len(r) >= 1,
                                decode=lambda r: codecs.value("task_results").decode(r.value))
-    assert results[0].task_id == answer["task_id"] and results[0].status is TaskStatus.COMPLETED
+    assert results[0].task_id == task_id and results[0].status is TaskStatus.COMPLETED
     assert json.loads(results[0].result_json) == {"creatives": [{"creative_id": "c1", "action": "created"}]}
 
     table = TABLES[0]
@@ -62,7 +62,7 @@ async def test_http_request_becomes_avro_event_processed_into_table_and_output(g
     [(table_key, stored)] = changelog
     assert table_key == creative_key("acct-1", "c1")
     assert stored.content_version == 1 and json.loads(stored.creative_json)["name"] == "Holiday banner"
-    assert stored.last_command_id == answer["task_id"]
+    assert stored.last_command_id == task_id
 
 
 async def test_poison_messages_are_dead_lettered_and_the_next_message_is_processed(worker, settings):
@@ -70,7 +70,7 @@ async def test_poison_messages_are_dead_lettered_and_the_next_message_is_process
     commands = topic_name(settings, "library_commands")
     key = codecs.key("library_commands").encode("acct-9")  # one key: one partition, strict order
     good = LibraryCommand(command_id="cmd-good", account_id="acct-9", principal_id="p", operation=LibraryOperation.SYNC_CREATIVES,
-                          request_json=json.dumps({"creatives": [CREATIVE]}), received_at=datetime.now(UTC))
+                          request_json=json.dumps(sync_request("acct-9", [CREATIVE])), received_at=datetime.now(UTC))
     unprocessable = good.model_copy(update={"command_id": "cmd-bad", "request_json": "{not json"})
     garbage = b"\x00\x01definitely not avro"
     await produce(settings.bootstrap_servers, commands, [
@@ -97,7 +97,7 @@ async def test_poison_messages_are_dead_lettered_and_the_next_message_is_process
 
 async def test_rejected_requests_publish_nothing(gateway, settings):
     headers = {"Authorization": f"Bearer {gateway.token}"}
-    good = {"account": {"account_id": "acct-1"}, "idempotency_key": "idem-key-0000000002", "creatives": [CREATIVE]}
+    good = sync_request("acct-1", [CREATIVE], idempotency_key="idem-key-0000000002")
     for body, status in [({**good, "creatives": [CREATIVE, CREATIVE]}, 400), ({**good, "idempotency_key": "x"}, 400),
                          ({**good, "account": {"account_id": "acct-2"}}, 403)]:
         response = await gateway.post("/api/v1/sync_creatives", headers=headers, json=body)

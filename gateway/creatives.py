@@ -1,0 +1,183 @@
+"""The AdCP creative tasks: sync_creatives, list_creatives, get_task_status, list_creative_formats and
+get_adcp_capabilities, as operations of the registry (MCP tools and REST routes alike).
+
+sync_creatives is validated here, published as a library command (keyed by account) and answered
+by the library processor through the task-results topic: `completed` when the answer (and its
+changes, for read-your-writes) arrive within the request budget, `submitted` otherwise, with a
+task webhook when `push_notification_config` asks for one. dry_run is computed here, from the
+read model, and publishes nothing.
+"""
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from adcp.validation import get_validator
+
+from gateway import keys
+from gateway.errors import AdcpErrors, AdcpRequestError
+from gateway.operations import Call, Operation
+from gateway.queries import QueryError, list_creatives as query_creatives
+from streams.library import logic
+from streams.library.formats import list_formats
+from streams.library.requests import (SUPPORTED_VERSIONS, RequestRejected, creative_problems, parse_sync_request,
+                                      payload_hash, task_id_for)
+from topics.catalogue import topic
+from topics.events import LibraryCommand, LibraryOperation, TaskResult, TaskStatus
+
+#: Actions that come with a creative-changed event (what read-your-writes waits for).
+_EVENT_ACTIONS = frozenset({"created", "updated", "deleted"})
+
+
+def _schema(tool: str) -> dict[str, Any]:
+    """The official request schema of an AdCP tool (tools/list and OpenAPI show the real contract)."""
+    validator = get_validator(tool, "request")
+    return dict(validator.schema) if validator is not None else {"type": "object"}
+
+
+def _account_of(call: Call, account: Any) -> str:
+    if not isinstance(account, dict) or not isinstance(account.get("account_id"), str):
+        raise AdcpRequestError(400, "ACCOUNT_REQUIRED", "account.account_id is required.", field="account.account_id")
+    call.principal.require_account(account["account_id"])
+    return account["account_id"]
+
+
+def _with_context(body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    if "context" in params:
+        body["context"] = params["context"]
+    return body
+
+
+# -- sync_creatives ------------------------------------------------------------------------------
+async def sync_creatives(call: Call) -> dict[str, Any]:
+    app, params = call.app, call.params
+    try:
+        request = parse_sync_request(params)
+    except RequestRejected as rejected:
+        raise AdcpErrors(400, [p.as_adcp() for p in rejected.problems]) from None
+    call.principal.require_account(request.account_id)
+    if request.invalid and request.validation_mode == "strict":
+        raise AdcpErrors(400, [p.as_adcp() for problems in request.invalid.values() for p in problems])
+    view = app[keys.LIBRARY_VIEW]
+    now = datetime.now(UTC)
+    if request.dry_run:
+        return _with_context(_dry_run(request, view.creatives.get(request.account_id, {}), now), params)
+
+    request_hash = payload_hash(params)
+    task_id = task_id_for(request.account_id, request.idempotency_key, request_hash)
+    command = LibraryCommand(command_id=task_id, account_id=request.account_id, principal_id=call.principal.principal_id,
+                             operation=LibraryOperation.SYNC_CREATIVES, idempotency_key=request.idempotency_key,
+                             request_json=json.dumps(params, sort_keys=True, separators=(",", ":")), received_at=now)
+    answer = view.expect(task_id)  # before publishing: the answer may come back at once
+    settings, codecs = app[keys.SETTINGS], app[keys.CODECS]
+    await app[keys.BROKER].publish(topic("library_commands").full_name(settings.topic_prefix),
+                                   key=codecs.key("library_commands").encode(command.account_id),
+                                   value=codecs.value("library_commands").encode(command))
+    app[keys.METRICS].published.labels("library_commands").inc()
+    app[keys.TASKS].submitted(task_id, request.account_id, "sync_creatives", now, request.push_notification_config)
+    result = await view.settle(task_id, answer, settings.request_budget_s, changed_ids=_changed_ids)
+    if result is None:
+        app[keys.TASKS].watch(task_id)  # the final answer goes to get_task_status and the webhook
+        return _with_context({"status": "submitted", "task_id": task_id,
+                              "message": "Accepted; the library is applying it. Poll get_task_status or await the webhook."},
+                             params)
+    app[keys.TASKS].done(task_id)
+    return _answer(result, params)
+
+
+def _changed_ids(result: TaskResult) -> set[str]:
+    body = json.loads(result.result_json)
+    return {c["creative_id"] for c in body.get("creatives", []) if c.get("action") in _EVENT_ACTIONS and not body.get("replayed")}
+
+
+def _answer(result: TaskResult, params: dict[str, Any]) -> dict[str, Any]:
+    body = json.loads(result.result_json)
+    if body.get("errors") and "creatives" not in body:
+        status = 409 if body["errors"][0].get("code") == "IDEMPOTENCY_CONFLICT" else 400
+        raise AdcpErrors(status, body["errors"], {"context": params["context"]} if "context" in params else None)
+    return _with_context(body, params)
+
+
+def _dry_run(request, library: dict, now: datetime) -> dict[str, Any]:  # noqa: ANN001
+    existing = {cid: logic.stored_from_change(change) for cid, change in library.items()}
+    decision = logic.apply_sync(request, command_id="dry-run", existing=existing, library_ids=list(library), now=now,
+                                validate=creative_problems)
+    if decision.errors:
+        raise AdcpErrors(400, decision.errors)
+    return logic.sync_response_for(decision, dry_run=True)
+
+
+# -- list_creatives ------------------------------------------------------------------------------
+async def list_creatives(call: Call) -> dict[str, Any]:
+    account_id = _account_of(call, call.params.get("account"))
+    view = call.app[keys.LIBRARY_VIEW]
+    try:
+        body = query_creatives(view.account_creatives(account_id), call.params)
+    except QueryError as error:
+        raise AdcpRequestError(400, "INVALID_REQUEST", str(error), field=error.field) from None
+    return _with_context(body, call.params)
+
+
+# -- get_task_status -----------------------------------------------------------------------------
+async def get_task_status(call: Call) -> dict[str, Any]:
+    task_id = call.params.get("task_id")
+    if not isinstance(task_id, str) or not task_id:
+        raise AdcpRequestError(400, "INVALID_REQUEST", "task_id is required.", field="task_id")
+    app = call.app
+    result = app[keys.LIBRARY_VIEW].tasks.get(task_id)
+    pending = app[keys.TASKS].get(task_id)
+    account_id = result.account_id if result is not None else (pending.account_id if pending else None)
+    if account_id is None or account_id not in call.principal.accounts:
+        # Another account's task is indistinguishable from an unknown one.
+        raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No task {task_id} for this principal.", field="task_id")
+    created = pending.created_at if pending else result.completed_at
+    body: dict[str, Any] = {"task_id": task_id, "task_type": result.task_type if result else pending.task_type,
+                            "protocol": "creative", "created_at": created.isoformat(),
+                            "has_webhook": bool(pending and pending.push_notification_config)}
+    if result is None:
+        body.update(status="working", updated_at=datetime.now(UTC).isoformat())
+    else:
+        answer = json.loads(result.result_json)
+        failed = result.status is TaskStatus.FAILED
+        body.update(status="failed" if failed else "completed", updated_at=result.completed_at.isoformat(),
+                    completed_at=result.completed_at.isoformat())
+        if call.params.get("include_result", True):
+            body["result"] = answer
+        if failed and answer.get("errors"):
+            body["error"] = {"code": answer["errors"][0]["code"], "message": answer["errors"][0]["message"]}
+    return _with_context(body, call.params)
+
+
+# -- discovery -----------------------------------------------------------------------------------
+async def list_creative_formats(call: Call) -> dict[str, Any]:
+    params = call.params
+    ids = [f.get("id") if isinstance(f, dict) else str(f) for f in params.get("format_ids") or []]
+    return _with_context({"formats": list_formats(format_ids=ids or None, kinds=params.get("format_kinds"))}, params)
+
+
+async def get_adcp_capabilities(call: Call) -> dict[str, Any]:
+    ttl = int(logic.REPLAY_TTL.total_seconds())
+    return _with_context({
+        "adcp": {"major_versions": [3], "supported_versions": list(SUPPORTED_VERSIONS),
+                 "idempotency": {"supported": True, "replay_ttl_seconds": ttl}},
+        "supported_protocols": ["creative"],
+        "creative": {"has_creative_library": True, "supports_compliance": False, "supports_generation": False,
+                     "supports_transformation": False},
+        "last_updated": call.app[keys.STARTED_AT].isoformat(),
+    }, call.params)
+
+
+OPERATIONS = (
+    Operation("get_adcp_capabilities", "What this agent speaks: AdCP versions, creative library, idempotency.",
+              _schema("get_adcp_capabilities"), get_adcp_capabilities),
+    Operation("list_creative_formats", "The creative formats this library knows (display, video, audio, native, HTML5).",
+              _schema("list_creative_formats"), list_creative_formats),
+    Operation("sync_creatives", "Create, update, patch, archive and assign creatives in an account's library "
+              "(AdCP 3.2 upsert semantics; `patch: true` updates only the fields given).",
+              _schema("sync_creatives"), sync_creatives),
+    Operation("list_creatives", "Query an account's library: filters, sort, cursor pagination, field projection.",
+              _schema("list_creatives"), list_creatives),
+    Operation("get_task_status", "The state, and when done the result, of a submitted task.",
+              _schema("get_task_status"), get_task_status, tags=("tasks",)),
+)

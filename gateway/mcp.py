@@ -1,0 +1,159 @@
+"""MCP over streamable HTTP at `/mcp`: JSON-RPC 2.0 with JSON responses, tools generated from the
+operation registry.
+
+Written by hand on purpose: the MCP SDK's server runs on Starlette/ASGI, and the gateway is one
+aiohttp app (fixed stack); the part of MCP a tool server needs (initialize, tools/list,
+tools/call, ping, sessions) is small and tested here against the official clients.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from gateway import keys
+from gateway.errors import AdcpRequestError
+from gateway.middleware import PRINCIPAL
+from gateway.operations import Call
+
+PROTOCOL_VERSIONS = ("2025-06-18", "2025-03-26", "2024-11-05")
+SESSION_HEADER = "Mcp-Session-Id"
+PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS = -32700, -32600, -32601, -32602
+
+routes = web.RouteTableDef()
+
+
+@dataclass
+class Session:
+    session_id: str
+    principal_id: str
+    protocol_version: str
+    last_seen: float
+
+
+class Sessions:
+    """Sessions expire after `ttl_s` without a request; a session belongs to the principal that opened it."""
+
+    def __init__(self, ttl_s: float, clock=time.monotonic) -> None:  # noqa: ANN001
+        self.ttl_s, self._clock = ttl_s, clock
+        self._sessions: dict[str, Session] = {}
+
+    def open(self, principal_id: str, protocol_version: str) -> Session:
+        self._expire()
+        session = Session(secrets.token_urlsafe(24), principal_id, protocol_version, self._clock())
+        self._sessions[session.session_id] = session
+        return session
+
+    def find(self, session_id: str, principal_id: str) -> Session | None:
+        self._expire()
+        session = self._sessions.get(session_id)
+        if session is None or session.principal_id != principal_id:
+            return None
+        session.last_seen = self._clock()
+        return session
+
+    def close(self, session_id: str, principal_id: str) -> bool:
+        if self.find(session_id, principal_id) is None:
+            return False
+        del self._sessions[session_id]
+        return True
+
+    def _expire(self) -> None:
+        cutoff = self._clock() - self.ttl_s
+        for session_id in [s.session_id for s in self._sessions.values() if s.last_seen < cutoff]:
+            del self._sessions[session_id]
+
+
+def _result(request_id: Any, result: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
+def tool_result(body: dict[str, Any], *, is_error: bool) -> dict[str, Any]:
+    """AdCP over MCP: the flat AdCP response in structuredContent, the same JSON as text."""
+    return {"content": [{"type": "text", "text": json.dumps(body, separators=(",", ":"))}],
+            "structuredContent": body, "isError": is_error}
+
+
+@routes.get("/mcp")
+async def no_stream(request: web.Request) -> web.Response:
+    # No server-initiated stream: every answer is the JSON response to its POST.
+    return web.json_response(_error(None, INVALID_REQUEST, "GET is not supported: POST JSON-RPC messages."),
+                             status=405, headers={"Allow": "POST, DELETE"})
+
+
+@routes.delete("/mcp")
+async def end_session(request: web.Request) -> web.Response:
+    sessions = request.app[keys.MCP_SESSIONS]
+    closed = sessions.close(request.headers.get(SESSION_HEADER, ""), request[PRINCIPAL].principal_id)
+    return web.Response(status=200 if closed else 404)
+
+
+@routes.post("/mcp")
+async def rpc(request: web.Request) -> web.StreamResponse:
+    try:
+        message = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        return web.json_response(_error(None, PARSE_ERROR, "The body is not valid JSON."), status=400)
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" or not isinstance(message.get("method", ""), str):
+        return web.json_response(_error(None, INVALID_REQUEST, "Expected one JSON-RPC 2.0 message."), status=400)
+    if "method" not in message:  # a response to a server request: we never send any
+        return web.Response(status=202)
+    principal = request[PRINCIPAL]
+    sessions = request.app[keys.MCP_SESSIONS]
+    method, request_id, params = message["method"], message.get("id"), message.get("params") or {}
+    if not isinstance(params, dict):
+        return web.json_response(_error(request_id, INVALID_PARAMS, "params must be an object."), status=400)
+
+    if method == "initialize":
+        asked = str(params.get("protocolVersion") or PROTOCOL_VERSIONS[0])
+        version = asked if asked in PROTOCOL_VERSIONS else PROTOCOL_VERSIONS[0]
+        session = sessions.open(principal.principal_id, version)
+        result = {
+            "protocolVersion": version,
+            "capabilities": {"tools": {"listChanged": False}},
+            "serverInfo": {"name": "creative-sync", "version": request.app[keys.VERSION]},
+            "instructions": "AdCP creative library and sync orchestration. Every tool answers an AdCP response.",
+        }
+        return web.json_response(_result(request_id, result), headers={SESSION_HEADER: session.session_id})
+
+    session_id = request.headers.get(SESSION_HEADER)
+    if not session_id or sessions.find(session_id, principal.principal_id) is None:
+        # Per the spec: an unknown or expired session is a 404, and the client starts a new one.
+        return web.json_response(_error(request_id, INVALID_REQUEST, "Unknown or expired MCP session: initialize again."),
+                                 status=404 if session_id else 400)
+    if request_id is None:  # a notification (notifications/initialized, cancelled...): accepted, no answer
+        return web.Response(status=202)
+    if method == "ping":
+        return web.json_response(_result(request_id, {}))
+    if method == "tools/list":
+        tools = [{"name": op.name, "description": op.summary, "inputSchema": op.input_schema}
+                 for op in request.app[keys.OPERATIONS]]
+        return web.json_response(_result(request_id, {"tools": tools}))
+    if method == "tools/call":
+        return web.json_response(_result(request_id, await _call_tool(request, params)))
+    return web.json_response(_error(request_id, METHOD_NOT_FOUND, f"Method not found: {method}"))
+
+
+async def _call_tool(request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
+    operation = request.app[keys.OPERATIONS].get(str(params.get("name")))
+    if operation is None:
+        error = AdcpRequestError(404, "INVALID_REQUEST", f"Unknown tool {params.get('name')!r}.", field="name")
+        return tool_result(error.body(), is_error=True)
+    arguments = params.get("arguments")
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        return tool_result(AdcpRequestError(400, "INVALID_REQUEST", "arguments must be an object.").body(), is_error=True)
+    try:
+        body = await operation.handler(Call(request.app, request[PRINCIPAL], arguments, "mcp"))
+    except AdcpRequestError as error:
+        return tool_result(error.body(), is_error=True)
+    return tool_result(body, is_error=False)

@@ -1,0 +1,153 @@
+"""Task webhooks: when a submitted task completes, POST the AdCP MCP webhook payload to the buyer's
+`push_notification_config.url`, signed, retried with exponential backoff and jitter.
+
+Signing follows the registration: with `authentication` (deprecated), HMAC-SHA256 or Bearer; without
+it, the RFC 9421 webhook profile, signed by the adcp library. The legacy HMAC scheme is three lines
+(`X-AdCP-Signature: sha256=hex(HMAC(secret, "{ts}.{body}"))`) and is written here because importing
+`adcp.signing` builds the SDK's whole pydantic type graph (~8 s of CPU); the 9421 signer is loaded
+once, in a thread, the first time it is needed.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger(__name__)
+RETRIABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def hmac_headers(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """The AdCP legacy HMAC-SHA256 webhook signature headers (verifiable by adcp's verify_webhook_hmac)."""
+    ts = str(int(timestamp if timestamp is not None else time.time()))
+    digest = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-AdCP-Signature": f"sha256={digest}", "X-AdCP-Timestamp": ts}
+
+
+def task_payload(*, task_id: str, task_type: str, status: str, result: dict[str, Any] | None,
+                 operation_id: str | None, token: str | None, now: datetime) -> dict[str, Any]:
+    payload = {
+        # One logical delivery: the same key on every retry, so the receiver dedupes.
+        "idempotency_key": f"whk_{uuid.uuid5(uuid.NAMESPACE_URL, f'{task_id}/{status}').hex}",
+        "operation_id": operation_id or task_id,
+        "task_id": task_id,
+        "task_type": task_type,
+        "protocol": "creative",
+        "status": status,
+        "timestamp": now.isoformat().replace("+00:00", "Z"),
+    }
+    if result is not None:
+        payload["result"] = result
+    if token:
+        payload["token"] = token
+    return payload
+
+
+class Rfc9421Signer:
+    """Signs with an Ed25519 key (generated at start unless one is configured) via adcp's signer."""
+
+    def __init__(self, private_key_pem: bytes | None = None, key_id: str = "creative-sync-webhooks") -> None:
+        self.key_id, self._pem = key_id, private_key_pem
+        self._sign = None
+        self._lock = asyncio.Lock()
+        self.public_jwk: dict[str, Any] | None = None
+
+    async def headers(self, url: str, body: bytes) -> dict[str, str]:
+        async with self._lock:
+            if self._sign is None:
+                self._sign = await asyncio.to_thread(self._load)
+        return self._sign(url, body)
+
+    def _load(self):  # noqa: ANN202 - runs in a thread: the import is the slow part
+        from adcp.signing import load_private_key_pem
+        from adcp.signing.webhook_signer import sign_webhook
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        if self._pem is None:
+            key = Ed25519PrivateKey.generate()
+            self._pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption())
+        private_key = load_private_key_pem(self._pem)
+        raw = private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        import base64
+        self.public_jwk = {"kty": "OKP", "crv": "Ed25519", "kid": self.key_id, "alg": "EdDSA", "use": "sig",
+                           "adcp_use": "webhook-signing", "key_ops": ["verify"],
+                           "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode()}
+
+        def sign(url: str, body: bytes) -> dict[str, str]:
+            signed = sign_webhook(method="POST", url=url, headers={"Content-Type": "application/json"}, body=body,
+                                  private_key=private_key, key_id=self.key_id, alg="ed25519")
+            return signed.as_dict()
+
+        return sign
+
+
+class TaskWebhooks:
+    def __init__(self, signer: Rfc9421Signer, *, attempts: int = 6, first_delay_s: float = 0.5,
+                 max_delay_s: float = 30.0, timeout_s: float = 10.0) -> None:
+        self.signer, self.attempts = signer, attempts
+        self.first_delay_s, self.max_delay_s, self.timeout_s = first_delay_s, max_delay_s, timeout_s
+        self._tasks: set[asyncio.Task] = set()
+        self._session: aiohttp.ClientSession | None = None
+
+    def schedule(self, coro) -> None:  # noqa: ANN001
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    async def deliver(self, config: dict[str, Any], *, task_id: str, task_type: str, status: str,
+                      result: dict[str, Any] | None) -> bool:
+        """POST the webhook until a 2xx, a non-retriable answer, or the attempts run out."""
+        url = str(config["url"])
+        payload = task_payload(task_id=task_id, task_type=task_type, status=status, result=result,
+                               operation_id=config.get("operation_id"), token=config.get("token"), now=datetime.now(UTC))
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        delay = self.first_delay_s
+        for attempt in range(1, self.attempts + 1):
+            headers = {"Content-Type": "application/json", **await self._auth_headers(config, url, body)}
+            try:
+                async with self._session.post(url, data=body, headers=headers) as response:
+                    if 200 <= response.status < 300:
+                        return True
+                    if response.status not in RETRIABLE:
+                        log.warning("webhook for %s refused with %s; not retried", task_id, response.status)
+                        return False
+                    retry_after = response.headers.get("Retry-After")
+                    if retry_after and retry_after.isdigit():
+                        delay = max(delay, float(retry_after))
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                log.info("webhook for %s failed (attempt %d): %s", task_id, attempt, exc)
+            if attempt < self.attempts:
+                await asyncio.sleep(min(self.max_delay_s, delay) * random.uniform(0.5, 1.0))
+                delay *= 2
+        log.warning("webhook for %s not delivered after %d attempts", task_id, self.attempts)
+        return False
+
+    async def _auth_headers(self, config: dict[str, Any], url: str, body: bytes) -> dict[str, str]:
+        authentication = config.get("authentication")
+        if authentication:  # the registration chose the legacy scheme: a switch, never a fallback
+            scheme = (authentication.get("schemes") or ["HMAC-SHA256"])[0]
+            credentials = str(authentication.get("credentials", ""))
+            if scheme == "Bearer":
+                return {"Authorization": f"Bearer {credentials}"}
+            return hmac_headers(credentials, body)
+        return await self.signer.headers(url, body)
