@@ -21,7 +21,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from creative_sync.broker import EmbeddedBroker, free_port
-from creative_sync.processes import WorkerProcess
+from creative_sync.processes import GatewayProcess, WorkerProcess
+from creative_sync.samples import display_creative, sync_request
 from creative_sync.settings import Settings
 from topics.admin import ensure_topics
 from topics.catalogue import Codecs, all_specs, topic
@@ -57,7 +58,7 @@ class Bench:
 
     def command(self, i: int, run: str) -> tuple[bytes, bytes]:
         account = f"acct-{i % 16}"
-        body = {"creatives": [{"creative_id": f"c{i}", "name": f"bench {i}", "assets": {"image": {"url": f"https://cdn/{i}.png"}}}]}
+        body = sync_request(account, [display_creative(f"c{i}", name=f"bench {i}")], idempotency_key=f"bench-{run}-{i:08d}")
         event = LibraryCommand(command_id=f"{run}-{i}", account_id=account, principal_id="bench",
                                operation=LibraryOperation.SYNC_CREATIVES, request_json=json.dumps(body),
                                received_at=datetime.now(UTC))
@@ -158,6 +159,42 @@ class Bench:
         return {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99),
                 "mean_ms": statistics.fmean(latencies)}
 
+    async def gateway_sync(self, gateway: GatewayProcess, token: str, requests: int, *, per_request: int = 100,
+                           concurrency: int = 8) -> dict[str, float]:
+        """sync_creatives through the real gateway (REST), `per_request` creatives a request, answered
+        `completed` by the pipeline; a request answered `submitted` counts as accepted, not completed."""
+        import aiohttp
+
+        run = uuid.uuid4().hex[:6]
+        latencies: list[float] = []
+        outcomes = {"completed": 0, "submitted": 0, "failed": 0}
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(requests):
+            queue.put_nowait(i)
+        headers = {"Authorization": f"Bearer {token}"}
+
+        async def client(session: aiohttp.ClientSession) -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                account = f"bench-{i % 16}"
+                body = sync_request(account, [display_creative(f"{run}-{i}-{j}") for j in range(per_request)],
+                                    idempotency_key=f"bench-{run}-{i:08d}")
+                started = time.perf_counter()
+                async with session.post(f"{gateway.base_url}/api/v1/sync_creatives", json=body, headers=headers) as response:
+                    answer = await response.json()
+                latencies.append(time.perf_counter() - started)
+                status = answer.get("status") if response.status < 300 else "failed"
+                outcomes["submitted" if status == "submitted" else "failed" if status == "failed" else "completed"] += 1
+                progress("sync_creatives via gateway", len(latencies), requests)
+
+        started = time.perf_counter()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+        return {"creatives_per_s": outcomes["completed"] * per_request / elapsed,
+                "requests_per_s": requests / elapsed, "p50_ms": percentile(latencies, 0.5) * 1000,
+                "p99_ms": percentile(latencies, 0.99) * 1000, **{f"requests_{k}": v for k, v in outcomes.items()}}
+
     async def first_result_after(self, worker: WorkerProcess, run: str) -> float:
         """Seconds from the worker's start until it has processed a fresh probe command."""
         consumer = await self._results_consumer()
@@ -181,24 +218,40 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     namespace = uuid.uuid4().hex[:8]
     settings = settings.with_(bootstrap_servers=settings.bootstrap_servers or broker.bootstrap,
                               topic_prefix=f"bench{namespace}.", app_id=f"bench-{namespace}", store="memory://",
-                              data_dir=workdir, worker_port=free_port(), log_format="text")
+                              data_dir=workdir, worker_port=free_port(), gateway_port=free_port(), log_format="text",
+                              principals_file=workdir / "principals.json")
     bench = Bench(settings, Codecs(prefix=settings.topic_prefix))
-    worker = None
+    worker = gateway = None
+    report: dict[str, object] = {"broker": "embedded Tansu" if broker else settings.bootstrap_servers,
+                                 "fetch_max_wait_ms": settings.fetch_max_wait_ms,
+                                 "session_timeout_s": settings.session_timeout_s}
+    say = (lambda *a, **k: None) if args.json else print
     try:
-        print(f"creative-sync bench on {settings.bootstrap_servers} ({'embedded Tansu' if broker else 'external'}), "
-              f"fetch wait {settings.fetch_max_wait_ms} ms, session timeout {settings.session_timeout_s} s")
+        say(f"creative-sync bench on {settings.bootstrap_servers} ({report['broker']}), "
+            f"fetch wait {settings.fetch_max_wait_ms} ms, session timeout {settings.session_timeout_s} s")
         asyncio.run(ensure_topics(settings.bootstrap_servers, all_specs(settings.app_id), settings.topic_prefix))
-        raw = asyncio.run(bench.raw_broker(args.events))
+        raw = report["raw_broker"] = asyncio.run(bench.raw_broker(args.events))
         worker = WorkerProcess(settings, workdir / "worker.log").start()
         joined = worker.wait_assigned(120)
         first = asyncio.run(bench.first_result_after(worker, "join"))
-        throughput = asyncio.run(bench.throughput(args.events))
-        hop = asyncio.run(bench.hop_latency(300))
+        report["join"] = {"assigned_s": joined, "first_event_s": first}
+        throughput = report["library"] = asyncio.run(bench.throughput(args.events))
+        hop = report["hop"] = asyncio.run(bench.hop_latency(300))
+        from gateway.auth import PrincipalStore
+
+        token = PrincipalStore(settings.principals_file).add("bench", [f"bench-{i}" for i in range(16)])[1]
+        gateway = GatewayProcess(settings, workdir / "gateway.log").start()
+        via_gateway = report["sync_creatives"] = asyncio.run(
+            bench.gateway_sync(gateway, token, args.requests, concurrency=args.concurrency))
         rejoins = []
         for round_ in range(args.rejoins):
             worker.kill9()
             worker = WorkerProcess(settings, workdir / f"worker-{round_}.log").start()
             rejoins.append(asyncio.run(bench.first_result_after(worker, f"rejoin{round_}")))
+        report["rejoin_after_kill9_s"] = rejoins
+        if args.json:
+            print(json.dumps(report, indent=2))
+            return 0
         print()
         print(f"{'raw broker':34} produce {raw['produce_per_s']:>9,.0f} msg/s   consume {raw['consume_per_s']:>9,.0f} msg/s")
         print(f"{'raw broker one hop':34} p50 {raw['hop_p50_ms']:7.1f} ms   p99 {raw['hop_p99_ms']:7.1f} ms")
@@ -208,10 +261,16 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
               f"= {throughput['commands_per_s'] / raw['consume_per_s']:.3f} × raw consume")
         print(f"{'hop: command → task result':34} p50 {hop['p50_ms']:7.1f} ms   p99 {hop['p99_ms']:7.1f} ms   "
               f"(raw hop p50 × {hop['p50_ms'] / max(raw['hop_p50_ms'], 0.001):.1f})")
+        print(f"{'sync_creatives via gateway':34} {via_gateway['creatives_per_s']:>9,.0f} creatives/s completed "
+              f"({args.concurrency} clients, 100 a request; {via_gateway['creatives_per_s'] / raw['produce_per_s']:.3f} "
+              f"× raw produce)   request p50 {via_gateway['p50_ms']:.0f} ms   p99 {via_gateway['p99_ms']:.0f} ms   "
+              f"({via_gateway['requests_submitted']} of {args.requests} requests answered `submitted`)")
         for i, seconds in enumerate(rejoins):
             print(f"{'rejoin after kill -9, round ' + str(i + 1):34} {seconds:5.1f} s (restart → first event processed)")
         return 0
     finally:
+        if gateway:
+            gateway.stop()
         if worker:
             worker.stop()
         if broker:

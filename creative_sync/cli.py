@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure the system against the raw broker in the same run")
     bench.add_argument("--events", type=int, default=20000, help="events for the throughput and hop-latency parts")
     bench.add_argument("--rejoins", type=int, default=3, help="kill -9 / restart rounds for the rejoin time")
+    bench.add_argument("--requests", type=int, default=200, help="sync_creatives requests (100 creatives each) via the gateway")
+    bench.add_argument("--concurrency", type=int, default=8, help="concurrent gateway clients")
+    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(func=cmd_bench)
     return parser
 

@@ -73,3 +73,39 @@ class WorkerProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+class GatewayProcess:
+    """`python -m creative_sync gateway` as a child process, ready once /healthz answers."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings, self.log_path = settings, log_path
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.gateway_host}:{self.settings.gateway_port}"
+
+    def start(self, timeout_s: float = 60.0) -> "GatewayProcess":
+        self._log = open(self.log_path, "ab")
+        self.process = spawn("gateway", self.settings, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"gateway exited: {self.log_path.read_text(errors='replace')[-3000:]}"
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError(f"gateway did not answer in {timeout_s}s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if hasattr(self, "_log"):
+            self._log.close()

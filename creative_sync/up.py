@@ -3,6 +3,7 @@ set), topics, a worker and the gateway as child processes; Ctrl-C stops everythi
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import urllib.request
 from creative_sync.broker import EmbeddedBroker
 from creative_sync.processes import spawn
 from creative_sync.settings import Settings
+from creative_sync.samples import display_creative, sync_request
 from gateway.auth import PrincipalStore
 from topics.admin import ensure_topics
 from topics.catalogue import all_specs
@@ -58,14 +60,17 @@ def run_up(settings: Settings) -> int:
         print("\ncreative-sync is up", flush=True)
         print(f"  broker     {settings.bootstrap_servers} ({'embedded Tansu, in memory' if broker else 'external'}),"
               f" {len(states)} topics")
-        print(f"  API        {base}/api/v1/   (REST; MCP at /mcp comes with the AdCP tools)")
+        print(f"  API        {base}/api/v1/   (REST, OpenAPI at {base}/api/v1/openapi.json)   MCP at {base}/mcp")
         print(f"  dashboard  {base}/")
         print(f"  metrics    {base}/metrics  (gateway)   {worker_metrics}  (worker)")
         if token:
+            example = json.dumps(sync_request("demo", [display_creative("c1", name="Hello")],
+                                              idempotency_key="first-sync-0000001"), separators=(",", ":"))
             print("  demo token (account 'demo'): " + token)
-            print(f"""  try: curl -s -X POST {base}/api/v1/sync_creatives -H 'Authorization: Bearer {token}' \\
-         -H 'Content-Type: application/json' -d '{{"account":{{"account_id":"demo"}},"idempotency_key":"first-sync-0000001",
-         "creatives":[{{"creative_id":"c1","name":"Hello","assets":{{"img":{{"url":"https://example.com/a.png"}}}}}}]}}'""")
+            print(f"  try: curl -s -X POST {base}/api/v1/sync_creatives -H 'Authorization: Bearer {token}' \\\n"
+                  f"         -H 'Content-Type: application/json' -d '{example}'")
+            print(f"       curl -s -X POST {base}/api/v1/list_creatives -H 'Authorization: Bearer {token}' "
+                  """-d '{"account":{"account_id":"demo"}}'""")
         print("Ctrl-C stops everything.\n", flush=True)
         while not stop.is_set():
             if any(child.poll() is not None for child in children):

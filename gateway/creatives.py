@@ -69,7 +69,7 @@ async def sync_creatives(call: Call) -> dict[str, Any]:
     command = LibraryCommand(command_id=task_id, account_id=request.account_id, principal_id=call.principal.principal_id,
                              operation=LibraryOperation.SYNC_CREATIVES, idempotency_key=request.idempotency_key,
                              request_json=json.dumps(params, sort_keys=True, separators=(",", ":")), received_at=now)
-    answer = view.expect(task_id)  # before publishing: the answer may come back at once
+    answer = view.expect(task_id, fresh=True)  # before publishing: the answer may come back at once
     settings, codecs = app[keys.SETTINGS], app[keys.CODECS]
     await app[keys.BROKER].publish(topic("library_commands").full_name(settings.topic_prefix),
                                    key=codecs.key("library_commands").encode(command.account_id),

@@ -128,10 +128,11 @@ class LibraryView:
                 waiter.set_result(result)
 
     # -- waiting ------------------------------------------------------------------------------
-    def expect(self, task_id: str) -> asyncio.Future:
-        """Register interest in a task's result; call before publishing its command."""
+    def expect(self, task_id: str, *, fresh: bool = False) -> asyncio.Future:
+        """Register interest in a task's result; call before publishing its command. `fresh`: only
+        a result still to come (a retried request is answered anew, e.g. `replayed: true`)."""
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        if task_id in self.tasks:
+        if task_id in self.tasks and not fresh:
             future.set_result(self.tasks[task_id])
         else:
             self._waiters.setdefault(task_id, []).append(future)

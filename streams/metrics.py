@@ -13,6 +13,9 @@ class WorkerMetrics:
         self.dead_letters = Counter(
             "creative_sync_worker_dead_letters_total", "Messages sent to the dead-letter topic",
             ["processor", "stage"], registry=self.registry)
+        self.rewinds = Counter(
+            "creative_sync_worker_rewinds_total", "Partitions fetched again because events went missing in the consumer",
+            ["processor"], registry=self.registry)
         self.processing = Histogram(
             "creative_sync_worker_processing_seconds", "Time to handle one event",
             ["processor"], registry=self.registry,

@@ -271,7 +271,7 @@ def apply_sync(
         outcome = by_id.get(creative_id) or CreativeOutcome(creative_id, "unchanged")
         by_id[creative_id] = replace(outcome, assigned_to=tuple(assigned.get(creative_id, ())) or None,
                                      assignment_errors=assignment_errors.get(creative_id) or None)
-    order = [str(c.get("creative_id")) for c in request.creatives] + [o.creative_id for o in decision.outcomes]
+    order = [str(c.get("creative_id")) for c in request.creatives] + list(by_id)
     decision.outcomes = [by_id[cid] for cid in dict.fromkeys(order) if cid in by_id]
     return decision
 

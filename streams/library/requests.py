@@ -157,11 +157,9 @@ def parse_sync_request(payload: Any) -> SyncRequest:
     envelope: list[Problem] = []
     for pointer, problem in schema_problems(checked, version):
         match = _CREATIVE_POINTER.match(pointer)
-        if match and match.group(2):
-            if not patch:
+        if match and isinstance(creatives[int(match.group(1))], Mapping):
+            if not patch:  # patched creatives are checked once merged with what is stored
                 invalid.setdefault(int(match.group(1)), []).append(problem)
-        elif match and isinstance(creatives[int(match.group(1))], Mapping) and not patch:
-            invalid.setdefault(int(match.group(1)), []).append(problem)
         else:
             envelope.append(problem)
     if envelope:

@@ -1,0 +1,93 @@
+"""MCP over streamable HTTP at /mcp, in-process: the JSON-RPC surface, sessions, tool results."""
+from __future__ import annotations
+
+import pytest
+from adcp.validation import validate_response
+from aiohttp.test_utils import TestClient, TestServer
+
+from creative_sync.broker import free_port
+from creative_sync.settings import Settings
+from gateway.app import create_app
+from gateway.auth import PrincipalStore
+from gateway.mcp import Sessions
+
+
+@pytest.fixture
+async def mcp(tmp_path):
+    settings = Settings(bootstrap_servers=f"127.0.0.1:{free_port()}", principals_file=tmp_path / "p.json",
+                        log_format="text")
+    store = PrincipalStore(settings.principals_file)
+    tokens = [store.add(name, ["acct-1"])[1] for name in ("buyer", "other")]
+    client = TestClient(TestServer(create_app(settings, principals=store)))
+    await client.start_server()
+    client.auth = {"Authorization": f"Bearer {tokens[0]}"}
+    client.other = {"Authorization": f"Bearer {tokens[1]}"}
+    yield client
+    await client.close()
+
+
+async def rpc(client, method, params=None, *, headers, id_=1):
+    message = {"jsonrpc": "2.0", "method": method, **({"id": id_} if id_ is not None else {}),
+               **({"params": params} if params is not None else {})}
+    return await client.post("/mcp", json=message, headers={"Accept": "application/json, text/event-stream", **headers})
+
+
+async def session(client) -> dict[str, str]:
+    response = await rpc(client, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                               "clientInfo": {"name": "t", "version": "1"}}, headers=client.auth)
+    body = await response.json()
+    assert response.status == 200 and body["result"]["capabilities"]["tools"] is not None
+    return {**client.auth, "Mcp-Session-Id": response.headers["Mcp-Session-Id"]}
+
+
+async def test_initialize_then_list_and_call_tools(mcp):
+    headers = await session(mcp)
+    assert (await rpc(mcp, "notifications/initialized", headers=headers, id_=None)).status == 202
+    tools = (await (await rpc(mcp, "tools/list", headers=headers)).json())["result"]["tools"]
+    by_name = {t["name"]: t for t in tools}
+    assert {"sync_creatives", "list_creatives", "get_task_status", "list_creative_formats",
+            "get_adcp_capabilities"} <= set(by_name)
+    assert "idempotency_key" in by_name["sync_creatives"]["inputSchema"]["properties"]
+    result = (await (await rpc(mcp, "tools/call", {"name": "get_adcp_capabilities", "arguments": {}},
+                               headers=headers)).json())["result"]
+    assert result["isError"] is False and validate_response("get_adcp_capabilities", result["structuredContent"]).valid
+    assert result["structuredContent"]["creative"]["has_creative_library"] is True
+    formats = (await (await rpc(mcp, "tools/call", {"name": "list_creative_formats", "arguments": {}},
+                                headers=headers)).json())["result"]["structuredContent"]
+    assert validate_response("list_creative_formats", formats).valid
+    kinds = {f["canonical"]["kind"] for f in formats["formats"]}
+    assert {"image", "html5", "video_hosted", "video_vast", "audio_hosted", "native_in_feed"} <= kinds
+
+
+async def test_tool_failures_are_adcp_errors_with_is_error(mcp):
+    headers = await session(mcp)
+    result = (await (await rpc(mcp, "tools/call", {"name": "list_creatives",
+                                                   "arguments": {"account": {"account_id": "acct-9"}}},
+                               headers=headers)).json())["result"]
+    assert result["isError"] is True and result["structuredContent"]["errors"][0]["code"] == "PERMISSION_DENIED"
+    unknown = (await (await rpc(mcp, "tools/call", {"name": "nope"}, headers=headers)).json())["result"]
+    assert unknown["isError"] is True
+
+
+async def test_sessions_are_required_owned_and_expire(mcp):
+    assert (await rpc(mcp, "tools/list", headers=mcp.auth)).status == 400  # no session
+    headers = await session(mcp)
+    stolen = {**mcp.other, "Mcp-Session-Id": headers["Mcp-Session-Id"]}
+    assert (await rpc(mcp, "tools/list", headers=stolen)).status == 404  # another principal's session
+    assert (await mcp.delete("/mcp", headers=headers)).status == 200
+    assert (await rpc(mcp, "tools/list", headers=headers)).status == 404  # closed: initialize again
+
+    now = [0.0]
+    sessions = Sessions(ttl_s=10, clock=lambda: now[0])
+    opened = sessions.open("p", "2025-06-18")
+    now[0] = 11
+    assert sessions.find(opened.session_id, "p") is None
+
+
+async def test_get_is_405_and_garbage_is_a_json_rpc_error(mcp):
+    assert (await mcp.get("/mcp", headers=mcp.auth)).status == 405
+    response = await mcp.post("/mcp", data=b"{nope", headers=mcp.auth)
+    assert response.status == 400 and (await response.json())["error"]["code"] == -32700
+    assert (await mcp.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "initialize"})).status == 401
+    headers = await session(mcp)
+    assert (await (await rpc(mcp, "resources/list", headers=headers)).json())["error"]["code"] == -32601
