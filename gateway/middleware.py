@@ -11,7 +11,7 @@ from gateway.auth import Principal, bearer_token
 from gateway.errors import AdcpRequestError, error_response
 
 log = logging.getLogger(__name__)
-PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics"})
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/.well-known/jwks.json"})
 PRINCIPAL = web.RequestKey("principal", Principal)
 
 

@@ -30,6 +30,10 @@ class Tasks:
         self._view, self._webhooks, self._give_up_after_s = view, webhooks, give_up_after_s
         self._pending: Bounded = Bounded(limit)
 
+    @property
+    def webhook_signing_key(self) -> dict[str, Any]:
+        return self._webhooks.signer.public_jwk
+
     def submitted(self, task_id: str, account_id: str, task_type: str, created_at: datetime,
                   push_notification_config: dict[str, Any] | None) -> None:
         self._pending[task_id] = PendingTask(task_id, account_id, task_type, created_at, push_notification_config)

@@ -10,6 +10,7 @@ once, in a thread, the first time it is needed.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -21,6 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 log = logging.getLogger(__name__)
 RETRIABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -53,13 +56,21 @@ def task_payload(*, task_id: str, task_type: str, status: str, result: dict[str,
 
 
 class Rfc9421Signer:
-    """Signs with an Ed25519 key (generated at start unless one is configured) via adcp's signer."""
+    """Signs with an Ed25519 key (generated at start unless a PEM is given) via adcp's signer; the
+    public key is served as a JWKS (`/.well-known/jwks.json`) for receivers to verify with."""
 
     def __init__(self, private_key_pem: bytes | None = None, key_id: str = "creative-sync-webhooks") -> None:
-        self.key_id, self._pem = key_id, private_key_pem
+        key = (serialization.load_pem_private_key(private_key_pem, password=None) if private_key_pem
+               else Ed25519PrivateKey.generate())
+        self.key_id = key_id
+        self._pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.public_jwk = {"kty": "OKP", "crv": "Ed25519", "kid": key_id, "alg": "EdDSA", "use": "sig",
+                           "adcp_use": "webhook-signing", "key_ops": ["verify"],
+                           "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode()}
         self._sign = None
         self._lock = asyncio.Lock()
-        self.public_jwk: dict[str, Any] | None = None
 
     async def headers(self, url: str, body: bytes) -> dict[str, str]:
         async with self._lock:
@@ -67,22 +78,11 @@ class Rfc9421Signer:
                 self._sign = await asyncio.to_thread(self._load)
         return self._sign(url, body)
 
-    def _load(self):  # noqa: ANN202 - runs in a thread: the import is the slow part
+    def _load(self):  # noqa: ANN202 - runs in a thread: importing adcp.signing is the slow part
         from adcp.signing import load_private_key_pem
         from adcp.signing.webhook_signer import sign_webhook
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        if self._pem is None:
-            key = Ed25519PrivateKey.generate()
-            self._pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption())
         private_key = load_private_key_pem(self._pem)
-        raw = private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        import base64
-        self.public_jwk = {"kty": "OKP", "crv": "Ed25519", "kid": self.key_id, "alg": "EdDSA", "use": "sig",
-                           "adcp_use": "webhook-signing", "key_ops": ["verify"],
-                           "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode()}
 
         def sign(url: str, body: bytes) -> dict[str, str]:
             signed = sign_webhook(method="POST", url=url, headers={"Content-Type": "application/json"}, body=body,

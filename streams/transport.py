@@ -34,12 +34,18 @@ class ReadOffsets(defaultdict):
     def __init__(self) -> None:
         super().__init__(lambda: None)
         self._held: dict[Any, int] = {}
+        self._fetched: dict[Any, int] = {}  # highest offset the fetch loop has delivered, per partition
+
+    def fetched(self, tp: Any) -> int:
+        return self._fetched.get(tp, -1)
 
     def hold(self, tp: Any, offset: int) -> None:
         self._held[tp] = offset
         super().__setitem__(tp, offset)
 
     def __setitem__(self, tp: Any, offset: int | None) -> None:
+        if offset is not None and offset > self._fetched.get(tp, -1):
+            self._fetched[tp] = offset
         held = self._held.get(tp)
         if held is not None:
             if offset is None or offset > held:
@@ -83,6 +89,15 @@ class TunedConsumer(faust_aiokafka.Consumer):
 
     def _new_consumer_thread(self) -> TunedConsumerThread:
         return TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
+        # faust measures gaps from its read offset, which a seek moves back while the fetch loop
+        # still delivers the batch it fetched before: such a "gap" covers events that exist, and
+        # faust would commit past them unprocessed. Only offsets beyond everything fetched, and
+        # before the event at hand (acked on its own), can be a real gap (compaction, markers).
+        offset_from = max(offset_from, self._read_offset.fetched(tp) + 1)
+        if offset_from <= offset_to - 1:
+            await super()._add_gap(tp, offset_from, offset_to - 1)
 
     async def rewind(self, tp: Any, offset: int) -> None:
         """Fetch `tp` again from `offset` (see streams.runtime.PartitionOrder)."""

@@ -181,22 +181,29 @@ async def test_a_command_produced_straight_onto_the_input_topic_is_applied_and_a
     assert letters[0].error_type == "RequestRejected" and "account" in letters[0].error_message
 
 
-async def test_a_request_outliving_the_budget_is_submitted_then_completes_with_a_signed_webhook(topics_created, tmp_path):
+async def test_a_request_outliving_the_budget_is_submitted_then_completes_with_signed_webhooks(topics_created, tmp_path):
+    """Both signing modes, verified with the adcp library: HMAC-SHA256 when the registration gives
+    `authentication`, RFC 9421 (key from the gateway's JWKS) when it does not."""
+    from adcp.signing.jwks import StaticJwksResolver
     from adcp.signing.webhook_hmac import LegacyWebhookHmacOptions, verify_webhook_hmac
+    from adcp.signing.webhook_verifier import WebhookVerifyOptions, verify_webhook_signature
 
-    secret = "s" * 40
-    received: list[dict] = []
+    secret, jwks = "s" * 40, {}
+    received: dict[str, dict] = {}
 
     async def receive(request: web.Request) -> web.Response:
         body = await request.read()
-        verify_webhook_hmac(headers=dict(request.headers), body=body,
-                            options=LegacyWebhookHmacOptions(secret=secret.encode(), sender_identity="creative-sync",
-                                                             now=datetime.now(UTC).timestamp()))
-        received.append(json.loads(body))
+        if request.match_info["mode"] == "hmac":
+            verify_webhook_hmac(headers=dict(request.headers), body=body, options=LegacyWebhookHmacOptions(
+                secret=secret.encode(), sender_identity="creative-sync", now=datetime.now(UTC).timestamp()))
+        else:
+            verify_webhook_signature(method="POST", url=str(request.url), headers=dict(request.headers), body=body,
+                                     options=WebhookVerifyOptions(jwks_resolver=StaticJwksResolver(jwks)))
+        received[request.match_info["mode"]] = json.loads(body)
         return web.Response(status=204)
 
     hook_app = web.Application()
-    hook_app.router.add_post("/hooks/sync", receive)
+    hook_app.router.add_post("/hooks/{mode}", receive)
     hook = TestServer(hook_app)
     await hook.start_server()
     store = PrincipalStore(topics_created.principals_file)
@@ -205,34 +212,40 @@ async def test_a_request_outliving_the_budget_is_submitted_then_completes_with_a
     client = TestClient(TestServer(create_app(settings, principals=store)))
     await client.start_server()
     headers = {"Authorization": f"Bearer {token}"}
+    jwks.update(await (await client.get("/.well-known/jwks.json")).json())
     try:
         # No worker yet: the answer cannot come within the budget.
-        config = {"url": str(hook.make_url("/hooks/sync")), "operation_id": "op-42",
-                  "authentication": {"schemes": ["HMAC-SHA256"], "credentials": secret}}
-        response = await client.post("/api/v1/sync_creatives", headers=headers, json=sync_request(
-            "acct-1", [display_creative("late")], push_notification_config=config))
-        submitted = assert_adcp("sync_creatives", await response.json())
-        assert response.status == 202 and submitted["status"] == "submitted"
+        configs = {"hmac": {"url": str(hook.make_url("/hooks/hmac")), "operation_id": "op-hmac",
+                            "authentication": {"schemes": ["HMAC-SHA256"], "credentials": secret}},
+                   "rfc9421": {"url": str(hook.make_url("/hooks/rfc9421")), "operation_id": "op-9421"}}
+        tasks = {}
+        for mode, config in configs.items():
+            response = await client.post("/api/v1/sync_creatives", headers=headers, json=sync_request(
+                "acct-1", [display_creative(f"late-{mode}")], push_notification_config=config))
+            submitted = assert_adcp("sync_creatives", await response.json())
+            assert response.status == 202 and submitted["status"] == "submitted"
+            tasks[mode] = submitted["task_id"]
         status = await (await client.post("/api/v1/get_task_status", headers=headers,
-                                          json={"task_id": submitted["task_id"]})).json()
+                                          json={"task_id": tasks["hmac"]})).json()
         assert status["status"] == "working"
 
         from tests.support import WorkerProcess
         worker = WorkerProcess(settings, tmp_path / "late-worker.log").start()
         try:
             for _ in range(600):
-                status = await (await client.post("/api/v1/get_task_status", headers=headers,
-                                                  json={"task_id": submitted["task_id"]})).json()
-                if status["status"] == "completed" and received:
+                if len(received) == 2:
                     break
                 await asyncio.sleep(0.1)
         finally:
             worker.stop()
-        assert_adcp("get_task_status", status)
-        assert status["result"]["creatives"] == [{"creative_id": "late", "action": "created"}]
-        [webhook] = received
-        assert webhook["operation_id"] == "op-42" and webhook["task_id"] == submitted["task_id"]
-        assert webhook["status"] == "completed" and webhook["result"]["creatives"][0]["creative_id"] == "late"
+        status = assert_adcp("get_task_status", await (await client.post(
+            "/api/v1/get_task_status", headers=headers, json={"task_id": tasks["hmac"]})).json())
+        assert status["status"] == "completed"
+        assert status["result"]["creatives"] == [{"creative_id": "late-hmac", "action": "created"}]
+        for mode, config in configs.items():
+            webhook = received[mode]
+            assert webhook["operation_id"] == config["operation_id"] and webhook["task_id"] == tasks[mode]
+            assert webhook["status"] == "completed" and webhook["result"]["creatives"][0]["creative_id"] == f"late-{mode}"
     finally:
         await client.close()
         await hook.close()

@@ -2,6 +2,7 @@
 and poison messages dead-lettered while the stream goes on."""
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -34,6 +35,11 @@ async def gateway(topics_created):
 
 async def test_http_request_becomes_avro_event_processed_into_table_and_output(gateway, ready_worker, settings):
     codecs = Codecs(prefix=settings.topic_prefix)
+    for _ in range(100):  # ready: the broker answers and the read model has caught up
+        if (await gateway.get("/readyz")).status == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert (await (await gateway.get("/readyz")).json())["read_model_caught_up"] is True
     body = sync_request("acct-1", [CREATIVE], idempotency_key="idem-key-0000000001", context={"trace": "t-1"})
     response = await gateway.post("/api/v1/sync_creatives", headers={"Authorization": f"Bearer {gateway.token}"}, json=body)
     assert response.status == 200, await response.text()
