@@ -68,7 +68,9 @@ async def sync_creatives(call: Call) -> dict[str, Any]:
     task_id = task_id_for(request.account_id, request.idempotency_key, request_hash)
     command = LibraryCommand(command_id=task_id, account_id=request.account_id, principal_id=call.principal.principal_id,
                              operation=LibraryOperation.SYNC_CREATIVES, idempotency_key=request.idempotency_key,
-                             request_json=json.dumps(params, sort_keys=True, separators=(",", ":")), received_at=now)
+                             request_json=json.dumps(params, sort_keys=True, separators=(",", ":")), received_at=now,
+                             # checked here; with invalid creatives (lenient) the library finds them again itself
+                             schema_checked=not request.invalid)
     answer = view.expect(task_id, fresh=True)  # before publishing: the answer may come back at once
     settings, codecs = app[keys.SETTINGS], app[keys.CODECS]
     await app[keys.BROKER].publish(topic("library_commands").full_name(settings.topic_prefix),

@@ -28,6 +28,7 @@ class LibraryCommand(Event):
     idempotency_key: str | None = None
     request_json: str
     received_at: datetime
+    schema_checked: bool = False
 
 
 class ChangeKind(StrEnum):

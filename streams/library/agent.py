@@ -38,7 +38,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             raise ValueError(f"unsupported library operation {command.operation}")
         payload = json.loads(command.request_json)
         try:
-            request = parse_sync_request(payload)
+            request = parse_sync_request(payload, schema_checked=command.schema_checked)
             if request.account_id != command.account_id:
                 raise RequestRejected([Problem("INVALID_REQUEST", "account.account_id differs from the command's account.",
                                                      "account.account_id")])
