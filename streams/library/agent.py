@@ -68,7 +68,8 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
                                     now=now, source_offset=offset, validate=creative_problems)
         for stored in decision.writes:
             creatives[logic.creative_key(stored.account_id, stored.creative_id)] = stored
-        added = [s.creative_id for s in decision.writes if s.creative_id not in set(library_ids)]
+        known = set(library_ids)
+        added = [s.creative_id for s in decision.writes if s.creative_id not in known]
         if added:
             libraries[command.account_id] = AccountLibrary(account_id=command.account_id,
                                                            creative_ids=[*library_ids, *dict.fromkeys(added)])
