@@ -84,7 +84,6 @@ async def sync_creatives(call: Call) -> dict[str, Any]:
         return _with_context({"status": "submitted", "task_id": task_id,
                               "message": "Accepted; the library is applying it. Poll get_task_status or await the webhook."},
                              params)
-    app[keys.TASKS].done(task_id)
     return _answer(result, params)
 
 

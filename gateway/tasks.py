@@ -41,11 +41,9 @@ class Tasks:
     def get(self, task_id: str) -> PendingTask | None:
         return self._pending.get(task_id)
 
-    def done(self, task_id: str) -> None:
-        """Answered within the request: no webhook (AdCP sends one only for work that outlived the call)."""
-
     def watch(self, task_id: str) -> None:
-        """When the submitted task completes, send its webhook (if one was asked for)."""
+        """When the submitted task completes, send its webhook (if one was asked for). A task answered
+        within its request gets none: AdCP webhooks are for work that outlived the call."""
         pending = self._pending.get(task_id)
         if pending is not None and pending.push_notification_config:
             self._webhooks.schedule(self._notify(pending))

@@ -46,7 +46,8 @@ class Gateway:
 async def gateway(topics_created, ready_worker):
     store = PrincipalStore(topics_created.principals_file)
     tokens = {"buyer": store.add("buyer", ["acct-1"])[1], "other": store.add("other", ["acct-2"])[1]}
-    client = TestClient(TestServer(create_app(topics_created, principals=store)))
+    # A generous budget: these tests expect completed answers, even on a loaded CI machine.
+    client = TestClient(TestServer(create_app(topics_created.with_(request_budget_s=20), principals=store)))
     await client.start_server()
     yield Gateway(client, tokens)
     await client.close()

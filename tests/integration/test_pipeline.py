@@ -23,10 +23,13 @@ CREATIVE = display_creative("c1", name="Holiday banner")
 
 
 @pytest.fixture
-async def gateway(topics_created):
+async def gateway(topics_created, request):
+    """A real HTTP server on loopback. The budget is generous so that answers complete on a loaded
+    machine; a test without a worker marks itself `short_budget` and gets `submitted` quickly."""
     store = PrincipalStore(topics_created.principals_file)
     _, token = store.add("buyer", ["acct-1"])
-    client = TestClient(TestServer(create_app(topics_created, principals=store)))  # a real HTTP server on loopback
+    budget = 0.5 if request.node.get_closest_marker("short_budget") else 20
+    client = TestClient(TestServer(create_app(topics_created.with_(request_budget_s=budget), principals=store)))
     await client.start_server()
     client.token = token
     yield client
@@ -101,6 +104,7 @@ async def test_poison_messages_are_dead_lettered_and_the_next_message_is_process
     assert "creative_sync_worker_dead_letters_total" in worker.metrics()
 
 
+@pytest.mark.short_budget
 async def test_rejected_requests_publish_nothing(gateway, settings):
     headers = {"Authorization": f"Bearer {gateway.token}"}
     good = sync_request("acct-1", [CREATIVE], idempotency_key="idem-key-0000000002")
