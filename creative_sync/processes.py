@@ -18,8 +18,10 @@ def spawn(role: str, settings: Settings, **popen) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "creative_sync", role], env=env, stdin=subprocess.DEVNULL, **popen)
 
 
-class WorkerProcess:
-    """`python -m creative_sync worker` as a child process, logs in a file, killable with SIGKILL."""
+class ChildProcess:
+    """`python -m creative_sync <role>` as a child process with its log in a file."""
+
+    role = ""
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.settings = settings
@@ -27,30 +29,10 @@ class WorkerProcess:
         self.process: subprocess.Popen | None = None
         self.started_at = 0.0
 
-    def start(self) -> "WorkerProcess":
+    def _spawn(self) -> None:
         self._log = open(self.log_path, "ab")
         self.started_at = time.monotonic()
-        self.process = spawn("worker", self.settings, stdout=self._log, stderr=subprocess.STDOUT)
-        return self
-
-    def metrics(self) -> str:
-        url = f"http://{self.settings.worker_host}:{self.settings.worker_port}/metrics"
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.read().decode()
-
-    def wait_assigned(self, timeout_s: float = 60.0) -> float:
-        """Seconds from start until the worker owns partitions (it has joined its group)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.process and self.process.poll() is None, f"worker exited: {self.log_tail()}"
-            try:
-                for line in self.metrics().splitlines():
-                    if line.startswith("creative_sync_worker_assigned_partitions ") and float(line.split()[1]) > 0:
-                        return time.monotonic() - self.started_at
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"worker did not join in {timeout_s}s: {self.log_tail()}")
+        self.process = spawn(self.role, self.settings, stdout=self._log, stderr=subprocess.STDOUT)
 
     def kill9(self) -> None:
         assert self.process is not None
@@ -75,37 +57,52 @@ class WorkerProcess:
             return ""
 
 
-class GatewayProcess:
-    """`python -m creative_sync gateway` as a child process, ready once /healthz answers."""
+class WorkerProcess(ChildProcess):
+    """The worker, killable with SIGKILL; ready once it owns partitions (wait_assigned)."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings, self.log_path = settings, log_path
-        self.process: subprocess.Popen | None = None
+    role = "worker"
+
+    def start(self) -> "WorkerProcess":
+        self._spawn()
+        return self
+
+    def metrics(self) -> str:
+        url = f"http://{self.settings.worker_host}:{self.settings.worker_port}/metrics"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read().decode()
+
+    def wait_assigned(self, timeout_s: float = 60.0) -> float:
+        """Seconds from start until the worker owns partitions (it has joined its group)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process and self.process.poll() is None, f"worker exited: {self.log_tail()}"
+            try:
+                for line in self.metrics().splitlines():
+                    if line.startswith("creative_sync_worker_assigned_partitions ") and float(line.split()[1]) > 0:
+                        return time.monotonic() - self.started_at
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"worker did not join in {timeout_s}s: {self.log_tail()}")
+
+
+class GatewayProcess(ChildProcess):
+    """The gateway, ready once /healthz answers."""
+
+    role = "gateway"
 
     @property
     def base_url(self) -> str:
         return f"http://{self.settings.gateway_host}:{self.settings.gateway_port}"
 
     def start(self, timeout_s: float = 60.0) -> "GatewayProcess":
-        self._log = open(self.log_path, "ab")
-        self.process = spawn("gateway", self.settings, stdout=self._log, stderr=subprocess.STDOUT)
+        self._spawn()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"gateway exited: {self.log_path.read_text(errors='replace')[-3000:]}"
+            assert self.process and self.process.poll() is None, f"gateway exited: {self.log_tail()}"
             try:
                 with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1):
                     return self
             except OSError:
                 time.sleep(0.1)
         raise TimeoutError(f"gateway did not answer in {timeout_s}s")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        if hasattr(self, "_log"):
-            self._log.close()
