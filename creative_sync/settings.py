@@ -48,6 +48,9 @@ class Settings:
     #: How long a request waits for the pipeline's answer before answering `submitted` (AdCP async).
     request_budget_s: float = 2.0
     mcp_session_ttl_s: float = 3600.0
+    #: Ed25519 private key (PEM) signing RFC 9421 webhooks; every gateway replica must share it.
+    #: Unset: a key is generated at start (fine for one gateway; its JWKS is at /.well-known/jwks.json).
+    webhook_signing_key_file: Path | None = None
     principals_file: Path = Path("var/principals.json")
     # -- logs ---------------------------------------------------------------------------------
     log_level: str = "INFO"
@@ -75,6 +78,7 @@ class Settings:
             max_body_bytes=int(_env("CREATIVE_SYNC_MAX_BODY_BYTES", str(4 * 1024 * 1024))),
             request_budget_s=float(_env("CREATIVE_SYNC_REQUEST_BUDGET_S", "2")),
             mcp_session_ttl_s=float(_env("CREATIVE_SYNC_MCP_SESSION_TTL_S", "3600")),
+            webhook_signing_key_file=Path(key) if (key := _env_opt("CREATIVE_SYNC_WEBHOOK_SIGNING_KEY_FILE")) else None,
             principals_file=Path(_env("CREATIVE_SYNC_PRINCIPALS_FILE", str(data_dir / "principals.json"))),
             log_level=_env("CREATIVE_SYNC_LOG_LEVEL", "INFO"),
             log_format=_env("CREATIVE_SYNC_LOG_FORMAT", "json"),
@@ -110,4 +114,6 @@ class Settings:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
         if self.schema_registry_url:
             env["CREATIVE_SYNC_SCHEMA_REGISTRY_URL"] = self.schema_registry_url
+        if self.webhook_signing_key_file:
+            env["CREATIVE_SYNC_WEBHOOK_SIGNING_KEY_FILE"] = str(self.webhook_signing_key_file)
         return env

@@ -44,7 +44,8 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     app[keys.CODECS] = codecs = Codecs(registry, settings.topic_prefix)
     app[keys.BROKER] = BrokerLink(settings.bootstrap_servers)
     app[keys.LIBRARY_VIEW] = view = LibraryView(settings.bootstrap_servers, codecs, settings.topic_prefix)
-    webhooks = webhooks or TaskWebhooks(Rfc9421Signer())
+    key = settings.webhook_signing_key_file.read_bytes() if settings.webhook_signing_key_file else None
+    webhooks = webhooks or TaskWebhooks(Rfc9421Signer(key))
     app[keys.TASKS] = Tasks(view, webhooks)
     app[keys.OPERATIONS] = Registry(creatives.OPERATIONS)
     app[keys.MCP_SESSIONS] = mcp.Sessions(settings.mcp_session_ttl_s)

@@ -115,3 +115,21 @@ def test_tokens_are_stored_hashed(tmp_path):
     principal, token = store.add("buyer", ["a"])
     assert token not in (tmp_path / "p.json").read_text()
     assert store.authenticate(token) == principal and store.authenticate(token + "x") is None
+
+
+async def test_the_webhook_signing_key_can_be_configured_and_is_published(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key_file = tmp_path / "webhooks.pem"
+    key_file.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    settings = Settings(bootstrap_servers=f"127.0.0.1:{free_port()}", principals_file=tmp_path / "p.json",
+                        webhook_signing_key_file=key_file, log_format="text")
+    jwks = []
+    for _ in range(2):  # two replicas, one key
+        client = TestClient(TestServer(create_app(settings)))
+        await client.start_server()
+        jwks.append(await (await client.get("/.well-known/jwks.json")).json())
+        await client.close()
+    assert jwks[0] == jwks[1] and jwks[0]["keys"][0]["crv"] == "Ed25519" and "d" not in jwks[0]["keys"][0]
