@@ -1,0 +1,154 @@
+"""Which sales agents can run which creative (pure: creatives and agent declarations in, verdicts out).
+
+A creative matches an agent by exact format id (agent_url + id), by canonical format kind, or by
+an asset MIME type (wildcards such as `video/*`), and then must fit the dimensions and duration
+the agent declares, if it declares any. An incompatible pair is `skipped` with a reason a person
+can act on ("Video format not supported by display agent") and is never sent. Triggers (content
+change, manual sync, campaigns, tactics) all come through `match`.
+"""
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from streams.library.formats import BY_ID, STANDARD_AGENT_URL
+
+#: canonical format kind -> the family a person calls it by
+FAMILY_OF_KIND = {
+    "image": "display", "html5": "display", "display_tag": "display", "image_carousel": "display",
+    "responsive_creative": "display", "seller_rendered_stateful_display": "display",
+    "video_hosted": "video", "video_vast": "video",
+    "audio_hosted": "audio", "audio_vast": "audio", "audio_daast": "audio",
+    "native_in_feed": "native", "sponsored_placement": "native",
+}
+_FAMILY_OF_MIME = {"image": "display", "text": "display", "video": "video", "audio": "audio"}
+_MIME_OF_ASSET_TYPE = {"image": "image/*", "video": "video/*", "audio": "audio/*", "html": "text/html",
+                       "vast": "application/xml", "daast": "application/xml", "text": "text/plain"}
+
+
+@dataclass(frozen=True)
+class CreativeTraits:
+    """What matching needs to know of a creative."""
+
+    format_id: tuple[str, str] | None = None  # (agent_url, id)
+    format_kind: str | None = None
+    mime_types: frozenset[str] = frozenset()
+    width: int | None = None
+    height: int | None = None
+    duration_s: float | None = None
+
+    @property
+    def family(self) -> str:
+        if self.format_kind in FAMILY_OF_KIND:
+            return FAMILY_OF_KIND[self.format_kind]
+        for mime in sorted(self.mime_types):
+            if mime.split("/")[0] in _FAMILY_OF_MIME:
+                return _FAMILY_OF_MIME[mime.split("/")[0]]
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class AgentFormats:
+    """What a sales agent says it accepts (declared at registration or discovered from it)."""
+
+    name: str
+    format_ids: frozenset[tuple[str, str]] = frozenset()
+    format_kinds: frozenset[str] = frozenset()
+    mime_types: frozenset[str] = frozenset()  # may hold wildcards: video/*
+    sizes: frozenset[tuple[int, int]] = frozenset()  # accepted width x height; empty: any
+    max_duration_s: float | None = None
+
+    @property
+    def family(self) -> str:
+        families = {FAMILY_OF_KIND.get(k, "other") for k in self.format_kinds}
+        families |= {_FAMILY_OF_MIME.get(m.split("/")[0], "other") for m in self.mime_types}
+        families |= {FAMILY_OF_KIND.get(BY_ID[i].kind, "other") for _, i in self.format_ids if i in BY_ID}
+        families.discard("other")
+        return "/".join(sorted(families)) if families else "this"
+
+
+@dataclass(frozen=True)
+class Match:
+    compatible: bool
+    by: str | None = None  # format_id | format_kind | mime_type
+    reason: str | None = None  # why not, for people
+
+    @classmethod
+    def skip(cls, reason: str) -> "Match":
+        return cls(False, None, reason)
+
+
+def mime_matches(pattern: str, mime: str) -> bool:
+    """`video/*` matches `video/mp4`; `*/*` matches anything; a creative-side `video/*` (type only
+    known) matches an agent's `video/mp4` too."""
+    p_type, _, p_sub = pattern.lower().partition("/")
+    m_type, _, m_sub = mime.lower().partition("/")
+    return (p_type in ("*", m_type)) and (p_sub in ("*", m_sub) or m_sub == "*")
+
+
+def traits_of(creative: Mapping[str, Any]) -> CreativeTraits:
+    """The traits of an AdCP creative (3.2 `format_kind` or legacy `format_id`, and its assets)."""
+    format_id = creative.get("format_id")
+    ref = None
+    if isinstance(format_id, Mapping):
+        ref = (str(format_id.get("agent_url", "")), str(format_id.get("id", "")))
+    elif isinstance(format_id, str):
+        ref = (STANDARD_AGENT_URL, format_id)
+    known = BY_ID.get(ref[1]) if ref else None
+    kind = creative.get("format_kind") or (known.kind if known else None)
+    mimes: set[str] = set()
+    width = height = duration = None
+    for asset in _assets(creative.get("assets")):
+        mime = asset.get("mime_type") or mimetypes.guess_type(str(asset.get("url", "")))[0] \
+            or _MIME_OF_ASSET_TYPE.get(str(asset.get("asset_type")))
+        if mime:
+            mimes.add(str(mime))
+        width = width or _int(asset.get("width"))
+        height = height or _int(asset.get("height"))
+        if asset.get("duration_ms") is not None:
+            duration = float(asset["duration_ms"]) / 1000
+    if known and width is None:
+        width, height = known.width, known.height
+    return CreativeTraits(ref, kind, frozenset(mimes), width, height, duration)
+
+
+def match(creative: CreativeTraits, agent: AgentFormats) -> Match:
+    """Whether `agent` can run `creative`, and how (or why not)."""
+    if creative.format_id and creative.format_id in agent.format_ids:
+        return Match(True, "format_id")  # the agent's own format: it defined what fits
+    by = None
+    if creative.format_kind and creative.format_kind in agent.format_kinds:
+        by = "format_kind"
+    elif any(mime_matches(pattern, mime) for pattern in agent.mime_types for mime in creative.mime_types):
+        by = "mime_type"
+    if by is None:
+        family = creative.family
+        label = family.capitalize() if family != "unknown" else "This creative's"
+        return Match.skip(f"{label} format not supported by {agent.family} agent {agent.name}".replace("  ", " "))
+    if agent.sizes and (creative.width, creative.height) not in agent.sizes:
+        size = f"{creative.width}x{creative.height}" if creative.width else "unknown size"
+        accepted = ", ".join(f"{w}x{h}" for w, h in sorted(agent.sizes))
+        return Match.skip(f"Size {size} not accepted by {agent.name} (accepts {accepted})")
+    if agent.max_duration_s is not None and creative.duration_s is not None and creative.duration_s > agent.max_duration_s:
+        return Match.skip(f"Duration {creative.duration_s:g} s exceeds the {agent.max_duration_s:g} s {agent.name} accepts")
+    return Match(True, by)
+
+
+def _assets(assets: Any) -> Iterable[Mapping[str, Any]]:
+    if not isinstance(assets, Mapping):
+        return []
+    found: list[Mapping[str, Any]] = []
+    for slot in assets.values():
+        for asset in slot if isinstance(slot, list) else [slot]:
+            if isinstance(asset, Mapping):
+                found.append(asset)
+    return found
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
