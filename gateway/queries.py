@@ -99,7 +99,10 @@ def as_adcp(creative: CreativeChanged, *, include_assignments: bool) -> dict[str
             "created_date": creative.created_at.isoformat(), "updated_date": creative.updated_at.isoformat()}
     if include_assignments:
         item["assignments"] = {"assignment_count": len(creative.assigned_to),
-                               "assigned_packages": [{"package_id": p} for p in creative.assigned_to]}
+                               "assigned_packages": [
+                                   {"package_id": p,
+                                    "assigned_date": creative.assigned_at.get(p, creative.updated_at).isoformat()}
+                                   for p in creative.assigned_to]}
     return item
 
 

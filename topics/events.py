@@ -53,6 +53,7 @@ class CreativeChanged(Event):
     status: str = "processing"
     tags: list[str] = Field(default_factory=list)
     assigned_to: list[str] = Field(default_factory=list)
+    assigned_at: dict[str, datetime] = Field(default_factory=dict)
     creative_json: str
     command_id: str
     created_at: datetime
@@ -87,6 +88,7 @@ class StoredCreative(Event):
     last_source_offset: int = -1
     recent_changes: list[RecentChange] = Field(default_factory=list)
     assigned_to: list[str] = Field(default_factory=list)
+    assigned_at: dict[str, datetime] = Field(default_factory=dict)
 
 
 # -- sync -------------------------------------------------------------------------------------

@@ -96,6 +96,7 @@ def event_for(stored: StoredCreative, change: ChangeKind, fields: list[str], com
         status=stored.status,
         tags=[str(t) for t in creative.get("tags") or []],
         assigned_to=list(stored.assigned_to),
+        assigned_at=dict(stored.assigned_at),
         creative_json=stored.creative_json,
         command_id=command_id,
         created_at=stored.created_at,
@@ -162,6 +163,7 @@ def apply_upserts(
         stored = StoredCreative(
             account_id=account_id, creative_id=creative_id, content_version=version, content_hash=content_hash,
             metadata_hash=metadata_hash, creative_json=to_json(creative), status=status, assigned_to=assigned_to,
+            assigned_at=_assignment_dates(assigned_to, previous, now),
             created_at=created_at, updated_at=now, last_command_id=command_id, last_change=change.value,
             last_changed_fields=fields, last_source_offset=max(source_offset, previous.last_source_offset if previous else -1),
         )
@@ -175,6 +177,12 @@ def apply_upserts(
         decision.events.append(event_for(stored, change, fields, command_id))
         decision.outcomes.append(CreativeOutcome(creative_id, _ACTION_OF_CHANGE[change], tuple(fields)))
     return decision
+
+
+def _assignment_dates(assigned_to: list[str], previous: StoredCreative | None, now: datetime) -> dict[str, datetime]:
+    """When each package was assigned: kept for packages already there, `now` for new ones."""
+    before = previous.assigned_at if previous is not None else {}
+    return {package: before.get(package, now) for package in assigned_to}
 
 
 def _status_after(creative: Mapping[str, Any], previous: StoredCreative | None) -> str:
@@ -357,4 +365,5 @@ def stored_from_change(change: CreativeChanged) -> StoredCreative:
         account_id=change.account_id, creative_id=change.creative_id, content_version=change.content_version,
         content_hash=change.content_hash, metadata_hash=digest([metadata, assigned_to, change.status]),
         creative_json=change.creative_json, status=change.status, created_at=change.created_at,
-        updated_at=change.updated_at, last_command_id=change.command_id, assigned_to=assigned_to)
+        updated_at=change.updated_at, last_command_id=change.command_id, assigned_to=assigned_to,
+        assigned_at=dict(change.assigned_at))

@@ -39,6 +39,8 @@ class Gateway:
         answer = await response.json()
         if status is not None:
             assert response.status == status, answer
+        if response.status < 300:  # every AdCP answer is checked against its official schema
+            assert_adcp(operation, answer)
         return answer
 
 
@@ -148,7 +150,8 @@ async def test_assignments_are_reported_and_listed(gateway):
     assert by_id["c1"]["assigned_to"] == ["pkg-1"] and "pkg-1" in by_id["ghost"]["assignment_errors"]
     listed = await gateway.call("list_creatives", {"account": {"account_id": "acct-1"}, "include_assignments": True},
                                 status=200)
-    assert listed["creatives"][0]["assignments"]["assigned_packages"] == [{"package_id": "pkg-1"}]
+    [package] = listed["creatives"][0]["assignments"]["assigned_packages"]
+    assert package["package_id"] == "pkg-1" and package["assigned_date"]
 
 
 async def test_one_account_never_sees_another_accounts_creatives_or_tasks(gateway):

@@ -64,7 +64,9 @@ def test_fields_projection_and_assignments():
                                         "filters": {"creative_ids": ["v1"]}})
     assert response["creatives"] == [{"creative_id": "v1", "name": "Video v1"}]
     full = list_creatives(LIBRARY, {"include_assignments": True, "filters": {"creative_ids": ["v1"]}})
-    assert full["creatives"][0]["assignments"]["assigned_packages"] == [{"package_id": "pkg"}]
+    assert full["creatives"][0]["assignments"]["assigned_packages"] == [
+        {"package_id": "pkg", "assigned_date": (T0 + timedelta(minutes=3)).isoformat()}]
+    assert validate_response("list_creatives", full).valid
 
 
 @pytest.mark.parametrize("request_, field", [

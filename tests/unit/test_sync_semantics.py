@@ -64,6 +64,7 @@ def test_assignments_add_packages_and_report_unknown_creatives():
         {"creative_id": "c1", "package_id": "p1"}, {"creative_id": "nope", "package_id": "p1"}]))
     by_id = {o.creative_id: o for o in decision.outcomes}
     assert by_id["c1"].assigned_to == ("p1",) and stored(decision)["c1"].assigned_to == ["p1"]
+    assert stored(decision)["c1"].assigned_at == {"p1": T0}
     assert "p1" in by_id["nope"].assignment_errors
 
 
