@@ -86,6 +86,12 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return run_bench(settings, args)
 
 
+def cmd_sim_agents(args: argparse.Namespace, settings: Settings) -> int:
+    from creative_sync.sim_agents import run_sim_agents
+
+    return run_sim_agents(first_port=args.port, token=args.token)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="creative-sync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--name", required=True)
     add.add_argument("--account", action="append", required=True, help="an account it may act for (repeatable)")
     add.set_defaults(func=cmd_principals)
+    sim = sub.add_parser("sim-agents", help="simulated AdCP sales agents on loopback (display, video, AdCP 3.1)")
+    sim.add_argument("--port", type=int, default=9100, help="port of the first agent (the others follow)")
+    sim.add_argument("--token", default=None, help="the bearer token they accept (default: a fresh one, printed)")
+    sim.set_defaults(func=cmd_sim_agents)
     bench = sub.add_parser("bench", help="measure the system against the raw broker in the same run")
     bench.add_argument("--events", type=int, default=20000, help="events for the throughput and hop-latency parts")
     bench.add_argument("--rejoins", type=int, default=3, help="kill -9 / restart rounds for the rejoin time")
