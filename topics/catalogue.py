@@ -84,8 +84,6 @@ TOPICS: tuple[TopicSpec, ...] = (
 TABLES: tuple[TableSpec, ...] = (
     TableSpec("creatives", "library_commands", "account_id/creative_id", "stored_creative",
               "The creative library: one row per creative, applied idempotently per command."),
-    TableSpec("account_library", "library_commands", "account_id", "account_library",
-              "Per account, the ids of all its creatives (delete_missing needs the whole library)."),
     TableSpec("idempotency", "library_commands", "account_id/idempotency_key", "idempotency_record",
               "Per account and idempotency key, the first answer: replays and conflicts are decided here."),
 )

@@ -293,11 +293,6 @@ class IdempotencyRecord(Event):
     recorded_at: datetime
 
 
-class AccountLibrary(Event):
-    account_id: str
-    creative_ids: list[str] = Field(default_factory=list)
-
-
 # -- tasks and operations -----------------------------------------------------------------------
 class TaskStatus(StrEnum):
     COMPLETED = "COMPLETED"
@@ -341,7 +336,6 @@ MODELS: dict[str, type[Event]] = {
     "creative_changed": CreativeChanged,
     "stored_creative": StoredCreative,
     "idempotency_record": IdempotencyRecord,
-    "account_library": AccountLibrary,
     "sync_job": SyncJob,
     "sync_result": SyncResult,
     "approval_event": ApprovalEvent,

@@ -1,7 +1,7 @@
 """The library processor: applies sync_creatives commands to an account's creative library.
 
 Reads: library commands (keyed by account: one owner per account, so a request's batch is applied
-atomically). Writes: the creatives, account_library and idempotency tables (changelogs), creative
+atomically). Writes: the creatives and idempotency tables (changelogs), creative
 state (one event per change), task results (the AdCP answer), dead letters (invalid commands).
 """
 from __future__ import annotations
@@ -14,15 +14,22 @@ from streams.library.logic import Verdict
 from streams.library.requests import Problem, RequestRejected, creative_problems, parse_sync_request, payload_hash
 from streams.runtime import consume
 from topics.codec import to_json
-from topics.events import (AccountLibrary, FailureStage, IdempotencyRecord, LibraryCommand, LibraryOperation, TaskResult,
-                           TaskStatus)
+from topics.events import FailureStage, IdempotencyRecord, LibraryCommand, LibraryOperation, TaskResult, TaskStatus
 
 PROCESSOR = "library"
 
 
 def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
     app, codecs, metrics = pipeline.app, pipeline.codecs, pipeline.metrics
-    creatives, libraries, idempotency = (pipeline.tables[name] for name in ("creatives", "account_library", "idempotency"))
+    creatives, idempotency = pipeline.tables["creatives"], pipeline.tables["idempotency"]
+
+    def library_of(account_id: str) -> list[str]:
+        # Only delete_missing needs an account's whole library: a scan of this worker's share of the
+        # table (the account's rows all live in the partition of the command) beats an index record
+        # rewritten on every new creative.
+        prefix = logic.creative_key(account_id, "")
+        return [key[len(prefix):] for key in creatives.keys() if key.startswith(prefix)]
+
     state_topic, results_topic = pipeline.topics["creative_state"], pipeline.topics["task_results"]
     state_key, state_value = codecs.key("creative_state"), codecs.value("creative_state")
     result_key, result_value = codecs.key("task_results"), codecs.value("task_results")
@@ -58,21 +65,15 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             await answer(command, logic.conflict_response(request.idempotency_key), failed=True)
             return
 
-        library = libraries.get(command.account_id)
-        library_ids = list(library.creative_ids) if library is not None else []
+        library_ids = library_of(command.account_id) if request.delete_missing else []
         wanted = {str(c.get("creative_id")) for c in request.creatives}
         wanted |= {str(a.get("creative_id")) for a in [*request.assignments, *request.assignment_operations]}
-        wanted |= set(library_ids) if request.delete_missing else set()
+        wanted |= set(library_ids)
         existing = {cid: creatives.get(logic.creative_key(command.account_id, cid)) for cid in wanted}
         decision = logic.apply_sync(request, command_id=command.command_id, existing=existing, library_ids=library_ids,
                                     now=now, source_offset=offset, validate=creative_problems)
         for stored in decision.writes:
             creatives[logic.creative_key(stored.account_id, stored.creative_id)] = stored
-        known = set(library_ids)
-        added = [s.creative_id for s in decision.writes if s.creative_id not in known]
-        if added:
-            libraries[command.account_id] = AccountLibrary(account_id=command.account_id,
-                                                           creative_ids=[*library_ids, *dict.fromkeys(added)])
         for change in decision.events:
             await state_topic.send(key=state_key.encode(logic.creative_key(change.account_id, change.creative_id)),
                                    value=state_value.encode(change))
