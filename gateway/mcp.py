@@ -153,7 +153,7 @@ async def _call_tool(request: web.Request, params: dict[str, Any]) -> dict[str, 
     if not isinstance(arguments, dict):
         return tool_result(AdcpRequestError(400, "INVALID_REQUEST", "arguments must be an object.").body(), is_error=True)
     try:
-        body = await operation.handler(Call(request.app, request[PRINCIPAL], arguments, "mcp"))
+        body = await operation.handler(Call(request.app, request[PRINCIPAL], arguments))
     except AdcpRequestError as error:
         return tool_result(error.body(), is_error=True)
     return tool_result(body, is_error=False)

@@ -21,7 +21,6 @@ class Call:
     app: web.Application
     principal: Principal
     params: dict[str, Any]
-    transport: str  # "mcp" | "rest"
 
 
 @dataclass(frozen=True)
@@ -30,8 +29,6 @@ class Operation:
     summary: str
     input_schema: dict[str, Any]  # JSON Schema of the arguments (tools/list, OpenAPI)
     handler: Handler
-    #: Set for AdCP tasks: their responses follow the AdCP schema of that name.
-    adcp_task: bool = True
     tags: tuple[str, ...] = field(default=("creative",))
 
 

@@ -29,7 +29,7 @@ async def call(request: web.Request) -> web.Response:
         raise invalid("The body is not valid JSON.") from None
     if not isinstance(params, dict):
         raise invalid("The body must be a JSON object.")
-    body = await operation.handler(Call(request.app, request[PRINCIPAL], params, "rest"))
+    body = await operation.handler(Call(request.app, request[PRINCIPAL], params))
     status = 202 if body.get("status") == "submitted" else 200
     return web.json_response(body, status=status)
 

@@ -16,6 +16,7 @@ from typing import Any
 from faust.types import EventT, Message, StreamT, TopicT
 
 from streams.metrics import WorkerMetrics
+from streams.transport import TunedConsumer
 from topics.catalogue import Codecs
 from topics.codec import AvroCodec
 from topics.errors import CodecError
@@ -110,26 +111,22 @@ async def consume(
     timing = metrics.processing.labels(processor)
     hop = metrics.hop_latency.labels(processor)
     order = PartitionOrder()
-    consumer = stream.app.consumer
-    handled = getattr(consumer, "handled", lambda message: None)
-    if hasattr(consumer, "guard"):  # streams.transport.TunedConsumer: only what a processor saw gets committed
-        consumer.guard()
+    consumer: TunedConsumer = stream.app.consumer  # streams.transport: only what a processor saw gets committed
+    consumer.guard()
     async for event in stream.events():
         message = event.message
         admission, offset = order.admit(
-            message.tp, message.offset, generation=message.generation_id,
-            committed=consumer._committed_offset.get(message.tp),  # faust keeps no public accessor
-            known_gap=lambda start, end, tp=message.tp: bool(consumer._gap[tp].overlaps(start, end)))
+            message.tp, message.offset, generation=message.generation_id, committed=consumer.committed_offset(message.tp),
+            known_gap=lambda start, end, tp=message.tp: consumer.known_gap(tp, start, end))
         if admission is not Admission.PROCESS:
             # Left unhandled, hence never acked: the commit cannot pass it before it comes again.
             if admission is Admission.REWIND:
                 log.warning("%s: events %s[%s] %s..%s never arrived; fetching them again", processor, message.topic,
                             message.partition, offset, message.offset - 1)
                 metrics.rewinds.labels(processor).inc()
-                rewind = getattr(consumer, "rewind", None)  # streams.transport.TunedConsumer
-                await (rewind(message.tp, offset) if rewind else consumer.seek(message.tp, offset))
+                await consumer.rewind(message.tp, offset)
             continue
-        handled(message)
+        consumer.handled(message)
         started = time.perf_counter()
         if message.timestamp:
             hop.observe(max(0.0, time.time() - message.timestamp))

@@ -99,6 +99,13 @@ class TunedConsumer(faust_aiokafka.Consumer):
         if offset_from <= offset_to - 1:
             await super()._add_gap(tp, offset_from, offset_to - 1)
 
+    def committed_offset(self, tp: Any) -> int | None:
+        return self._committed_offset.get(tp)
+
+    def known_gap(self, tp: Any, start: int, end: int) -> bool:
+        """Whether the fetch loop itself saw offsets start..end-1 missing (compaction, markers)."""
+        return bool(self._gap[tp].overlaps(start, end))
+
     async def rewind(self, tp: Any, offset: int) -> None:
         """Fetch `tp` again from `offset` (see streams.runtime.PartitionOrder)."""
         await self.seek(tp, offset)

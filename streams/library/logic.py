@@ -139,7 +139,9 @@ def apply_upserts(
                 decision.outcomes.append(CreativeOutcome(creative_id, "unchanged"))
                 continue
         assigned_to = sorted(assigned.get(creative_id, previous.assigned_to if previous else []))
-        status = "archived" if archive else _status_after(creative, previous)
+        # Usable once stored (sales agents review their own copies); a buyer-set status (generative
+        # flows) is kept; an archived creative sent again comes back.
+        status = "archived" if archive else str(creative.get("status") or "approved")
         content, metadata = split_creative(creative)
         content_hash = digest(content)
         metadata_hash = digest([metadata, assigned_to, status])
@@ -183,12 +185,6 @@ def _assignment_dates(assigned_to: list[str], previous: StoredCreative | None, n
     """When each package was assigned: kept for packages already there, `now` for new ones."""
     before = previous.assigned_at if previous is not None else {}
     return {package: before.get(package, now) for package in assigned_to}
-
-
-def _status_after(creative: Mapping[str, Any], previous: StoredCreative | None) -> str:
-    """A library creative is usable as soon as it is stored (sales agents review their own copies); an
-    archived creative that is sent again comes back; a buyer-set status (generative flows) is kept."""
-    return str(creative.get("status") or "approved")
 
 
 def _replay(decision: LibraryDecision, current: StoredCreative, earlier: RecentChange) -> None:
