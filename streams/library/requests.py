@@ -5,6 +5,7 @@ Pure: no I/O beyond the schemas bundled with the adcp package.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -12,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from adcp.validation import validate_request
+import jsonschema_rs
+from adcp.validation import get_validator, validate_request
 
 MAX_CREATIVES = 100
 SUPPORTED_VERSIONS = ("3.0", "3.1", "3.2")
@@ -86,8 +88,28 @@ def _version_of(payload: Mapping[str, Any]) -> str | None:
     return release
 
 
+@functools.cache
+def _fast_validator(version: str | None) -> Any:
+    """The very schema adcp.validation checks against, compiled by jsonschema-rs.
+
+    adcp.validation (the python jsonschema package) costs ~0.8 ms a creative, which capped the
+    gateway below 1,000 creatives/s on a core. jsonschema-rs answers the same yes/no in ~1.5 µs a
+    creative. It only ever says "valid": any doubt goes to adcp.validation, which stays the
+    authority for every error message (and agrees on the verdict: tests/unit/test_schema_check.py).
+    """
+    validator = get_validator("sync_creatives", "request", version=version)
+    return jsonschema_rs.validator_for(validator.schema, validate_formats=True) if validator is not None else None
+
+
+def _surely_valid(payload: Mapping[str, Any], version: str | None) -> bool:
+    fast = _fast_validator(version)
+    return fast is not None and len(payload.get("creatives") or ()) <= MAX_CREATIVES and fast.is_valid(payload)
+
+
 def schema_problems(payload: Mapping[str, Any], version: str | None) -> list[tuple[str, Problem]]:
     """(pointer, problem) for every way `payload` breaks the sync_creatives request schema."""
+    if _surely_valid(payload, version):
+        return []
     outcome = validate_request("sync_creatives", dict(payload), version=version)
     return [(issue.pointer, Problem("VALIDATION_ERROR", f"{_field_of(issue.pointer)}: {issue.message}",
                                     _field_of(issue.pointer), issue.hint)) for issue in outcome.issues]
@@ -157,7 +179,7 @@ def parse_sync_request(payload: Any, *, schema_checked: bool = False) -> SyncReq
         checked["creatives"] = [_complete_for_check(c) for c in creatives]
     invalid: dict[int, list[Problem]] = {}
     envelope: list[Problem] = []
-    # The AdCP schema check costs ~0.8 ms a creative: done once, by whoever received the request.
+    # The AdCP schema check is done once, by whoever received the request.
     for pointer, problem in ([] if schema_checked else schema_problems(checked, version)):
         match = _CREATIVE_POINTER.match(pointer)
         if match and isinstance(creatives[int(match.group(1))], Mapping):
