@@ -69,6 +69,8 @@ TOPICS: tuple[TopicSpec, ...] = (
               "Current sync and approval status per (creative, sales agent)."),
     TopicSpec("sales_agents", "creative-sync.registry.sales-agents", 4, "sales_agent_id", "sales_agent", "compact",
               "The sales-agent registry and what discovery learnt (no secrets)."),
+    TopicSpec("sales_agent_credentials", "creative-sync.registry.credentials", 4, "sales_agent_id", "sales_agent_credentials",
+              "compact", "Sales agents' secrets, encrypted with the deployment's secrets key (never in plain text)."),
     TopicSpec("campaigns", "creative-sync.campaigns.entities", 8, "campaign_id (brand agents: brand_agent_id)", "campaign_entity", "compact",
               "Brand agents, campaigns, tactics and creative assignments."),
     TopicSpec("campaign_health", "creative-sync.campaigns.health", 8, "campaign_id", "campaign_health", "compact",
@@ -86,6 +88,12 @@ TABLES: tuple[TableSpec, ...] = (
               "The creative library: one row per creative, applied idempotently per command."),
     TableSpec("idempotency", "library_commands", "account_id/idempotency_key", "idempotency_record",
               "Per account and idempotency key, the first answer: replays and conflicts are decided here."),
+    TableSpec("sync_queues", "sync_jobs", "sales_agent_id/account_id", "agent_queue",
+              "Per sales agent and account: numbered jobs, and the batches (ranges, idempotency keys) to deliver."),
+    TableSpec("sync_pending", "sync_jobs", "sales_agent_id/account_id/seq", "sync_job",
+              "The jobs of the queues above until their batch is delivered."),
+    TableSpec("sync_state", "sync_results", "account_id/creative_id", "creative_sync_state",
+              "Per creative, its current content and its status with every sales agent."),
 )
 
 BY_ROLE: dict[str, TopicSpec] = {t.role: t for t in TOPICS}

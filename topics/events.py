@@ -100,8 +100,16 @@ class SyncTrigger(StrEnum):
     UNKNOWN = "UNKNOWN"
 
 
+class QueueEntryKind(StrEnum):
+    DELIVER = "DELIVER"
+    FLUSH = "FLUSH"
+    DONE = "DONE"
+    UNKNOWN = "UNKNOWN"
+
+
 class SyncJob(Event):
     job_id: str
+    kind: QueueEntryKind = QueueEntryKind.DELIVER
     sales_agent_id: str
     account_id: str
     creative_id: str
@@ -110,6 +118,24 @@ class SyncJob(Event):
     campaign_id: str | None = None
     tactic_id: str | None = None
     requested_at: datetime
+    creative_json: str | None = None
+    batch_id: str | None = None
+
+
+class QueuedBatch(Event):
+    batch_id: str
+    idempotency_key: str
+    first_seq: int
+    last_seq: int
+
+
+class AgentQueue(Event):
+    sales_agent_id: str
+    account_id: str
+    next_seq: int
+    open_from: int
+    batches: list[QueuedBatch] = Field(default_factory=list)
+    last_offset: int = -1
 
 
 class SyncOutcome(StrEnum):
@@ -192,6 +218,14 @@ class SyncStatus(Event):
     updated_at: datetime
 
 
+class CreativeSyncState(Event):
+    account_id: str
+    creative_id: str
+    content_version: int = 0
+    creative_json: str | None = None
+    rows: list[SyncStatus] = Field(default_factory=list)
+
+
 # -- registry, campaigns, health, notifications -------------------------------------------------
 class AgentProtocol(StrEnum):
     MCP = "MCP"
@@ -212,6 +246,16 @@ class SalesAgent(Event):
     adcp_versions: list[str] = Field(default_factory=list)
     available: bool = True
     deleted: bool = False
+    negotiated_version: str | None = None
+    discovered_at: datetime | None = None
+    discovery_error: str | None = None
+    has_webhook_secret: bool = False
+    updated_at: datetime
+
+
+class SalesAgentCredentials(Event):
+    sales_agent_id: str
+    ciphertext: bytes
     updated_at: datetime
 
 
@@ -341,6 +385,9 @@ MODELS: dict[str, type[Event]] = {
     "approval_event": ApprovalEvent,
     "sync_status": SyncStatus,
     "sales_agent": SalesAgent,
+    "sales_agent_credentials": SalesAgentCredentials,
+    "agent_queue": AgentQueue,
+    "creative_sync_state": CreativeSyncState,
     "campaign_entity": CampaignEntity,
     "campaign_health": CampaignHealth,
     "notification": Notification,
