@@ -215,6 +215,7 @@ class SyncStatus(Event):
     last_sync_at: datetime | None = None
     platform_creative_id: str | None = None
     content_version_synced: int | None = None
+    last_error: str | None = None
     updated_at: datetime
 
 

@@ -1,0 +1,151 @@
+"""Where each creative stands with each sales agent, as pure functions: sync outcomes, approval
+decisions and content changes in, the new per-agent rows (and the re-syncs a content change
+needs) out. Transitions are checked: an older content version or an older observation never
+overwrites a newer state, so late and redelivered events are harmless.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from streams.sync.logic import job_id_for
+from topics.events import (
+    ApprovalEvent,
+    ChangeKind,
+    CreativeChanged,
+    CreativeSyncState,
+    SyncJob,
+    SyncOutcome,
+    SyncResult,
+    SyncState,
+    SyncStatus,
+    SyncTrigger,
+)
+
+_STATE_OF_OUTCOME = {SyncOutcome.SYNCING: SyncState.SYNCING, SyncOutcome.SYNCED: SyncState.SYNCED,
+                     SyncOutcome.FAILED: SyncState.FAILED, SyncOutcome.SKIPPED: SyncState.SKIPPED}
+#: approval statuses (AdCP creative-status) a sales agent may report
+APPROVAL_STATUSES = frozenset({"processing", "pending_review", "approved", "suspended", "rejected", "archived"})
+
+
+def state_key(account_id: str, creative_id: str) -> str:
+    return f"{account_id}/{creative_id}"
+
+
+def empty_state(account_id: str, creative_id: str) -> CreativeSyncState:
+    return CreativeSyncState(account_id=account_id, creative_id=creative_id)
+
+
+@dataclass
+class StatusChange:
+    state: CreativeSyncState
+    rows: list[SyncStatus] = field(default_factory=list)  # rows that changed: publish them
+    jobs: list[SyncJob] = field(default_factory=list)  # re-syncs to queue
+
+
+def _row(state: CreativeSyncState, agent_id: str) -> SyncStatus | None:
+    return next((r for r in state.rows if r.sales_agent_id == agent_id), None)
+
+
+def _with_row(state: CreativeSyncState, row: SyncStatus) -> CreativeSyncState:
+    rows = [r for r in state.rows if r.sales_agent_id != row.sales_agent_id] + [row]
+    return state.model_copy(update={"rows": sorted(rows, key=lambda r: r.sales_agent_id)})
+
+
+def apply_result(state: CreativeSyncState, result: SyncResult) -> StatusChange:
+    """A delivery outcome (or a queued / skipped decision) for one agent."""
+    row = _row(state, result.sales_agent_id)
+    target = _STATE_OF_OUTCOME.get(result.outcome)
+    if target is None:
+        return StatusChange(state)
+    if row is not None and result.outcome is not SyncOutcome.SKIPPED:
+        synced = row.content_version_synced or 0
+        if result.content_version < synced or (result.content_version == synced and row.sync_status is SyncState.SYNCED
+                                               and target is not SyncState.SYNCED):
+            return StatusChange(state)  # about an older version than the agent already has
+        if row.updated_at > result.occurred_at and row.sync_status is not SyncState.SKIPPED:
+            return StatusChange(state)  # older news than what the row says
+    attempts = (row.attempts if row else 0) + (1 if target in (SyncState.SYNCED, SyncState.FAILED) else 0)
+    new_version = result.content_version if target is SyncState.SYNCED else (row.content_version_synced if row else None)
+    approval = row.approval_status if row else None
+    rejection = row.rejection_reason if row else None
+    if target is SyncState.SYNCED:
+        # The agent reviews every new version again; a status in its answer is its first word.
+        approval = result.approval_status if result.approval_status in APPROVAL_STATUSES else "pending_review"
+        rejection = result.reason if approval == "rejected" else None
+    updated = SyncStatus(
+        account_id=result.account_id, creative_id=result.creative_id, sales_agent_id=result.sales_agent_id,
+        sync_status=target, approval_status=approval if target is not SyncState.SKIPPED else None,
+        rejection_reason=rejection, skip_reason=result.reason if target is SyncState.SKIPPED else None,
+        attempts=0 if target is SyncState.SKIPPED else attempts,
+        last_sync_at=result.occurred_at if target in (SyncState.SYNCED, SyncState.FAILED) else (row.last_sync_at if row else None),
+        platform_creative_id=result.platform_creative_id or (row.platform_creative_id if row else None),
+        content_version_synced=new_version, updated_at=result.occurred_at,
+        last_error=result.reason if target is SyncState.FAILED else (row.last_error if row and target is SyncState.SYNCING else None),
+    )
+    if row == updated:
+        return StatusChange(state)
+    state = _with_row(state, updated)
+    return StatusChange(state, [updated])
+
+
+def apply_approval(state: CreativeSyncState, event: ApprovalEvent) -> StatusChange:
+    """A sales agent's review decision (webhook, poll or task webhook)."""
+    row = _row(state, event.sales_agent_id)
+    status = event.status.lower()
+    if row is None or status not in APPROVAL_STATUSES or row.sync_status is SyncState.SKIPPED:
+        return StatusChange(state)
+    observed = event.agent_updated_at or event.observed_at
+    if observed < row.updated_at or (row.approval_status == status and row.rejection_reason == event.rejection_reason):
+        return StatusChange(state)  # late, or nothing new
+    updated = row.model_copy(update={"approval_status": status, "updated_at": observed,
+                                     "rejection_reason": event.rejection_reason if status == "rejected" else None})
+    return StatusChange(_with_row(state, updated), [updated])
+
+
+def apply_change(state: CreativeSyncState, change: CreativeChanged, now: datetime) -> StatusChange:
+    """A library change: a content change re-syncs the creative wherever it is synced; a
+    metadata-only change re-syncs nowhere."""
+    if change.content_version < state.content_version:
+        return StatusChange(state)
+    replayed = change.content_version == state.content_version and state.creative_json is not None
+    state = state.model_copy(update={"content_version": change.content_version, "creative_json": change.creative_json})
+    if change.change is not ChangeKind.CONTENT or replayed:
+        return StatusChange(state)  # (a redelivered change queued its re-syncs the first time)
+    out = StatusChange(state)
+    for row in where_synced(state.rows):
+        if (row.content_version_synced or 0) >= change.content_version:
+            continue
+        out.jobs.append(SyncJob(
+            job_id=job_id_for(SyncTrigger.CONTENT_CHANGE.value, change.account_id, change.creative_id,
+                              change.content_version, row.sales_agent_id),
+            sales_agent_id=row.sales_agent_id, account_id=change.account_id, creative_id=change.creative_id,
+            content_version=change.content_version, trigger=SyncTrigger.CONTENT_CHANGE, requested_at=now,
+            creative_json=change.creative_json))
+        pending = row.model_copy(update={"sync_status": SyncState.PENDING, "updated_at": now})
+        out.state = _with_row(out.state, pending)
+        out.rows.append(pending)
+    return out
+
+
+def where_synced(rows: Iterable[SyncStatus]) -> list[SyncStatus]:
+    """The agents that have (some version of) the creative: they get every new version."""
+    return [r for r in rows if r.content_version_synced is not None and r.sync_status is not SyncState.SKIPPED]
+
+
+def summary(rows: Iterable[SyncStatus]) -> dict[str, int]:
+    """Counts per creative for get_creative_sync_status."""
+    counts = {"approved": 0, "pending": 0, "rejected": 0, "failed": 0, "skipped": 0}
+    for row in rows:
+        if row.sync_status is SyncState.SKIPPED:
+            counts["skipped"] += 1
+        elif row.sync_status is SyncState.FAILED:
+            counts["failed"] += 1
+        elif row.approval_status == "approved":
+            counts["approved"] += 1
+        elif row.approval_status in ("rejected", "suspended"):
+            counts["rejected"] += 1
+        else:
+            counts["pending"] += 1
+    return counts

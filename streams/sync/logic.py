@@ -1,0 +1,265 @@
+"""The sync engine's rules, as pure functions: a sales agent's delivery queue, the sync_creatives
+payload for its AdCP version, what its answer means per creative, retry delays and the circuit
+breaker. No I/O and no clock: `now` and random numbers are passed in.
+
+The queue of one (sales agent, account) is a numbered list of jobs; a batch is a closed range
+of numbers with its idempotency key. Every change to it comes from one entry of the agent's
+partition of sync_jobs (DELIVER, FLUSH, DONE), so a replay after a crash rebuilds the very same
+batches under the very same keys: a key is never reused for another batch, and a batch is
+never sent under two keys.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from streams.library.formats import FORMATS, STANDARD_AGENT_URL
+from topics.events import AdcpError, AgentQueue, QueuedBatch, QueueEntryKind, SyncJob, SyncOutcome, SyncResult, SyncTrigger
+
+MAX_BATCH = 100  # AdCP: at most 100 creatives per sync_creatives
+
+
+def queue_key(agent_id: str, account_id: str) -> str:
+    return f"{agent_id}/{account_id}"
+
+
+def pending_key(agent_id: str, account_id: str, seq: int) -> str:
+    return f"{agent_id}/{account_id}/{seq:012d}"
+
+
+def _hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+
+
+def job_id_for(trigger: str, account_id: str, creative_id: str, content_version: int, agent_id: str,
+               cause: str = "") -> str:
+    """Deterministic: the same trigger of the same creative version for the same agent is one job."""
+    return _hash("job", trigger, account_id, creative_id, content_version, agent_id, cause)[:32]
+
+
+# -- the queue ------------------------------------------------------------------------------------
+@dataclass
+class QueueChange:
+    queue: AgentQueue
+    store: dict[int, SyncJob] = field(default_factory=dict)  # seq -> job to keep until delivered
+    drop: list[int] = field(default_factory=list)  # seqs delivered: forget them
+    closed: QueuedBatch | None = None
+
+
+def empty_queue(agent_id: str, account_id: str) -> AgentQueue:
+    return AgentQueue(sales_agent_id=agent_id, account_id=account_id, next_seq=0, open_from=0)
+
+
+def _close(queue: AgentQueue, *, partition: int, offset: int) -> tuple[AgentQueue, QueuedBatch | None]:
+    if queue.next_seq <= queue.open_from:
+        return queue, None
+    # The key is made from the coordinates of the entry that closed the batch: a replay closes
+    # the same range at the same entry, so it gets the same key; no other batch ever can.
+    digest = _hash("batch", queue.sales_agent_id, queue.account_id, partition, offset)
+    batch = QueuedBatch(batch_id=digest[:24], idempotency_key=f"cs-{digest[:40]}", first_seq=queue.open_from,
+                        last_seq=queue.next_seq - 1)
+    return queue.model_copy(update={"open_from": queue.next_seq, "batches": [*queue.batches, batch]}), batch
+
+
+def apply_entry(queue: AgentQueue | None, entry: SyncJob, *, partition: int, offset: int) -> QueueChange | None:
+    """The queue after one entry of the agent's partition; None when the entry was applied before."""
+    queue = queue or empty_queue(entry.sales_agent_id, entry.account_id)
+    if offset <= queue.last_offset:
+        return None  # redelivered after a crash: already in the queue
+    queue = queue.model_copy(update={"last_offset": offset})
+    change = QueueChange(queue)
+    if entry.kind is QueueEntryKind.DELIVER:
+        seq = queue.next_seq
+        change.store[seq] = entry
+        change.queue = queue.model_copy(update={"next_seq": seq + 1})
+        if change.queue.next_seq - change.queue.open_from >= MAX_BATCH:
+            change.queue, change.closed = _close(change.queue, partition=partition, offset=offset)
+    elif entry.kind is QueueEntryKind.FLUSH:
+        change.queue, change.closed = _close(queue, partition=partition, offset=offset)
+    elif entry.kind is QueueEntryKind.DONE:
+        done = [b for b in queue.batches if b.batch_id == entry.batch_id]
+        change.queue = queue.model_copy(update={"batches": [b for b in queue.batches if b.batch_id != entry.batch_id]})
+        change.drop = [seq for b in done for seq in range(b.first_seq, b.last_seq + 1)]
+    return change
+
+
+def flush_entry(agent_id: str, account_id: str, now: datetime) -> SyncJob:
+    return SyncJob(job_id=f"flush-{_hash(agent_id, account_id, now)[:16]}", kind=QueueEntryKind.FLUSH,
+                   sales_agent_id=agent_id, account_id=account_id, creative_id="", content_version=0, trigger=SyncTrigger.UNKNOWN,
+                   requested_at=now)
+
+
+def done_entry(agent_id: str, account_id: str, batch_id: str, now: datetime) -> SyncJob:
+    return SyncJob(job_id=f"done-{batch_id}", kind=QueueEntryKind.DONE, sales_agent_id=agent_id, account_id=account_id,
+                   creative_id="", content_version=0, trigger=SyncTrigger.UNKNOWN, batch_id=batch_id, requested_at=now)
+
+
+# -- the payload ----------------------------------------------------------------------------------
+def negotiate(ours: Sequence[str], theirs: Sequence[str]) -> str | None:
+    """The highest AdCP release both sides speak (3.2 > 3.1 > 3.0)."""
+    common = {v.rsplit(".", 1)[0] if v.count(".") > 1 else v for v in theirs} & set(ours)
+    return max(common, key=lambda v: tuple(int(p) for p in v.split("."))) if common else None
+
+
+_LEGACY_FORMAT_OF_KIND = {f.kind: f.format_id for f in reversed(FORMATS)}  # the first format of each kind
+
+
+def for_version(creative: Mapping[str, Any], version: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The creative as an agent of `version` expects it, or (None, why) when it cannot be said.
+
+    AdCP 3.2 names a format by `format_kind`; 3.0/3.1 only know `format_id` (agent_url + id)."""
+    creative = dict(creative)
+    if version == "3.2" or "format_kind" not in creative:
+        return creative, None
+    kind = creative.pop("format_kind")
+    if "format_id" not in creative:
+        format_id = _legacy_format_id(kind, creative)
+        if format_id is None:
+            return None, f"No AdCP {version} format_id for format kind {kind!r}"
+        creative["format_id"] = {"agent_url": STANDARD_AGENT_URL, "id": format_id}
+    return creative, None
+
+
+def _legacy_format_id(kind: str, creative: Mapping[str, Any]) -> str | None:
+    if kind == "image":
+        for asset in (creative.get("assets") or {}).values():
+            if isinstance(asset, Mapping) and asset.get("width") and asset.get("height"):
+                return f"display_{asset['width']}x{asset['height']}"
+    return _LEGACY_FORMAT_OF_KIND.get(kind)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one sync_creatives call carries, and the jobs it settles."""
+
+    batch_id: str
+    idempotency_key: str
+    account_id: str
+    payload: dict[str, Any]
+    jobs: dict[str, list[SyncJob]]  # creative id -> the jobs its delivery settles
+    unsendable: dict[str, str]  # creative id -> why it cannot be sent to this agent
+
+
+def build_batch(batch: QueuedBatch, account_id: str, jobs: Sequence[SyncJob], version: str) -> Batch:
+    """The call for a queued batch: one entry per creative (its latest version), in the agent's dialect."""
+    latest: dict[str, SyncJob] = {}
+    settles: dict[str, list[SyncJob]] = {}
+    for job in jobs:
+        settles.setdefault(job.creative_id, []).append(job)
+        if job.creative_id not in latest or job.content_version >= latest[job.creative_id].content_version:
+            latest[job.creative_id] = job
+    creatives, unsendable = [], {}
+    for creative_id, job in latest.items():
+        creative, why = for_version(json.loads(job.creative_json or "{}"), version)
+        if creative is None:
+            unsendable[creative_id] = why or "unsendable"
+        else:
+            creatives.append(creative)
+    payload = {"adcp_version": version, "account": {"account_id": account_id}, "idempotency_key": batch.idempotency_key,
+               "creatives": creatives, "validation_mode": "lenient"}
+    return Batch(batch.batch_id, batch.idempotency_key, account_id, payload, settles, unsendable)
+
+
+# -- the answer -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CallFailure:
+    """A call that did not produce a per-creative answer."""
+
+    message: str
+    recovery: str = "transient"  # transient | correctable | terminal
+    retry_after_s: float | None = None
+    code: str = "AGENT_ERROR"
+
+    @property
+    def retryable(self) -> bool:
+        return self.recovery == "transient"
+
+
+def failure_from_errors(errors: Sequence[Mapping[str, Any]], default: str = "transient") -> CallFailure:
+    first = errors[0] if errors else {}
+    retry_after = first.get("retry_after")
+    return CallFailure(str(first.get("message") or "the agent refused the request"),
+                       str(first.get("recovery") or default), float(retry_after) if retry_after is not None else None,
+                       str(first.get("code") or "AGENT_ERROR"))
+
+
+def results_for(batch: Batch, *, attempt: int, now: datetime, response: Mapping[str, Any] | None = None,
+                failure: CallFailure | None = None) -> list[SyncResult]:
+    """One result per job of `batch`: from the agent's per-creative answer, or the call's failure."""
+    answers = {str(c.get("creative_id")): c for c in (response or {}).get("creatives") or [] if isinstance(c, Mapping)}
+    results = []
+    for creative_id, jobs in batch.jobs.items():
+        answer = answers.get(creative_id)
+        errors: list[AdcpError] = []
+        action = platform_id = approval = reason = None
+        if creative_id in batch.unsendable:
+            outcome, reason = SyncOutcome.SKIPPED, batch.unsendable[creative_id]
+        elif failure is not None:
+            outcome, reason = SyncOutcome.FAILED, failure.message
+            errors = [AdcpError(code=failure.code, message=failure.message, recovery=failure.recovery)]
+        elif answer is None:
+            outcome, reason = SyncOutcome.FAILED, "The agent's answer did not mention this creative"
+        else:
+            action = str(answer.get("action") or "")
+            errors = [AdcpError(code=str(e.get("code") or "ERROR"), message=str(e.get("message") or ""),
+                                field=e.get("field"), recovery=e.get("recovery"))
+                      for e in answer.get("errors") or [] if isinstance(e, Mapping)]
+            if action == "failed":
+                outcome, reason = SyncOutcome.FAILED, errors[0].message if errors else "The agent refused this creative"
+            else:
+                outcome = SyncOutcome.SYNCED
+                platform_id = answer.get("platform_id") or answer.get("platform_creative_id")
+                approval = answer.get("status") or answer.get("review_status")
+                reason = answer.get("rejection_reason")
+        for job in jobs:
+            results.append(SyncResult(
+                result_id=_hash("result", job.job_id, batch.batch_id, attempt)[:32], job_id=job.job_id,
+                sales_agent_id=job.sales_agent_id, account_id=job.account_id, creative_id=creative_id,
+                content_version=job.content_version, outcome=outcome, batch_id=batch.batch_id,
+                idempotency_key=batch.idempotency_key, attempt=attempt, action=action or None,
+                platform_creative_id=str(platform_id) if platform_id else None,
+                approval_status=str(approval) if approval else None, reason=reason, errors=errors, occurred_at=now))
+    return results
+
+
+# -- retries and the circuit breaker --------------------------------------------------------------
+def retry_delay(attempt: int, *, base_s: float = 0.5, cap_s: float = 10.0, jitter: float = 0.5,
+                retry_after_s: float | None = None) -> float:
+    """Exponential backoff with full jitter (`jitter` in [0, 1), drawn by the caller), never
+    sooner than the agent's retry_after."""
+    delay = min(cap_s, base_s * (2 ** max(0, attempt - 1))) * (0.5 + jitter / 2)
+    return max(delay, retry_after_s or 0.0)
+
+
+@dataclass
+class CircuitBreaker:
+    """Per agent: after `threshold` failed calls in a row, no calls for `cool_down`; then one
+    trial call (half-open) decides whether it closes again."""
+
+    threshold: int = 5
+    cool_down: timedelta = timedelta(seconds=15)
+    failures: int = 0
+    opened_at: datetime | None = None
+
+    def state(self, now: datetime) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "open" if now - self.opened_at < self.cool_down else "half_open"
+
+    def allows(self, now: datetime) -> bool:
+        return self.state(now) != "open"
+
+    def wait_s(self, now: datetime) -> float:
+        return max(0.0, (self.opened_at + self.cool_down - now).total_seconds()) if self.opened_at else 0.0
+
+    def succeeded(self) -> None:
+        self.failures, self.opened_at = 0, None
+
+    def failed(self, now: datetime) -> None:
+        self.failures += 1
+        if self.failures >= self.threshold or self.state(now) == "half_open":
+            self.opened_at = now

@@ -1,0 +1,96 @@
+"""Per (creative, agent) status transitions: outcomes, approvals, content vs metadata changes,
+and late events that must not overwrite newer state."""
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from creative_sync.samples import display_creative
+from streams.status import logic
+from streams.status.logic import apply_approval, apply_change, apply_result, empty_state
+from topics.events import (ApprovalEvent, ApprovalSource, ChangeKind, CreativeChanged, SyncOutcome, SyncResult,
+                           SyncState)
+
+pytestmark = pytest.mark.unit
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def result(outcome, agent="ag", version=1, when=0, approval=None, reason=None, attempt=1):
+    return SyncResult(result_id=f"r-{agent}-{version}-{when}-{outcome}", job_id="j", sales_agent_id=agent, account_id="a",
+                      creative_id="c", content_version=version, outcome=outcome, attempt=attempt,
+                      approval_status=approval, reason=reason, occurred_at=at(when))
+
+
+def approval(status, agent="ag", when=5, reason=None):
+    return ApprovalEvent(event_id=f"e-{status}-{when}", sales_agent_id=agent, account_id="a", creative_id="c",
+                         status=status, rejection_reason=reason, source=ApprovalSource.POLL, observed_at=at(when))
+
+
+def change(kind, version, when=10):
+    creative = display_creative("c", name=f"v{version}")
+    return CreativeChanged(event_id=f"ch-{version}-{kind}", account_id="a", creative_id="c", change=kind, content_version=version,
+                           content_hash=str(version), creative_json=json.dumps(creative), command_id="cmd",
+                           created_at=T0, updated_at=at(when))
+
+
+def run(state, *results):
+    for item in results:
+        state = apply_result(state, item).state
+    return state
+
+
+def test_a_synced_result_records_the_version_and_the_agents_first_word_on_review():
+    state = run(empty_state("a", "c"), result(SyncOutcome.SYNCING), result(SyncOutcome.SYNCED, when=1, approval="pending_review"))
+    row = state.rows[0]
+    assert (row.sync_status, row.approval_status, row.content_version_synced, row.attempts) == \
+        (SyncState.SYNCED, "pending_review", 1, 1)
+
+
+def test_a_failure_keeps_its_reason_and_counts_attempts_until_success_clears_it():
+    state = run(empty_state("a", "c"), result(SyncOutcome.FAILED, when=1, reason="503 from agent"),
+                result(SyncOutcome.FAILED, when=2, reason="503 from agent", attempt=2))
+    assert (state.rows[0].sync_status, state.rows[0].attempts, state.rows[0].last_error) == (SyncState.FAILED, 2, "503 from agent")
+    state = run(state, result(SyncOutcome.SYNCED, when=3, approval="approved"))
+    assert (state.rows[0].sync_status, state.rows[0].last_error, state.rows[0].attempts) == (SyncState.SYNCED, None, 3)
+
+
+def test_a_late_result_for_an_older_version_never_overwrites_a_newer_state():
+    state = run(empty_state("a", "c"), result(SyncOutcome.SYNCED, version=2, when=5, approval="approved"))
+    assert apply_result(state, result(SyncOutcome.FAILED, version=1, when=6)).rows == []
+    assert apply_result(state, result(SyncOutcome.SYNCING, version=2, when=1)).rows == []
+
+
+def test_approvals_update_the_row_but_a_late_one_does_not():
+    state = run(empty_state("a", "c"), result(SyncOutcome.SYNCED, when=1, approval="pending_review"))
+    state = apply_approval(state, approval("rejected", when=5, reason="Too small")).state
+    assert (state.rows[0].approval_status, state.rows[0].rejection_reason) == ("rejected", "Too small")
+    assert apply_approval(state, approval("approved", when=2)).rows == []
+    assert apply_approval(state, approval("rejected", when=6, reason="Too small")).rows == []  # nothing new
+    assert apply_approval(state, approval("approved", agent="other")).rows == []  # never synced there
+
+
+def test_skipped_rows_carry_the_reason_and_count_as_skipped():
+    state = run(empty_state("a", "c"), result(SyncOutcome.SKIPPED, agent="video", reason="Display format not supported"),
+                result(SyncOutcome.SYNCED, agent="ag", when=1, approval="approved"))
+    rows = {r.sales_agent_id: r for r in state.rows}
+    assert rows["video"].skip_reason == "Display format not supported"
+    assert logic.summary(state.rows) == {"approved": 1, "pending": 0, "rejected": 0, "failed": 0, "skipped": 1}
+
+
+def test_a_content_change_re_syncs_only_where_synced_and_a_metadata_change_nowhere():
+    state = run(empty_state("a", "c"), result(SyncOutcome.SYNCED, agent="ag", when=1, approval="approved"),
+                result(SyncOutcome.SKIPPED, agent="video", reason="no"),
+                result(SyncOutcome.SYNCING, agent="queued", when=1))
+    metadata = apply_change(state, change(ChangeKind.METADATA, 1), at(20))
+    assert metadata.jobs == [] and metadata.rows == []
+    content = apply_change(metadata.state, change(ChangeKind.CONTENT, 2), at(21))
+    assert [(j.sales_agent_id, j.content_version) for j in content.jobs] == [("ag", 2)]
+    assert json.loads(content.jobs[0].creative_json)["name"] == "v2"
+    assert [r.sync_status for r in content.rows] == [SyncState.PENDING]
+    assert apply_change(content.state, change(ChangeKind.CONTENT, 2), at(22)).jobs == []  # redelivered

@@ -1,0 +1,126 @@
+"""The sync engine's pure rules: queue batching that replays identically, payloads per AdCP
+version, per-creative outcomes, retry delays, the circuit breaker."""
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from creative_sync.samples import display_creative, video_creative
+from streams.sync import logic
+from streams.sync.logic import CallFailure, CircuitBreaker, apply_entry, build_batch, results_for
+from topics.events import SyncJob, SyncOutcome, SyncTrigger
+
+pytestmark = pytest.mark.unit
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def job(creative_id: str, version: int = 1, creative: dict | None = None, agent: str = "ag", account: str = "acct") -> SyncJob:
+    creative = creative or display_creative(creative_id)
+    return SyncJob(job_id=logic.job_id_for("MANUAL", account, creative_id, version, agent), sales_agent_id=agent,
+                   account_id=account, creative_id=creative_id, content_version=version, trigger=SyncTrigger.MANUAL,
+                   requested_at=T0, creative_json=json.dumps(creative))
+
+
+def replay(entries):
+    queue, stored, batches = None, {}, []
+    for offset, entry in enumerate(entries):
+        change = apply_entry(queue, entry, partition=3, offset=offset)
+        if change is None:
+            continue
+        queue = change.queue
+        stored.update(change.store)
+        for seq in change.drop:
+            stored.pop(seq)
+        if change.closed:
+            batches.append(change.closed)
+    return queue, stored, batches
+
+
+def test_a_full_batch_closes_at_100_jobs_and_a_flush_closes_the_rest():
+    entries = [job(f"c{i}") for i in range(130)] + [logic.flush_entry("ag", "acct", T0)]
+    queue, stored, batches = replay(entries)
+    assert [(b.first_seq, b.last_seq) for b in batches] == [(0, 99), (100, 129)]
+    assert len({b.idempotency_key for b in batches}) == 2 and len(stored) == 130
+
+
+def test_replaying_the_same_entries_rebuilds_the_same_batches_under_the_same_keys():
+    entries = [job(f"c{i}") for i in range(30)] + [logic.flush_entry("ag", "acct", T0)] + [job("late")]
+    assert replay(entries)[2] == replay(entries)[2]
+
+
+def test_a_redelivered_entry_is_not_applied_twice():
+    queue, _, _ = replay([job("a"), job("b")])
+    assert apply_entry(queue, job("b"), partition=3, offset=1) is None
+    assert apply_entry(queue, job("c"), partition=3, offset=2).queue.next_seq == 3
+
+
+def test_done_forgets_the_batch_and_its_jobs():
+    entries = [job("a"), job("b"), logic.flush_entry("ag", "acct", T0)]
+    queue, stored, batches = replay(entries)
+    change = apply_entry(queue, logic.done_entry("ag", "acct", batches[0].batch_id, T0), partition=3, offset=10)
+    assert change.queue.batches == [] and sorted(change.drop) == [0, 1]
+
+
+def test_an_empty_flush_closes_nothing():
+    assert replay([logic.flush_entry("ag", "acct", T0)])[2] == []
+
+
+def test_the_payload_carries_the_latest_version_once_lenient_and_versioned():
+    jobs = [job("a", 1), job("a", 2, display_creative("a", name="v2")), job("b")]
+    _, _, batches = replay([*jobs, logic.flush_entry("ag", "acct", T0)])
+    batch = build_batch(batches[0], "acct", jobs, "3.2")
+    assert [c["name"] for c in batch.payload["creatives"]] == ["v2", "Banner b"]
+    assert batch.payload["validation_mode"] == "lenient" and batch.payload["adcp_version"] == "3.2"
+    assert batch.payload["idempotency_key"] == batches[0].idempotency_key and len(batch.jobs["a"]) == 2
+
+
+def test_a_legacy_agent_gets_format_id_instead_of_format_kind():
+    creative, why = logic.for_version(video_creative("v"), "3.1")
+    assert why is None and "format_kind" not in creative and creative["format_id"]["id"]
+    banner = {**display_creative("d", width=728, height=90), "format_kind": "image"}
+    banner.pop("format_id")
+    assert logic.for_version(banner, "3.0")[0]["format_id"]["id"] == "display_728x90"
+    assert logic.for_version(video_creative("v"), "3.2")[0]["format_kind"] == "video_hosted"
+
+
+@pytest.mark.parametrize("ours,theirs,expected", [
+    (["3.0", "3.1", "3.2"], ["3.0", "3.1"], "3.1"), (["3.0", "3.1", "3.2"], ["3.2.1", "3.1"], "3.2"),
+    (["3.0", "3.1", "3.2"], ["2.5"], None)])
+def test_negotiation_picks_the_highest_common_version(ours, theirs, expected):
+    assert logic.negotiate(ours, theirs) == expected
+
+
+def test_results_follow_the_agents_per_creative_answer():
+    jobs = [job("ok"), job("bad")]
+    _, _, batches = replay([*jobs, logic.flush_entry("ag", "acct", T0)])
+    batch = build_batch(batches[0], "acct", jobs, "3.2")
+    response = {"creatives": [{"creative_id": "ok", "action": "created", "status": "pending_review", "platform_id": "p-1"},
+                              {"creative_id": "bad", "action": "failed",
+                               "errors": [{"code": "TOO_SMALL", "message": "Image too small", "recovery": "terminal"}]}]}
+    by_id = {r.creative_id: r for r in results_for(batch, attempt=1, now=T0, response=response)}
+    assert by_id["ok"].outcome is SyncOutcome.SYNCED and by_id["ok"].approval_status == "pending_review"
+    assert by_id["ok"].platform_creative_id == "p-1"
+    assert by_id["bad"].outcome is SyncOutcome.FAILED and by_id["bad"].reason == "Image too small"
+    failed = results_for(batch, attempt=2, now=T0, failure=CallFailure("down", "transient"))
+    assert {r.outcome for r in failed} == {SyncOutcome.FAILED} and failed[0].result_id != by_id["ok"].result_id
+
+
+def test_retry_delays_grow_are_capped_and_honour_retry_after():
+    delays = [logic.retry_delay(a, jitter=1.0) for a in range(1, 8)]
+    assert delays == sorted(delays) and delays[-1] == 10.0 and delays[0] == 0.5
+    assert logic.retry_delay(1, jitter=0.0, retry_after_s=7) == 7
+
+
+def test_the_breaker_opens_after_repeated_failures_and_half_opens_after_the_cool_down():
+    breaker = CircuitBreaker(threshold=3, cool_down=timedelta(seconds=10))
+    for _ in range(3):
+        assert breaker.allows(T0)
+        breaker.failed(T0)
+    assert not breaker.allows(T0 + timedelta(seconds=5))
+    assert breaker.state(T0 + timedelta(seconds=11)) == "half_open"
+    breaker.failed(T0 + timedelta(seconds=11))  # the trial failed: open again
+    assert not breaker.allows(T0 + timedelta(seconds=12))
+    breaker.succeeded()
+    assert breaker.state(T0) == "closed"
