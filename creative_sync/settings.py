@@ -52,6 +52,16 @@ class Settings:
     #: Unset: a key is generated at start (fine for one gateway; its JWKS is at /.well-known/jwks.json).
     webhook_signing_key_file: Path | None = None
     principals_file: Path = Path("var/principals.json")
+    #: Fernet key sealing sales agents' secrets on the credentials topic; gateway and workers share it.
+    secrets_key_file: Path | None = None  # None: <data_dir>/secrets.key
+    # -- the sync engine ----------------------------------------------------------------------
+    sync_call_timeout_s: float = 30.0  # one sync_creatives call to a sales agent
+    sync_flush_after_s: float = 0.05  # a partial batch waits this long for more creatives
+    sync_breaker_threshold: int = 5  # failed calls in a row that open an agent's circuit
+    sync_breaker_cool_down_s: float = 15.0
+    sync_retry_cap_s: float = 10.0
+    discovery_interval_s: float = 3600.0  # re-discovery of an available agent
+    poll_interval_s: float = 5.0  # list_creatives polling while reviews are pending
     # -- logs ---------------------------------------------------------------------------------
     log_level: str = "INFO"
     log_format: str = "json"  # json | text
@@ -80,9 +90,21 @@ class Settings:
             mcp_session_ttl_s=float(_env("CREATIVE_SYNC_MCP_SESSION_TTL_S", "3600")),
             webhook_signing_key_file=Path(key) if (key := _env_opt("CREATIVE_SYNC_WEBHOOK_SIGNING_KEY_FILE")) else None,
             principals_file=Path(_env("CREATIVE_SYNC_PRINCIPALS_FILE", str(data_dir / "principals.json"))),
+            secrets_key_file=Path(key) if (key := _env_opt("CREATIVE_SYNC_SECRETS_KEY_FILE")) else None,
+            sync_call_timeout_s=float(_env("CREATIVE_SYNC_SYNC_CALL_TIMEOUT_S", "30")),
+            sync_flush_after_s=float(_env("CREATIVE_SYNC_SYNC_FLUSH_AFTER_S", "0.05")),
+            sync_breaker_threshold=int(_env("CREATIVE_SYNC_SYNC_BREAKER_THRESHOLD", "5")),
+            sync_breaker_cool_down_s=float(_env("CREATIVE_SYNC_SYNC_BREAKER_COOL_DOWN_S", "15")),
+            sync_retry_cap_s=float(_env("CREATIVE_SYNC_SYNC_RETRY_CAP_S", "10")),
+            discovery_interval_s=float(_env("CREATIVE_SYNC_DISCOVERY_INTERVAL_S", "3600")),
+            poll_interval_s=float(_env("CREATIVE_SYNC_POLL_INTERVAL_S", "5")),
             log_level=_env("CREATIVE_SYNC_LOG_LEVEL", "INFO"),
             log_format=_env("CREATIVE_SYNC_LOG_FORMAT", "json"),
         )
+
+    @property
+    def secrets_key_path(self) -> Path:
+        return self.secrets_key_file or self.data_dir / "secrets.key"
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)
@@ -107,6 +129,14 @@ class Settings:
             "CREATIVE_SYNC_REQUEST_BUDGET_S": str(self.request_budget_s),
             "CREATIVE_SYNC_MCP_SESSION_TTL_S": str(self.mcp_session_ttl_s),
             "CREATIVE_SYNC_PRINCIPALS_FILE": str(self.principals_file),
+            "CREATIVE_SYNC_SECRETS_KEY_FILE": str(self.secrets_key_path),
+            "CREATIVE_SYNC_SYNC_CALL_TIMEOUT_S": str(self.sync_call_timeout_s),
+            "CREATIVE_SYNC_SYNC_FLUSH_AFTER_S": str(self.sync_flush_after_s),
+            "CREATIVE_SYNC_SYNC_BREAKER_THRESHOLD": str(self.sync_breaker_threshold),
+            "CREATIVE_SYNC_SYNC_BREAKER_COOL_DOWN_S": str(self.sync_breaker_cool_down_s),
+            "CREATIVE_SYNC_SYNC_RETRY_CAP_S": str(self.sync_retry_cap_s),
+            "CREATIVE_SYNC_DISCOVERY_INTERVAL_S": str(self.discovery_interval_s),
+            "CREATIVE_SYNC_POLL_INTERVAL_S": str(self.poll_interval_s),
             "CREATIVE_SYNC_LOG_LEVEL": self.log_level,
             "CREATIVE_SYNC_LOG_FORMAT": self.log_format,
         }

@@ -118,8 +118,10 @@ class SimAgent:
             action = "created" if previous is None else ("unchanged" if previous.creative == creative else "updated")
             if action != "unchanged":
                 self.creatives[key] = SimCreative(creative, status, now, now, reason, due)
-            results.append({"creative_id": creative_id, "action": action,
-                            "status": self.creatives[key].status})
+            item = {"creative_id": creative_id, "action": action, "status": self.creatives[key].status}
+            if self.creatives[key].rejection_reason:  # 3.2 has no reason field here: warnings carry it
+                item["warnings"] = [self.creatives[key].rejection_reason]
+            results.append(item)
         answer = {"creatives": results}
         self.answers[request.idempotency_key] = (digest, answer)
         return answer

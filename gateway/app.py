@@ -10,16 +10,18 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 
 from creative_sync.settings import Settings
-from gateway import creatives, health, keys, mcp, middleware, rest
+from gateway import creatives, health, keys, mcp, middleware, rest, syncing
 from gateway.auth import PrincipalStore
 from gateway.broker import BrokerLink
 from gateway.metrics import GatewayMetrics
 from gateway.operations import Registry
-from gateway.read_model import LibraryView
+from gateway.read_model import LibraryView, SyncStatusView
 from gateway.tasks import Tasks
 from gateway.webhooks import Rfc9421Signer, TaskWebhooks
 from topics.catalogue import Codecs
+from topics.credentials import SecretBox
 from topics.registry import SchemaRegistryClient
+from topics.views import AgentDirectory
 
 
 def _version() -> str:
@@ -44,10 +46,13 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     app[keys.CODECS] = codecs = Codecs(registry, settings.topic_prefix)
     app[keys.BROKER] = BrokerLink(settings.bootstrap_servers)
     app[keys.LIBRARY_VIEW] = view = LibraryView(settings.bootstrap_servers, codecs, settings.topic_prefix)
+    app[keys.AGENTS] = AgentDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix,
+                                      SecretBox.from_file(settings.secrets_key_path))
+    app[keys.SYNC_STATUS] = SyncStatusView(settings.bootstrap_servers, codecs, settings.topic_prefix)
     key = settings.webhook_signing_key_file.read_bytes() if settings.webhook_signing_key_file else None
     webhooks = webhooks or TaskWebhooks(Rfc9421Signer(key))
     app[keys.TASKS] = Tasks(view, webhooks)
-    app[keys.OPERATIONS] = Registry(creatives.OPERATIONS)
+    app[keys.OPERATIONS] = Registry([*creatives.OPERATIONS, *syncing.OPERATIONS])
     app[keys.MCP_SESSIONS] = mcp.Sessions(settings.mcp_session_ttl_s)
     app[keys.VERSION] = _version()
     app[keys.STARTED_AT] = datetime.now(UTC)
@@ -62,8 +67,12 @@ def _lifecycle(webhooks: TaskWebhooks):  # noqa: ANN202
     async def owned(app: web.Application) -> AsyncIterator[None]:
         await app[keys.BROKER].start()
         await app[keys.LIBRARY_VIEW].start()
+        await app[keys.AGENTS].start()
+        await app[keys.SYNC_STATUS].start()
         yield
         await webhooks.close()
+        await app[keys.SYNC_STATUS].stop()
+        await app[keys.AGENTS].stop()
         await app[keys.LIBRARY_VIEW].stop()
         await app[keys.BROKER].stop()
 

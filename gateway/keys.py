@@ -9,9 +9,10 @@ from gateway.broker import BrokerLink
 from gateway.metrics import GatewayMetrics
 from gateway.mcp import Sessions
 from gateway.operations import Registry
-from gateway.read_model import LibraryView
+from gateway.read_model import LibraryView, SyncStatusView
 from gateway.tasks import Tasks
 from topics.catalogue import Codecs
+from topics.views import AgentDirectory
 
 SETTINGS = web.AppKey("settings", Settings)
 PRINCIPALS = web.AppKey("principals", PrincipalStore)
@@ -21,6 +22,8 @@ METRICS = web.AppKey("metrics", GatewayMetrics)
 OPERATIONS = web.AppKey("operations", Registry)
 MCP_SESSIONS = web.AppKey("mcp_sessions", Sessions)
 LIBRARY_VIEW = web.AppKey("library_view", LibraryView)
+AGENTS = web.AppKey("agents", AgentDirectory)
+SYNC_STATUS = web.AppKey("sync_status", SyncStatusView)
 TASKS = web.AppKey("tasks", Tasks)
 VERSION = web.AppKey("version", str)
 STARTED_AT = web.AppKey("started_at", datetime)

@@ -16,7 +16,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from topics.catalogue import Codecs, topic
 from topics.errors import CodecError
-from topics.events import CreativeChanged, TaskResult
+from topics.events import CreativeChanged, SyncStatus, TaskResult
+from topics.views import CompactedView
 
 log = logging.getLogger(__name__)
 
@@ -164,3 +165,24 @@ class LibraryView:
 
     def account_creatives(self, account_id: str) -> list[CreativeChanged]:
         return list(self.creatives.get(account_id, {}).values())
+
+
+class SyncStatusView:
+    """Every (creative, sales agent) status row, from the compacted sync_status topic."""
+
+    def __init__(self, bootstrap_servers: str, codecs: Codecs, topic_prefix: str) -> None:
+        self._rows: dict[tuple[str, str], dict[str, SyncStatus]] = {}
+        self.view = CompactedView(bootstrap_servers, topic("sync_status").full_name(topic_prefix), codecs.value("sync_status"),
+                                  lambda r: f"{r.account_id}/{r.creative_id}/{r.sales_agent_id}", on_change=self._index)
+
+    def _index(self, key: str, row: SyncStatus) -> None:
+        self._rows.setdefault((row.account_id, row.creative_id), {})[row.sales_agent_id] = row
+
+    async def start(self) -> None:
+        await self.view.start()
+
+    async def stop(self) -> None:
+        await self.view.stop()
+
+    def rows(self, account_id: str, creative_id: str) -> list[SyncStatus]:
+        return sorted(self._rows.get((account_id, creative_id), {}).values(), key=lambda r: r.sales_agent_id)

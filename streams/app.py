@@ -17,7 +17,9 @@ from streams.runtime import DeadLetters
 from streams import serdes
 from streams.serdes import FaustAvroCodec
 from topics.catalogue import TABLES, TOPICS, Codecs, table_partitions
+from topics.credentials import SecretBox
 from topics.registry import SchemaRegistryClient
+from topics.views import AgentDirectory
 
 
 @dataclass
@@ -31,6 +33,8 @@ class Pipeline:
     topics: dict[str, faust.TopicT] = field(default_factory=dict)  # by catalogue role
     tables: dict[str, faust.Table] = field(default_factory=dict)  # by table name
     dead_letters: DeadLetters | None = None
+    directory: AgentDirectory | None = None  # the sales-agent registry (streams.sync)
+    sync_engine: object | None = None  # streams.sync.agent.SyncEngine, for tests and metrics
 
 
 def faust_settings(settings: Settings) -> dict:
@@ -85,11 +89,21 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     for spec in TOPICS:  # usable by name too, e.g. app.topic(..., value_serializer="avro-sync_job")
         serdes.register(f"avro-{spec.value_schema}", pipeline.codecs.value(spec.role))
     pipeline.dead_letters = DeadLetters(pipeline.topics["dead_letters"], pipeline.codecs, pipeline.metrics)
+    pipeline.directory = directory = AgentDirectory(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix,
+                                                    SecretBox.from_file(settings.secrets_key_path))
     _expose_metrics(pipeline)
 
+    @app.task
+    async def read_registry() -> None:
+        await directory.start()
+
     from streams.library import agent as library  # processors register their agents on the app
+    from streams.status import agent as status
+    from streams.sync import agent as sync
 
     library.register(pipeline)
+    sync.register(pipeline)
+    status.register(pipeline)
     return pipeline
 
 

@@ -30,3 +30,12 @@ class WorkerMetrics:
         self.assigned_partitions = Gauge(
             "creative_sync_worker_assigned_partitions", "Partitions currently assigned to this worker",
             registry=self.registry)
+        self.sync_calls = Counter(
+            "creative_sync_sync_calls_total", "sync_creatives calls to sales agents, by outcome",
+            ["outcome"], registry=self.registry)
+        self.deliveries = Counter(
+            "creative_sync_sync_deliveries_total", "Creatives a sales agent accepted, by agent",
+            ["sales_agent"], registry=self.registry)
+        self.status_changes = Counter(
+            "creative_sync_status_changes_total", "Per (creative, agent) status rows changed, by cause",
+            ["cause"], registry=self.registry)

@@ -152,3 +152,31 @@ def _int(value: Any) -> int | None:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+def formats_of(name: str, declared: Iterable[str], discovered: Iterable[Mapping[str, Any]]) -> AgentFormats:
+    """What an agent accepts: its declared formats when given at registration (format ids such as
+    `display_300x250`, kinds such as `video_hosted`, MIME patterns such as `video/*`), else the
+    formats discovery found (AdCP Format objects)."""
+    ids: set[tuple[str, str]] = set()
+    kinds: set[str] = set()
+    mimes: set[str] = set()
+    declared = [str(d) for d in declared]
+    for item in declared:
+        if "/" in item:
+            mimes.add(item.lower())
+        elif item in BY_ID:
+            ids.add((STANDARD_AGENT_URL, item))
+            kinds.add(BY_ID[item].kind)
+        else:
+            kinds.add(item)
+    if not declared:
+        for fmt in discovered:
+            format_id = fmt.get("format_id")
+            if isinstance(format_id, Mapping):
+                ids.add((str(format_id.get("agent_url", "")), str(format_id.get("id", ""))))
+            kind = (fmt.get("canonical") or {}).get("kind") if isinstance(fmt.get("canonical"), Mapping) else None
+            known = BY_ID.get(str(format_id.get("id"))) if isinstance(format_id, Mapping) else None
+            if kind or known:
+                kinds.add(str(kind or known.kind))
+    return AgentFormats(name, format_ids=frozenset(ids), format_kinds=frozenset(kinds), mime_types=frozenset(mimes))

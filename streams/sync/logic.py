@@ -31,14 +31,14 @@ def pending_key(agent_id: str, account_id: str, seq: int) -> str:
     return f"{agent_id}/{account_id}/{seq:012d}"
 
 
-def _hash(*parts: Any) -> str:
+def stable_id(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
 def job_id_for(trigger: str, account_id: str, creative_id: str, content_version: int, agent_id: str,
                cause: str = "") -> str:
     """Deterministic: the same trigger of the same creative version for the same agent is one job."""
-    return _hash("job", trigger, account_id, creative_id, content_version, agent_id, cause)[:32]
+    return stable_id("job", trigger, account_id, creative_id, content_version, agent_id, cause)[:32]
 
 
 # -- the queue ------------------------------------------------------------------------------------
@@ -59,7 +59,7 @@ def _close(queue: AgentQueue, *, partition: int, offset: int) -> tuple[AgentQueu
         return queue, None
     # The key is made from the coordinates of the entry that closed the batch: a replay closes
     # the same range at the same entry, so it gets the same key; no other batch ever can.
-    digest = _hash("batch", queue.sales_agent_id, queue.account_id, partition, offset)
+    digest = stable_id("batch", queue.sales_agent_id, queue.account_id, partition, offset)
     batch = QueuedBatch(batch_id=digest[:24], idempotency_key=f"cs-{digest[:40]}", first_seq=queue.open_from,
                         last_seq=queue.next_seq - 1)
     return queue.model_copy(update={"open_from": queue.next_seq, "batches": [*queue.batches, batch]}), batch
@@ -88,7 +88,7 @@ def apply_entry(queue: AgentQueue | None, entry: SyncJob, *, partition: int, off
 
 
 def flush_entry(agent_id: str, account_id: str, now: datetime) -> SyncJob:
-    return SyncJob(job_id=f"flush-{_hash(agent_id, account_id, now)[:16]}", kind=QueueEntryKind.FLUSH,
+    return SyncJob(job_id=f"flush-{stable_id(agent_id, account_id, now)[:16]}", kind=QueueEntryKind.FLUSH,
                    sales_agent_id=agent_id, account_id=account_id, creative_id="", content_version=0, trigger=SyncTrigger.UNKNOWN,
                    requested_at=now)
 
@@ -214,10 +214,12 @@ def results_for(batch: Batch, *, attempt: int, now: datetime, response: Mapping[
                 outcome = SyncOutcome.SYNCED
                 platform_id = answer.get("platform_id") or answer.get("platform_creative_id")
                 approval = answer.get("status") or answer.get("review_status")
-                reason = answer.get("rejection_reason")
+                warnings = [str(w) for w in answer.get("warnings") or []]
+                # AdCP 3.2's sync answer has no rejection reason field: sellers put it in warnings.
+                reason = answer.get("rejection_reason") or (warnings[0] if approval == "rejected" and warnings else None)
         for job in jobs:
             results.append(SyncResult(
-                result_id=_hash("result", job.job_id, batch.batch_id, attempt)[:32], job_id=job.job_id,
+                result_id=stable_id("result", job.job_id, batch.batch_id, attempt)[:32], job_id=job.job_id,
                 sales_agent_id=job.sales_agent_id, account_id=job.account_id, creative_id=creative_id,
                 content_version=job.content_version, outcome=outcome, batch_id=batch.batch_id,
                 idempotency_key=batch.idempotency_key, attempt=attempt, action=action or None,

@@ -1,0 +1,306 @@
+"""Sales agents and syncing, as operations of the registry (MCP tools and REST routes alike):
+register, update, remove and list sales agents; sync a creative to sales agents by hand; read
+where each creative stands with each agent.
+
+Registry changes are published to the sales_agents topic (secrets sealed onto the credentials
+topic, never echoed); the worker that owns an agent discovers it and delivers to it. A manual
+sync is matched here, against the gateway's views of the library and the registry: compatible
+agents get a job on sync_jobs, the others a `skipped` result with the reason.
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway import keys
+from gateway.errors import AdcpRequestError, invalid
+from gateway.operations import Call, Operation
+from streams.matching.logic import formats_of, match, traits_of
+from streams.status.logic import summary
+from streams.sync.logic import job_id_for
+from topics.catalogue import topic
+from topics.credentials import AgentSecrets
+from topics.events import (AgentProtocol, SalesAgent, SalesAgentCredentials, SyncJob, SyncOutcome, SyncResult,
+                           SyncTrigger)
+
+_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_AUTH_HEADERS = ("Authorization", "x-adcp-auth")
+MAX_CREATIVES = 100
+
+
+def _account(call: Call) -> str:
+    account = call.params.get("account")
+    if not isinstance(account, dict) or not isinstance(account.get("account_id"), str) or not account["account_id"]:
+        raise AdcpRequestError(400, "ACCOUNT_REQUIRED", "account.account_id is required.", field="account.account_id")
+    call.principal.require_account(account["account_id"])
+    return account["account_id"]
+
+
+def _visible(agent: SalesAgent | None, account_id: str) -> bool:
+    return agent is not None and not agent.deleted and agent.account_id in (None, account_id)
+
+
+def agent_view(agent: SalesAgent) -> dict[str, Any]:
+    """A sales agent as the API shows it: everything but its secrets."""
+    formats = json.loads(agent.discovered_formats_json) if agent.discovered_formats_json else []
+    return {
+        "sales_agent_id": agent.sales_agent_id, "name": agent.name, "agent_url": agent.agent_url,
+        "protocol": agent.protocol.value.lower(), "auth_header": agent.auth_header,
+        "has_auth_token": agent.credentials_ref is not None, "has_webhook_secret": agent.has_webhook_secret,
+        "declared_formats": list(agent.declared_formats),
+        "discovered_formats": [f.get("format_id") for f in formats if isinstance(f, dict)],
+        "adcp_versions": list(agent.adcp_versions), "negotiated_version": agent.negotiated_version,
+        "available": agent.available, "discovery": "done" if agent.discovered_at else ("failed" if agent.discovery_error else "pending"),
+        "discovery_error": agent.discovery_error,
+        "discovered_at": agent.discovered_at.isoformat() if agent.discovered_at else None,
+        "updated_at": agent.updated_at.isoformat(),
+    }
+
+
+def _text(params: dict[str, Any], name: str, *, required: bool) -> str | None:
+    value = params.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise invalid(f"{name} is required: a non-empty string.", name)
+    return value.strip()
+
+
+def _agent_fields(params: dict[str, Any], current: SalesAgent | None) -> dict[str, Any]:
+    """The registry fields a request sets, validated (`current`: an update, fields optional)."""
+    fields: dict[str, Any] = {}
+    name = _text(params, "name", required=current is None)
+    if name is not None:
+        fields["name"] = name[:200]
+    url = _text(params, "agent_url", required=current is None)
+    if url is not None:
+        if not re.match(r"^https?://[^\s/]+", url):
+            raise invalid("agent_url must be an http(s) URL, e.g. https://agent.example.com/mcp.", "agent_url")
+        fields["agent_url"] = url
+    protocol = params.get("protocol", None if current else "mcp")
+    if protocol is not None:
+        if protocol not in ("mcp", "a2a"):
+            raise invalid("protocol must be mcp or a2a.", "protocol")
+        fields["protocol"] = AgentProtocol(protocol.upper())
+    auth = params.get("auth")
+    if auth is not None:
+        if not isinstance(auth, dict) or not isinstance(auth.get("token", ""), str):
+            raise invalid("auth must be {token, header}.", "auth")
+        header = auth.get("header", "Authorization")
+        if header not in _AUTH_HEADERS:
+            raise invalid(f"auth.header must be one of {', '.join(_AUTH_HEADERS)}.", "auth.header")
+        fields["auth_header"] = header
+    formats = params.get("formats")
+    if formats is not None:
+        if not isinstance(formats, list) or not all(isinstance(f, str) and f for f in formats):
+            raise invalid("formats must be a list of format ids, format kinds or MIME types (video/*).", "formats")
+        fields["declared_formats"] = formats
+    if "webhook_secret" in params:
+        secret = params["webhook_secret"]
+        if secret is not None and (not isinstance(secret, str) or len(secret) < 32):
+            raise invalid("webhook_secret must be at least 32 characters.", "webhook_secret")
+    return fields
+
+
+async def _publish_agent(call: Call, agent: SalesAgent, secrets: AgentSecrets | None) -> None:
+    app = call.app
+    settings, codecs, broker, directory = app[keys.SETTINGS], app[keys.CODECS], app[keys.BROKER], app[keys.AGENTS]
+    if secrets is not None:  # sealed first: the agent is never usable without its credentials
+        sealed = SalesAgentCredentials(sales_agent_id=agent.sales_agent_id, ciphertext=directory.box.seal(secrets),
+                                       updated_at=agent.updated_at)
+        await broker.publish(topic("sales_agent_credentials").full_name(settings.topic_prefix),
+                             key=codecs.key("sales_agent_credentials").encode(agent.sales_agent_id),
+                             value=codecs.value("sales_agent_credentials").encode(sealed))
+        directory.credentials.apply(sealed)
+    await broker.publish(topic("sales_agents").full_name(settings.topic_prefix),
+                         key=codecs.key("sales_agents").encode(agent.sales_agent_id),
+                         value=codecs.value("sales_agents").encode(agent))
+    directory.agents.apply(agent)
+
+
+def _secrets(params: dict[str, Any], before: AgentSecrets | None) -> AgentSecrets | None:
+    if "auth" not in params and "webhook_secret" not in params:
+        return None
+    token = (params.get("auth") or {}).get("token") if "auth" in params else (before.auth_token if before else None)
+    secret = params.get("webhook_secret") if "webhook_secret" in params else (before.webhook_secret if before else None)
+    return AgentSecrets(token or None, secret or None)
+
+
+async def register_sales_agent(call: Call) -> dict[str, Any]:
+    account_id = _account(call)
+    agent_id = call.params.get("sales_agent_id") or f"sa-{uuid.uuid4().hex[:12]}"
+    if not isinstance(agent_id, str) or not _AGENT_ID.match(agent_id):
+        raise invalid("sales_agent_id: letters, digits, '.', '_' and '-' (at most 100).", "sales_agent_id")
+    directory = call.app[keys.AGENTS]
+    existing = directory.agents.get(agent_id)
+    if existing is not None and not existing.deleted:
+        raise AdcpRequestError(409, "CONFLICT", f"Sales agent {agent_id} is already registered; use update_sales_agent.",
+                               field="sales_agent_id")
+    fields = _agent_fields(call.params, None)
+    secrets = _secrets(call.params, None)
+    agent = SalesAgent(sales_agent_id=agent_id, account_id=account_id, available=False, updated_at=datetime.now(UTC),
+                       credentials_ref=agent_id if secrets and secrets.auth_token else None,
+                       has_webhook_secret=bool(secrets and secrets.webhook_secret), **fields)
+    await _publish_agent(call, agent, secrets)
+    return {"sales_agent": agent_view(agent)}
+
+
+async def update_sales_agent(call: Call) -> dict[str, Any]:
+    account_id = _account(call)
+    current = _owned_agent(call, account_id)
+    fields = _agent_fields(call.params, current)
+    secrets = _secrets(call.params, call.app[keys.AGENTS].secrets(current.sales_agent_id))
+    if secrets is not None:
+        fields.update(credentials_ref=current.sales_agent_id if secrets.auth_token else None,
+                      has_webhook_secret=bool(secrets.webhook_secret))
+    # A new address or dialect is rediscovered by its worker.
+    rediscover = {"agent_url", "protocol", "auth_header"} & fields.keys() or secrets is not None
+    updated = current.model_copy(update={**fields, "updated_at": datetime.now(UTC),
+                                         **({"discovered_at": None} if rediscover else {})})
+    await _publish_agent(call, updated, secrets)
+    return {"sales_agent": agent_view(updated)}
+
+
+async def remove_sales_agent(call: Call) -> dict[str, Any]:
+    account_id = _account(call)
+    current = _owned_agent(call, account_id)
+    removed = current.model_copy(update={"deleted": True, "available": False, "updated_at": datetime.now(UTC)})
+    await _publish_agent(call, removed, AgentSecrets() if current.credentials_ref or current.has_webhook_secret else None)
+    return {"sales_agent_id": current.sales_agent_id, "removed": True}
+
+
+async def list_sales_agents(call: Call) -> dict[str, Any]:
+    account_id = _account(call)
+    agents = sorted((a for a in call.app[keys.AGENTS].active() if _visible(a, account_id)), key=lambda a: a.name)
+    return {"sales_agents": [agent_view(a) for a in agents]}
+
+
+def _owned_agent(call: Call, account_id: str) -> SalesAgent:
+    agent_id = call.params.get("sales_agent_id")
+    agent = call.app[keys.AGENTS].get(agent_id) if isinstance(agent_id, str) else None
+    if agent is None or agent.account_id != account_id:
+        raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No sales agent {agent_id} in this account.", field="sales_agent_id")
+    return agent
+
+
+# -- manual sync ----------------------------------------------------------------------------------
+async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
+    account_id = _account(call)
+    creative_id = _text(call.params, "creative_id", required=True)
+    change = call.app[keys.LIBRARY_VIEW].creatives.get(account_id, {}).get(creative_id)
+    if change is None or change.status == "archived":
+        raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No creative {creative_id} in this library.", field="creative_id")
+    directory = call.app[keys.AGENTS]
+    wanted = call.params.get("sales_agent_ids")
+    if wanted is not None:
+        if not isinstance(wanted, list) or not all(isinstance(a, str) for a in wanted) or not wanted:
+            raise invalid("sales_agent_ids must be a non-empty list of ids (or left out: every compatible agent).",
+                          "sales_agent_ids")
+        unknown = [a for a in wanted if not _visible(directory.get(a), account_id)]
+        if unknown:
+            raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"Unknown sales agents: {', '.join(unknown)}.",
+                                   field="sales_agent_ids")
+        agents = [directory.get(a) for a in dict.fromkeys(wanted)]
+    else:
+        agents = sorted((a for a in directory.active() if _visible(a, account_id)), key=lambda a: a.sales_agent_id)
+    creative = json.loads(change.creative_json)
+    traits = traits_of(creative)
+    now = datetime.now(UTC)
+    request_id = uuid.uuid4().hex
+    queued, skipped, jobs, results = [], [], [], []
+    for agent in agents:
+        formats = formats_of(agent.name, agent.declared_formats,
+                             json.loads(agent.discovered_formats_json) if agent.discovered_formats_json else [])
+        verdict = match(traits, formats)
+        job_id = job_id_for(SyncTrigger.MANUAL.value, account_id, creative_id, change.content_version,
+                            agent.sales_agent_id, cause=request_id)
+        common = dict(job_id=job_id, sales_agent_id=agent.sales_agent_id, account_id=account_id, creative_id=creative_id,
+                      content_version=change.content_version)
+        if verdict.compatible:
+            queued.append({"sales_agent_id": agent.sales_agent_id, "name": agent.name, "matched_by": verdict.by})
+            jobs.append(SyncJob(**common, trigger=SyncTrigger.MANUAL, requested_at=now, creative_json=change.creative_json))
+            results.append(SyncResult(**common, result_id=f"{job_id}-queued", outcome=SyncOutcome.SYNCING, attempt=0,
+                                      occurred_at=now))
+        else:
+            skipped.append({"sales_agent_id": agent.sales_agent_id, "name": agent.name, "reason": verdict.reason})
+            results.append(SyncResult(**common, result_id=f"{job_id}-skipped", outcome=SyncOutcome.SKIPPED, attempt=0,
+                                      reason=verdict.reason, occurred_at=now))
+    settings, codecs, broker = call.app[keys.SETTINGS], call.app[keys.CODECS], call.app[keys.BROKER]
+    for result in results:  # status first: a fast agent's answer must not be overtaken by "queued"
+        await broker.publish(topic("sync_results").full_name(settings.topic_prefix),
+                             key=codecs.key("sync_results").encode(f"{account_id}/{creative_id}"),
+                             value=codecs.value("sync_results").encode(result))
+    for job in jobs:
+        await broker.publish(topic("sync_jobs").full_name(settings.topic_prefix),
+                             key=codecs.key("sync_jobs").encode(job.sales_agent_id), value=codecs.value("sync_jobs").encode(job))
+    return {"creative_id": creative_id, "content_version": change.content_version, "queued": queued, "skipped": skipped}
+
+
+# -- status ---------------------------------------------------------------------------------------
+async def get_creative_sync_status(call: Call) -> dict[str, Any]:
+    account_id = _account(call)
+    ids = call.params.get("creative_ids")
+    if ids is None and isinstance(call.params.get("creative_id"), str):
+        ids = [call.params["creative_id"]]
+    if not isinstance(ids, list) or not ids or len(ids) > MAX_CREATIVES or not all(isinstance(i, str) for i in ids):
+        raise invalid(f"creative_id, or creative_ids: 1 to {MAX_CREATIVES} ids.", "creative_ids")
+    library = call.app[keys.LIBRARY_VIEW].creatives.get(account_id, {})
+    status_view, directory = call.app[keys.SYNC_STATUS], call.app[keys.AGENTS]
+    creatives = []
+    for creative_id in dict.fromkeys(ids):
+        if creative_id not in library:
+            raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No creative {creative_id} in this library.", field="creative_ids")
+        rows = status_view.rows(account_id, creative_id)
+        creatives.append({
+            "creative_id": creative_id, "content_version": library[creative_id].content_version,
+            "summary": {"total_agents": len(rows), **summary(rows)},
+            "sales_agents": [{
+                "sales_agent_id": r.sales_agent_id,
+                "name": (directory.agents.get(r.sales_agent_id).name if directory.agents.get(r.sales_agent_id) else r.sales_agent_id),
+                "sync_status": r.sync_status.value.lower(), "approval_status": r.approval_status,
+                "reason": r.rejection_reason or r.skip_reason or r.last_error,
+                "attempts": r.attempts, "content_version_synced": r.content_version_synced,
+                "platform_creative_id": r.platform_creative_id,
+                "last_sync_date": r.last_sync_at.isoformat() if r.last_sync_at else None,
+                "updated_at": r.updated_at.isoformat()} for r in rows],
+        })
+    return {"creatives": creatives}
+
+
+def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    account = {"type": "object", "properties": {"account_id": {"type": "string"}}, "required": ["account_id"]}
+    return {"type": "object", "properties": {"account": account, **properties}, "required": ["account", *required]}
+
+
+_AGENT_PROPERTIES = {
+    "sales_agent_id": {"type": "string"}, "name": {"type": "string"}, "agent_url": {"type": "string", "format": "uri"},
+    "protocol": {"type": "string", "enum": ["mcp", "a2a"]},
+    "auth": {"type": "object", "properties": {"token": {"type": "string"},
+                                              "header": {"type": "string", "enum": list(_AUTH_HEADERS)}}},
+    "formats": {"type": "array", "items": {"type": "string"},
+                "description": "Declared formats: format ids, format kinds or MIME types (video/*). Else discovered."},
+    "webhook_secret": {"type": "string", "minLength": 32},
+}
+
+OPERATIONS = (
+    Operation("register_sales_agent", "Register a sales agent (MCP or A2A) for an account; it is then discovered "
+              "(AdCP versions, formats) by the worker that owns it. Secrets are stored sealed and never shown.",
+              _schema(_AGENT_PROPERTIES, ["name", "agent_url"]), register_sales_agent, tags=("sales agents",)),
+    Operation("update_sales_agent", "Change a sales agent's name, address, protocol, auth, formats or webhook secret.",
+              _schema(_AGENT_PROPERTIES, ["sales_agent_id"]), update_sales_agent, tags=("sales agents",)),
+    Operation("remove_sales_agent", "Remove a sales agent: nothing more is sent to it.",
+              _schema({"sales_agent_id": {"type": "string"}}, ["sales_agent_id"]), remove_sales_agent, tags=("sales agents",)),
+    Operation("list_sales_agents", "The account's sales agents and what discovery learnt about them.",
+              _schema({}, []), list_sales_agents, tags=("sales agents",)),
+    Operation("sync_creative_to_sales_agents", "Sync one creative to the given sales agents, or to every compatible "
+              "one; answers what was queued and what was skipped, and why.",
+              _schema({"creative_id": {"type": "string"}, "sales_agent_ids": {"type": "array", "items": {"type": "string"}}},
+                      ["creative_id"]), sync_creative_to_sales_agents, tags=("sync",)),
+    Operation("get_creative_sync_status", "Where creatives stand with each sales agent: counts and one row per agent.",
+              _schema({"creative_id": {"type": "string"},
+                       "creative_ids": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_CREATIVES}}, []),
+              get_creative_sync_status, tags=("sync",)),
+)

@@ -1,0 +1,352 @@
+"""The sync processor: delivers creatives to sales agents, one owner per agent.
+
+Reads: sync_jobs (keyed by sales agent: DELIVER, FLUSH and DONE entries), the sales-agent
+registry and credentials. Writes: the sync_queues and sync_pending tables, sync_results
+(outcomes, one per job and attempt), approval_events (polled reviews), sales_agents (what
+discovery learnt), and its own FLUSH / DONE entries.
+
+The stream only numbers jobs and closes batches (streams.sync.logic); the calls are made by
+one supervisor task per agent, so a slow or dead agent holds up nobody else. A batch is sent
+under the key made when it was closed, retried with backoff and jitter, behind a circuit
+breaker, and settled with a DONE entry once its results are published.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from datetime import UTC, datetime, timedelta
+
+from aiokafka.partitioner import murmur2
+
+from streams.library.requests import SUPPORTED_VERSIONS
+from streams.runtime import consume
+from streams.sync import logic
+from streams.sync.client import AgentClient, CallError, discover
+from topics.events import ApprovalEvent, ApprovalSource, QueuedBatch, SalesAgent, SyncJob, SyncOutcome, SyncResult
+
+PROCESSOR = "sync"
+log = logging.getLogger(__name__)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
+    app, codecs, settings = pipeline.app, pipeline.codecs, pipeline.settings
+    queues, pending = pipeline.tables["sync_queues"], pipeline.tables["sync_pending"]
+    jobs_topic = pipeline.topics["sync_jobs"]
+    engine = SyncEngine(pipeline)
+
+    async def handle(entry: SyncJob, event) -> None:  # noqa: ANN001
+        key = logic.queue_key(entry.sales_agent_id, entry.account_id)
+        change = logic.apply_entry(queues.get(key), entry, partition=event.message.partition, offset=event.message.offset)
+        if change is None:
+            return
+        for seq, job in change.store.items():
+            pending[logic.pending_key(entry.sales_agent_id, entry.account_id, seq)] = job
+        for seq in change.drop:
+            pending.pop(logic.pending_key(entry.sales_agent_id, entry.account_id, seq), None)
+        queues[key] = change.queue
+        engine.wake(entry.sales_agent_id, entry.account_id)
+
+    @app.agent(jobs_topic, name=PROCESSOR)
+    async def sync(stream):  # noqa: ANN001
+        await consume(stream, processor=PROCESSOR, codec=codecs.value("sync_jobs"), handle=handle,
+                      dead_letters=pipeline.dead_letters, metrics=pipeline.metrics)
+
+    @app.timer(1.0)
+    async def supervise() -> None:
+        engine.reconcile()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app, revoked, **kwargs):  # noqa: ANN001
+        engine.revoked({tp.partition for tp in revoked if tp.topic == jobs_topic.get_topic_name()})
+
+    pipeline.sync_engine = engine
+    del settings
+
+
+class SyncEngine:
+    """One supervisor per sales agent whose sync_jobs partition this worker owns."""
+
+    def __init__(self, pipeline) -> None:  # noqa: ANN001
+        self.pipeline = pipeline
+        self.settings = pipeline.settings
+        self.directory = pipeline.directory
+        self.queues, self.pending = pipeline.tables["sync_queues"], pipeline.tables["sync_pending"]
+        self.accounts: dict[str, set[str]] = {}  # agent -> accounts with a queue here
+        self.supervisors: dict[str, AgentSupervisor] = {}
+        self._key_codec = pipeline.codecs.key("sync_jobs")
+        self._partitions = pipeline.topics["sync_jobs"].partitions or 8
+
+    def partition_of(self, agent_id: str) -> int:
+        """The partition the default partitioner gives an agent's entries (every producer uses it)."""
+        return (murmur2(self._key_codec.encode(agent_id)) & 0x7FFFFFFF) % self._partitions
+
+    def owned(self, agent_id: str) -> bool:
+        topic_name = self.pipeline.topics["sync_jobs"].get_topic_name()
+        return any(tp.topic == topic_name and tp.partition == self.partition_of(agent_id)
+                   for tp in self.pipeline.app.consumer.assignment())
+
+    def wake(self, agent_id: str, account_id: str) -> None:
+        self.accounts.setdefault(agent_id, set()).add(account_id)
+        self._ensure(agent_id).wake()
+
+    def reconcile(self) -> None:
+        """Supervise every owned agent: registered ones (discovery, polling) and those with queues."""
+        for key, queue in list(self.queues.items()):
+            self.accounts.setdefault(queue.sales_agent_id, set()).add(queue.account_id)
+        for agent_id in {a.sales_agent_id for a in self.directory.active()} | set(self.accounts):
+            if self.owned(agent_id):
+                self._ensure(agent_id).wake()
+            elif agent_id in self.supervisors:
+                self.supervisors.pop(agent_id).stop()
+
+    def revoked(self, partitions: set[int]) -> None:
+        for agent_id in [a for a in self.supervisors if self.partition_of(a) in partitions]:
+            self.supervisors.pop(agent_id).stop()
+
+    def _ensure(self, agent_id: str) -> "AgentSupervisor":
+        supervisor = self.supervisors.get(agent_id)
+        if supervisor is None or supervisor.finished:
+            supervisor = self.supervisors[agent_id] = AgentSupervisor(self, agent_id)
+            supervisor.start()
+        return supervisor
+
+
+class AgentSupervisor:
+    """Everything this worker does with one sales agent: discovery, delivery, review polling."""
+
+    def __init__(self, engine: SyncEngine, agent_id: str) -> None:
+        self.engine, self.agent_id = engine, agent_id
+        settings = engine.settings
+        self.breaker = logic.CircuitBreaker(settings.sync_breaker_threshold,
+                                            timedelta(seconds=settings.sync_breaker_cool_down_s))
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._client: AgentClient | None = None
+        self._client_of: tuple | None = None
+        self._flush_requested: dict[str, int] = {}  # account -> next_seq when the flush was asked
+        self._open_since: dict[str, datetime] = {}
+        self._next_discovery: datetime = datetime.min.replace(tzinfo=UTC)
+        self._discovery_failures = 0
+        #: (account, creative) -> content version awaiting the agent's review: polled
+        self.reviewing: dict[tuple[str, str], int] = {}
+        self._next_poll = datetime.min.replace(tzinfo=UTC)
+
+    @property
+    def finished(self) -> bool:
+        return self._task is not None and self._task.done()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"sync:{self.agent_id}")
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- the loop -------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    waited = await self._step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a bug must not end delivery to this agent: log, pause, go on
+                    log.exception("sync supervisor of %s failed a step", self.agent_id)
+                    waited = 1.0
+                if waited:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), waited)
+                    except asyncio.TimeoutError:
+                        pass
+        finally:
+            if self._client is not None:
+                await self._client.close()
+
+    async def _step(self) -> float:
+        """Do the next thing; answer how long to wait for news (0: go on at once)."""
+        agent = self.engine.directory.get(self.agent_id)
+        if agent is None:
+            return 1.0  # not (yet) in the registry, or removed: its jobs wait
+        current = now()
+        if current >= self._next_discovery:
+            await self._discover(agent)
+            agent = self.engine.directory.get(self.agent_id) or agent
+        queues = [q for q in (self.engine.queues.get(logic.queue_key(self.agent_id, a))
+                              for a in sorted(self.engine.accounts.get(self.agent_id, ()))) if q is not None]
+        ready = [q for q in queues if q.batches]
+        if ready:
+            if not self.breaker.allows(current):
+                return self.breaker.wait_s(current)
+            queue = min(ready, key=lambda q: q.batches[0].first_seq)
+            await self._deliver(agent, queue.account_id, queue.batches[0])
+            return 0
+        for queue in queues:
+            if queue.next_seq > queue.open_from and self._flush_requested.get(queue.account_id) != queue.next_seq:
+                opened = self._open_since.setdefault(queue.account_id, current)
+                linger = self.engine.settings.sync_flush_after_s - (current - opened).total_seconds()
+                if linger > 0:
+                    return linger
+                self._flush_requested[queue.account_id] = queue.next_seq
+                self._open_since.pop(queue.account_id, None)
+                await self._publish_entry(logic.flush_entry(self.agent_id, queue.account_id, current))
+        if self.reviewing and current >= self._next_poll:
+            await self._poll(agent)
+        return 1.0
+
+    # -- delivery -------------------------------------------------------------------------------
+    def _client_for(self, agent: SalesAgent) -> AgentClient:
+        identity = (agent.agent_url, agent.protocol, agent.auth_header, self.engine.directory.credentials.get(self.agent_id))
+        if self._client is None or self._client_of != identity:
+            self._client = AgentClient(agent, self.engine.directory.secrets(self.agent_id),
+                                       timeout_s=self.engine.settings.sync_call_timeout_s)
+            self._client_of = identity
+        return self._client
+
+    def _version(self, agent: SalesAgent) -> str:
+        return agent.negotiated_version or logic.negotiate(SUPPORTED_VERSIONS, agent.adcp_versions) or "3.2"
+
+    async def _deliver(self, agent: SalesAgent, account_id: str, queued: QueuedBatch) -> None:
+        jobs = [job for seq in range(queued.first_seq, queued.last_seq + 1)
+                if (job := self.engine.pending.get(logic.pending_key(self.agent_id, account_id, seq))) is not None]
+        batch = logic.build_batch(queued, account_id, jobs, self._version(agent))
+        metrics = self.engine.pipeline.metrics
+        attempt = 0
+        while True:
+            attempt += 1
+            current = now()
+            if not batch.payload["creatives"]:  # nothing this agent can take: settle at once
+                await self._settle(batch, logic.results_for(batch, attempt=attempt, now=current, response={}))
+                return
+            if attempt == 1:
+                await self._publish_results([r.model_copy(update={"outcome": SyncOutcome.SYNCING, "result_id": f"{r.result_id}-s"})
+                                             for r in logic.results_for(batch, attempt=0, now=current, response={})
+                                             if r.outcome is not SyncOutcome.SKIPPED])
+            while not self.breaker.allows(now()):
+                await asyncio.sleep(self.breaker.wait_s(now()))
+            try:
+                response = await self._client_for(agent).call("sync_creatives", batch.payload)
+            except CallError as error:
+                self.breaker.failed(now())
+                metrics.sync_calls.labels("failed").inc()
+                failure = error.failure
+                log.warning("sync to %s failed (attempt %d, %s): %s", self.agent_id, attempt, failure.recovery, failure.message)
+                results = logic.results_for(batch, attempt=attempt, now=now(), failure=failure)
+                if not failure.retryable:
+                    await self._settle(batch, results)
+                    return
+                await self._publish_results(results)
+                await asyncio.sleep(logic.retry_delay(attempt, cap_s=self.engine.settings.sync_retry_cap_s,
+                                                      jitter=random.random(), retry_after_s=failure.retry_after_s))
+                agent = self.engine.directory.get(self.agent_id) or agent
+                continue
+            self.breaker.succeeded()
+            metrics.sync_calls.labels("ok").inc()
+            results = logic.results_for(batch, attempt=attempt, now=now(), response=response)
+            for result in results:
+                if result.outcome is SyncOutcome.SYNCED and result.approval_status in (None, "pending_review", "processing"):
+                    self.reviewing[(result.account_id, result.creative_id)] = result.content_version
+            await self._settle(batch, results)
+            return
+
+    async def _settle(self, batch: logic.Batch, results: list[SyncResult]) -> None:
+        await self._publish_results(results)
+        self.engine.pipeline.metrics.deliveries.labels(self.agent_id).inc(
+            sum(1 for r in results if r.outcome is SyncOutcome.SYNCED))
+        await self._publish_entry(logic.done_entry(self.agent_id, batch.account_id, batch.batch_id, now()))
+
+    async def _publish_results(self, results: list[SyncResult]) -> None:
+        pipeline = self.engine.pipeline
+        topic, key, value = pipeline.topics["sync_results"], pipeline.codecs.key("sync_results"), pipeline.codecs.value("sync_results")
+        for result in results:
+            await topic.send(key=key.encode(f"{result.account_id}/{result.creative_id}"), value=value.encode(result))
+
+    async def _publish_entry(self, entry: SyncJob) -> None:
+        pipeline = self.engine.pipeline
+        await pipeline.topics["sync_jobs"].send(key=pipeline.codecs.key("sync_jobs").encode(entry.sales_agent_id),
+                                                value=pipeline.codecs.value("sync_jobs").encode(entry))
+
+    # -- discovery ------------------------------------------------------------------------------
+    async def _discover(self, agent: SalesAgent) -> None:
+        settings = self.engine.settings
+        try:
+            found = await discover(self._client_for(agent))
+        except CallError as error:
+            self._discovery_failures += 1
+            retry = min(300.0, 2.0 * 2 ** min(self._discovery_failures, 8))
+            self._next_discovery = now() + timedelta(seconds=retry)
+            log.warning("discovery of %s failed (%s); retrying in %.0f s", self.agent_id, error.failure.message, retry)
+            updated = agent.model_copy(update={"available": False, "discovery_error": error.failure.message,
+                                               "updated_at": now()})
+        else:
+            self._discovery_failures = 0
+            self._next_discovery = now() + timedelta(seconds=settings.discovery_interval_s)
+            import json
+
+            updated = agent.model_copy(update={
+                "available": True, "discovery_error": None, "adcp_versions": found["versions"],
+                "negotiated_version": logic.negotiate(SUPPORTED_VERSIONS, found["versions"]),
+                "discovered_formats_json": json.dumps(found["formats"]), "discovered_at": now(), "updated_at": now()})
+        if updated.model_copy(update={"updated_at": agent.updated_at, "discovered_at": agent.discovered_at}) != agent \
+                or updated.available:
+            await self._publish_agent(updated)
+
+    async def _publish_agent(self, agent: SalesAgent) -> None:
+        pipeline = self.engine.pipeline
+        current = self.engine.directory.agents.get(self.agent_id)
+        if current is not None and current.updated_at > agent.updated_at:
+            return  # the registry changed meanwhile: the next discovery goes from there
+        self.engine.directory.agents.apply(agent)
+        await pipeline.topics["sales_agents"].send(key=pipeline.codecs.key("sales_agents").encode(agent.sales_agent_id),
+                                                   value=pipeline.codecs.value("sales_agents").encode(agent))
+
+    # -- review polling -------------------------------------------------------------------------
+    async def _poll(self, agent: SalesAgent) -> None:
+        """Agents without webhooks: ask list_creatives about the creatives still under review."""
+        self._next_poll = now() + timedelta(seconds=self.engine.settings.poll_interval_s)
+        by_account: dict[str, list[str]] = {}
+        for account_id, creative_id in self.reviewing:
+            by_account.setdefault(account_id, []).append(creative_id)
+        events = []
+        for account_id, creative_ids in by_account.items():
+            for start in range(0, len(creative_ids), 100):
+                chunk = creative_ids[start:start + 100]
+                try:
+                    answer = await self._client_for(agent).call("list_creatives", {
+                        "account": {"account_id": account_id}, "filters": {"creative_ids": chunk},
+                        "pagination": {"max_results": 100}})
+                except CallError as error:
+                    log.info("polling %s failed: %s", self.agent_id, error.failure.message)
+                    return
+                for item in answer.get("creatives") or []:
+                    status = str(item.get("status") or "")
+                    creative_id = str(item.get("creative_id"))
+                    if status in ("approved", "rejected", "suspended", "archived"):
+                        self.reviewing.pop((account_id, creative_id), None)
+                    if status:
+                        events.append(self._approval(account_id, creative_id, status, item))
+        pipeline = self.engine.pipeline
+        topic, key, value = pipeline.topics["approval_events"], pipeline.codecs.key("approval_events"), pipeline.codecs.value("approval_events")
+        for event in events:
+            await topic.send(key=key.encode(f"{event.account_id}/{event.creative_id}"), value=value.encode(event))
+
+    def _approval(self, account_id: str, creative_id: str, status: str, item: dict) -> ApprovalEvent:
+        updated = item.get("updated_date")
+        try:
+            agent_time = datetime.fromisoformat(str(updated).replace("Z", "+00:00")) if updated else None
+        except ValueError:
+            agent_time = None
+        reason = item.get("rejection_reason") or (item.get("review") or {}).get("reason") if isinstance(item.get("review"), dict) \
+            else item.get("rejection_reason")
+        return ApprovalEvent(
+            event_id=logic.stable_id("poll", self.agent_id, account_id, creative_id, status, str(updated))[:32],
+            sales_agent_id=self.agent_id, account_id=account_id, creative_id=creative_id, status=status,
+            rejection_reason=reason, source=ApprovalSource.POLL, observed_at=now(), agent_updated_at=agent_time)

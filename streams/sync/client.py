@@ -1,0 +1,130 @@
+"""Calls to one sales agent with the official adcp client (MCP or A2A): one client per agent and
+one request per call, since the client's multi-agent fan-out would reuse an idempotency key
+across agents, which AdCP forbids. Failures come back as CallFailure values, never exceptions.
+
+Importing the client builds the SDK's pydantic type graph (~20 s of CPU here), so it is loaded
+once per process, in a thread, the first time an agent needs it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from streams.sync.logic import CallFailure, failure_from_errors
+from topics.credentials import AgentSecrets
+from topics.events import SalesAgent
+
+log = logging.getLogger(__name__)
+_sdk: asyncio.Future | None = None
+
+
+def _import_sdk() -> tuple[Any, Any]:
+    from adcp import ADCPClient
+    from adcp.types import AgentConfig
+
+    return ADCPClient, AgentConfig
+
+
+async def sdk() -> tuple[Any, Any]:
+    global _sdk
+    if _sdk is None:
+        _sdk = asyncio.ensure_future(asyncio.to_thread(_import_sdk))
+    return await asyncio.shield(_sdk)
+
+
+class CallError(Exception):
+    def __init__(self, failure: CallFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+class AgentClient:
+    """A connection to one sales agent; `call` answers the AdCP response body or raises CallError."""
+
+    def __init__(self, agent: SalesAgent, secrets: AgentSecrets | None, *, timeout_s: float = 30.0,
+                 poll_every_s: float = 1.0) -> None:
+        self.agent, self._secrets, self._timeout, self._poll = agent, secrets or AgentSecrets(), timeout_s, poll_every_s
+        self._client: Any = None
+
+    async def _connected(self) -> Any:
+        if self._client is None:
+            client_type, config_type = await sdk()
+            auth = self.agent.auth_header or "Authorization"
+            config = config_type(id=self.agent.sales_agent_id, agent_uri=self.agent.agent_url,
+                                 protocol=self.agent.protocol.value.lower() if self.agent.protocol.value != "UNKNOWN" else "mcp",
+                                 auth_token=self._secrets.auth_token, auth_type="bearer" if auth == "Authorization" else "token",
+                                 auth_header=auth, timeout=self._timeout)
+            self._client = client_type(config)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            try:
+                await client.close()
+            except Exception:  # closing a broken connection: nothing left to do
+                log.debug("closing the client of %s failed", self.agent.sales_agent_id, exc_info=True)
+
+    async def call(self, tool: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(self._call(tool, dict(params)), self._timeout)
+        except CallError:
+            raise
+        except asyncio.TimeoutError:
+            await self.close()
+            raise CallError(CallFailure(f"{self.agent.name} did not answer {tool} within {self._timeout:g} s",
+                                        code="AGENT_TIMEOUT")) from None
+        except Exception as exc:  # the SDK raises many types for an unreachable or broken agent
+            await self.close()
+            raise CallError(CallFailure(f"{self.agent.name} unreachable: {_first_line(exc)}", code="AGENT_UNREACHABLE")) from None
+
+    async def _call(self, tool: str, params: dict[str, Any]) -> dict[str, Any]:
+        client = await self._connected()
+        result = await getattr(client.adapter, tool)(params)
+        data = result.data if isinstance(result.data, Mapping) else {}
+        task_id = data.get("task_id") or getattr(result, "task_id", None)
+        if (getattr(result, "submitted", None) or data.get("status") == "submitted") and task_id:
+            return await self._follow(client, str(task_id))
+        return self._body(tool, result, data)
+
+    async def _follow(self, client: Any, task_id: str) -> dict[str, Any]:
+        """A `submitted` answer: poll get_task_status until the task completes or fails."""
+        while True:
+            await asyncio.sleep(self._poll)
+            status = await client.adapter.get_task_status({"task_id": task_id})
+            data = status.data if isinstance(status.data, Mapping) else {}
+            state = str(data.get("status") or "")
+            if state == "completed":
+                return dict(data.get("result") or {})
+            if state in ("failed", "canceled", "rejected"):
+                error = data.get("error") or {}
+                raise CallError(failure_from_errors([error] if error else [], default="terminal"))
+
+    def _body(self, tool: str, result: Any, data: Mapping[str, Any]) -> dict[str, Any]:
+        if result.success and not (data.get("errors") and not data.get("creatives") and not data.get("formats")):
+            return dict(data)
+        errors = data.get("errors") if isinstance(data.get("errors"), list) else []
+        if not errors and getattr(result, "adcp_error", None):
+            error = result.adcp_error
+            errors = [error if isinstance(error, Mapping) else getattr(error, "model_dump", lambda **_: {})(mode="json")]
+        failure = failure_from_errors(errors) if errors else CallFailure(
+            f"{self.agent.name} failed {tool}: {_first_line(result.error or result.message or 'no answer')}")
+        raise CallError(failure)
+
+
+def _first_line(value: Any) -> str:
+    return str(value).strip().splitlines()[0][:300] if str(value).strip() else type(value).__name__
+
+
+async def discover(client: AgentClient) -> dict[str, Any]:
+    """What an agent says about itself: AdCP versions and its formats (raises CallError)."""
+    started = time.perf_counter()
+    capabilities = await client.call("get_adcp_capabilities", {})
+    formats = await client.call("list_creative_formats", {})
+    adcp = capabilities.get("adcp") or {}
+    versions = [str(v) for v in adcp.get("supported_versions") or []] or [f"{v}.0" for v in adcp.get("major_versions") or []]
+    return {"versions": versions, "formats": formats.get("formats") or [], "capabilities": capabilities,
+            "took_s": time.perf_counter() - started}

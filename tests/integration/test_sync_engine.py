@@ -1,0 +1,185 @@
+"""The sync engine end to end: real gateway, real worker process, real broker, and simulated
+sales agents that are real AdCP servers on loopback, called with the official adcp client."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from creative_sync.broker import free_port
+from creative_sync.samples import display_creative, sync_request, video_creative
+from creative_sync.sim_agents import Behaviour, SimAgent, SimAgentConfig, create_agent_app
+from gateway.app import create_app
+from gateway.auth import PrincipalStore
+from tests.support import read_topic, topic_name
+from topics.catalogue import Codecs
+
+AGENT_TOKEN = "sim-agent-token-for-tests"
+
+
+class Agents:
+    """Simulated sales agents served on loopback for one test."""
+
+    def __init__(self) -> None:
+        self.sims: dict[str, SimAgent] = {}
+        self.urls: dict[str, str] = {}
+        self._runners: list[web.AppRunner] = []
+
+    async def add(self, config: SimAgentConfig) -> SimAgent:
+        sim = SimAgent(config)
+        runner = web.AppRunner(create_agent_app(sim, AGENT_TOKEN))
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        self._runners.append(runner)
+        self.sims[config.agent_id], self.urls[config.agent_id] = sim, f"http://127.0.0.1:{port}/mcp"
+        return sim
+
+    async def close(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+
+
+class Api:
+    def __init__(self, client: TestClient, token: str) -> None:
+        self.client, self.token = client, token
+
+    async def call(self, operation: str, body: dict, status: int = 200) -> dict:
+        response = await self.client.post(f"/api/v1/{operation}", json=body, headers={"Authorization": f"Bearer {self.token}"})
+        answer = await response.json()
+        assert response.status == status, answer
+        return answer
+
+    async def status_of(self, creative_id: str) -> dict[str, dict]:
+        answer = await self.call("get_creative_sync_status", {"account": {"account_id": "acct-1"}, "creative_id": creative_id})
+        return {row["sales_agent_id"]: row for row in answer["creatives"][0]["sales_agents"]}
+
+
+async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 60, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what or probe}: last {last!r}")
+
+
+@pytest.fixture
+async def agents():
+    served = Agents()
+    yield served
+    await served.close()
+
+
+@pytest.fixture
+async def api(topics_created, ready_worker):
+    store = PrincipalStore(topics_created.principals_file)
+    token = store.add("buyer", ["acct-1"])[1]
+    client = TestClient(TestServer(create_app(topics_created.with_(request_budget_s=20), principals=store)))
+    await client.start_server()
+    yield Api(client, token)
+    await client.close()
+
+
+async def register(api: Api, agents: Agents, agent_id: str, name: str, **extra) -> dict:
+    return await api.call("register_sales_agent", {
+        "account": {"account_id": "acct-1"}, "sales_agent_id": agent_id, "name": name, "agent_url": agents.urls[agent_id],
+        "protocol": "mcp", "auth": {"token": AGENT_TOKEN, "header": "Authorization"}, **extra})
+
+
+def image_kind_creative(creative_id: str, width: int, height: int) -> dict:
+    creative = display_creative(creative_id, width=width, height=height)
+    creative.pop("format_id")
+    return {**creative, "format_kind": "image"}
+
+
+async def test_creatives_reach_compatible_agents_and_their_reviews_come_back(api, agents, settings):
+    display = await agents.add(SimAgentConfig("display", "Daily News", ("image", "html5")))
+    video = await agents.add(SimAgentConfig("video", "StreamCo", ("video_hosted",),
+                                            behaviour=Behaviour(review="delayed", review_delay_s=1.0)))
+    legacy = await agents.add(SimAgentConfig("legacy", "Old Portal", ("image",), versions=("3.0", "3.1"),
+                                             behaviour=Behaviour(min_width=300)))
+    registered = await register(api, agents, "display", "Daily News")
+    assert registered["sales_agent"]["has_auth_token"] and AGENT_TOKEN not in str(registered)  # never echoed
+    await register(api, agents, "video", "StreamCo")
+    await register(api, agents, "legacy", "Old Portal")
+
+    async def discovered() -> bool:
+        listed = await api.call("list_sales_agents", {"account": {"account_id": "acct-1"}})
+        return all(a["discovery"] == "done" and a["available"] for a in listed["sales_agents"]) and listed
+    listed = await eventually(discovered, timeout=120, what="discovery of the three agents")
+    by_id = {a["sales_agent_id"]: a for a in listed["sales_agents"]}
+    assert by_id["legacy"]["negotiated_version"] == "3.1" and by_id["display"]["negotiated_version"] == "3.2"
+    assert AGENT_TOKEN not in str(listed)
+
+    await api.call("sync_creatives", sync_request("acct-1", [
+        image_kind_creative("banner", 300, 250), video_creative("clip"), image_kind_creative("skyscraper", 160, 600)]))
+
+    # Manual sync to every compatible agent: video is skipped, with a reason a person can act on.
+    queued = await api.call("sync_creative_to_sales_agents", {"account": {"account_id": "acct-1"}, "creative_id": "banner"})
+    assert sorted(q["sales_agent_id"] for q in queued["queued"]) == ["display", "legacy"]
+    assert [(s["sales_agent_id"], s["reason"]) for s in queued["skipped"]] == [
+        ("video", "Display format not supported by video agent StreamCo")]
+
+    async def banner_approved() -> dict | None:
+        rows = await api.status_of("banner")
+        done = all(rows.get(a, {}).get("approval_status") == "approved" for a in ("display", "legacy"))
+        return rows if done and rows.get("video", {}).get("sync_status") == "skipped" else None
+    rows = await eventually(banner_approved, what="banner approved by display and legacy")
+    assert rows["video"]["reason"] == "Display format not supported by video agent StreamCo"
+    assert rows["display"]["sync_status"] == "synced" and rows["display"]["content_version_synced"] == 1
+
+    # The 3.1-only agent got the legacy dialect: format_id instead of format_kind, and succeeded.
+    stored = legacy.creatives[("acct-1", "banner")].creative
+    assert "format_kind" not in stored and stored["format_id"]["id"] == "display_300x250"
+    assert "format_kind" in display.creatives[("acct-1", "banner")].creative
+
+    # Review by polling: the video agent approves after a delay; list_creatives tells us.
+    await api.call("sync_creative_to_sales_agents", {"account": {"account_id": "acct-1"}, "creative_id": "clip",
+                                                     "sales_agent_ids": ["video"]})
+    assert (await eventually(lambda: _approval(api, "clip", "video", "approved"), what="clip approved by polling"))
+    assert len(video.received) == 1
+
+    # A rejection by rule comes back with its reason.
+    await api.call("sync_creative_to_sales_agents", {"account": {"account_id": "acct-1"}, "creative_id": "skyscraper",
+                                                     "sales_agent_ids": ["legacy"]})
+    rows = await eventually(lambda: _approval(api, "skyscraper", "legacy", "rejected"), what="skyscraper rejected")
+    assert rows["legacy"]["reason"] == "Image width 160px is below the 300px minimum"
+
+    # A content change re-syncs where the creative is synced (display, legacy), not where it was
+    # skipped (video); a metadata change re-syncs nowhere.
+    received = {name: len(sim.received) for name, sim in agents.sims.items()}
+    await api.call("sync_creatives", sync_request("acct-1", [
+        {**image_kind_creative("banner", 300, 250), "assets": {"main": {
+            "asset_type": "image", "url": "https://cdn.example.com/banner-v2.png", "width": 300, "height": 250}}}]))
+
+    async def resynced() -> dict | None:
+        rows = await api.status_of("banner")
+        return rows if all(rows[a]["content_version_synced"] == 2 for a in ("display", "legacy")) else None
+    await eventually(resynced, what="banner v2 synced to display and legacy")
+    assert display.creatives[("acct-1", "banner")].creative["assets"]["main"]["url"].endswith("banner-v2.png")
+    assert {name: len(sim.received) - received[name] for name, sim in agents.sims.items()} == \
+        {"display": 1, "video": 0, "legacy": 1}
+
+    received = {name: len(sim.received) for name, sim in agents.sims.items()}
+    await api.call("sync_creatives", sync_request("acct-1", [{"creative_id": "banner", "name": "Renamed"}], patch=True))
+    await asyncio.sleep(3)  # what a re-sync would take (the content one above took well under that)
+    assert {name: len(sim.received) for name, sim in agents.sims.items()} == received
+
+    # The rows are on the documented status topic, for dashboards.
+    codec = Codecs(prefix=settings.topic_prefix).value("sync_status")
+    wanted = {("banner", "display"), ("banner", "legacy"), ("banner", "video"), ("clip", "video"), ("skyscraper", "legacy")}
+    await read_topic(settings.bootstrap_servers, topic_name(settings, "sync_status"), decode=lambda r: codec.decode(r.value),
+                     until=lambda rows: {(r.creative_id, r.sales_agent_id) for r in rows} >= wanted)
+
+
+async def _approval(api: Api, creative_id: str, agent_id: str, approval: str) -> dict | None:
+    rows = await api.status_of(creative_id)
+    return rows if rows.get(agent_id, {}).get("approval_status") == approval else None

@@ -1,0 +1,50 @@
+"""Sales agents' secrets (auth token, webhook secret) at rest: encrypted with the deployment's
+secrets key (Fernet, from `cryptography`) before they go onto the credentials topic, so that no
+event, log or topic dump holds them in plain text. Gateway and workers share the key file.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+
+@dataclass(frozen=True)
+class AgentSecrets:
+    auth_token: str | None = None
+    webhook_secret: str | None = None
+
+    def __repr__(self) -> str:  # never print a secret, even by accident
+        return f"AgentSecrets(auth_token={'***' if self.auth_token else None}, webhook_secret={'***' if self.webhook_secret else None})"
+
+
+class SecretBox:
+    def __init__(self, key: bytes) -> None:
+        self._fernet = Fernet(key)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "SecretBox":
+        """The key in `path`, created (mode 0600) when missing: the first process makes it."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return cls(path.read_bytes().strip())
+        with os.fdopen(fd, "wb") as out:
+            out.write(Fernet.generate_key())
+        return cls(path.read_bytes().strip())
+
+    def seal(self, secrets: AgentSecrets) -> bytes:
+        return self._fernet.encrypt(json.dumps({"auth_token": secrets.auth_token,
+                                                "webhook_secret": secrets.webhook_secret}).encode())
+
+    def open(self, ciphertext: bytes) -> AgentSecrets | None:
+        """The secrets, or None when they were sealed with another key."""
+        try:
+            data = json.loads(self._fernet.decrypt(ciphertext))
+        except (InvalidToken, ValueError):
+            return None
+        return AgentSecrets(data.get("auth_token"), data.get("webhook_secret"))

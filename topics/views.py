@@ -1,0 +1,112 @@
+"""A compacted topic read from the beginning into a dict (latest value per key), kept current:
+the sales-agent registry and its credentials, for the gateway and the workers alike.
+
+Reads: the given topics (all partitions, no consumer group). Writes: nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from topics.codec import AvroCodec
+from topics.errors import CodecError
+
+log = logging.getLogger(__name__)
+
+
+class CompactedView:
+    def __init__(self, bootstrap_servers: str, topic_name: str, codec: AvroCodec, key_of: Callable[[Any], str],
+                 *, on_change: Callable[[str, Any], None] | None = None, fetch_max_wait_ms: int = 50) -> None:
+        self._bootstrap, self._topic, self._codec = bootstrap_servers, topic_name, codec
+        self._key_of, self._on_change, self._wait = key_of, on_change, fetch_max_wait_ms
+        self.items: dict[str, Any] = {}
+        self.changed = asyncio.Event()  # set (and replaced) after every batch of records
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"view:{self._topic}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def get(self, key: str) -> Any:
+        return self.items.get(key)
+
+    def apply(self, value: Any) -> None:
+        """Take a value now (e.g. one this process just published), before it comes back from the topic."""
+        key = self._key_of(value)
+        self.items[key] = value
+        if self._on_change:
+            self._on_change(key, value)
+
+    async def _run(self) -> None:
+        while True:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
+                                        fetch_max_wait_ms=self._wait, auto_offset_reset="earliest")
+            try:
+                await consumer.start()
+                numbers = consumer.partitions_for_topic(self._topic)
+                while not numbers:
+                    await consumer.force_metadata_update()
+                    numbers = consumer.partitions_for_topic(self._topic)
+                    if not numbers:
+                        await asyncio.sleep(0.5)
+                partitions = [TopicPartition(self._topic, p) for p in sorted(numbers)]
+                consumer.assign(partitions)
+                await consumer.seek_to_beginning(*partitions)
+                while True:
+                    batches = await consumer.getmany(timeout_ms=500)
+                    for records in batches.values():
+                        for record in records:
+                            try:
+                                self.apply(self._codec.decode(record.value))
+                            except CodecError:
+                                log.warning("skipping an unreadable record on %s", self._topic)
+                    if batches:
+                        self.changed.set()
+                        self.changed = asyncio.Event()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the broker went away: keep what we have and reconnect
+                log.warning("view of %s failed; reconnecting", self._topic, exc_info=True)
+                await asyncio.sleep(1)
+            finally:
+                await consumer.stop()
+
+
+class AgentDirectory:
+    """The sales-agent registry as every process sees it: agents and their (decrypted) secrets."""
+
+    def __init__(self, bootstrap_servers: str, codecs: Any, topic_prefix: str, box: Any) -> None:
+        from topics.catalogue import topic
+
+        self.box = box
+        self.agents = CompactedView(bootstrap_servers, topic("sales_agents").full_name(topic_prefix),
+                                    codecs.value("sales_agents"), lambda a: a.sales_agent_id)
+        self.credentials = CompactedView(bootstrap_servers, topic("sales_agent_credentials").full_name(topic_prefix),
+                                         codecs.value("sales_agent_credentials"), lambda c: c.sales_agent_id)
+
+    async def start(self) -> None:
+        await self.agents.start()
+        await self.credentials.start()
+
+    async def stop(self) -> None:
+        await self.agents.stop()
+        await self.credentials.stop()
+
+    def get(self, agent_id: str) -> Any:
+        agent = self.agents.get(agent_id)
+        return None if agent is None or agent.deleted else agent
+
+    def secrets(self, agent_id: str) -> Any:
+        sealed = self.credentials.get(agent_id)
+        return self.box.open(sealed.ciphertext) if sealed is not None else None
+
+    def active(self) -> list[Any]:
+        return [a for a in self.agents.items.values() if not a.deleted]
