@@ -12,10 +12,12 @@ import hashlib
 import json
 import random
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from creative_sync.settings import Settings
@@ -23,6 +25,7 @@ from gateway import keys, mcp, middleware, rest
 from gateway.auth import Principal
 from gateway.errors import AdcpErrors, AdcpRequestError
 from gateway.operations import Call, Operation, Registry
+from gateway.webhooks import hmac_headers
 from streams.library.formats import FORMATS, STANDARD_AGENT_URL
 from streams.library.requests import RequestRejected, parse_sync_request
 from streams.matching.logic import AgentFormats, match, traits_of
@@ -74,6 +77,10 @@ class SimAgent:
     answers: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # idempotency key -> (hash, answer)
     received: list[tuple[str, str, str]] = field(default_factory=list)  # (account, creative id, idempotency key)
     clock: Any = time.monotonic
+    #: (url, secret): push review decisions as creative.status_changed webhooks signed with
+    #: HMAC-SHA256; None leaves them to polling
+    notify: tuple[str, str] | None = None
+    outbox: list[dict[str, Any]] = field(default_factory=list)  # webhooks still to send
 
     def capabilities(self) -> dict[str, Any]:
         return {"adcp": {"major_versions": [3], "supported_versions": list(self.config.versions),
@@ -136,6 +143,31 @@ class SimAgent:
         due = self.clock() + behaviour.review_delay_s if behaviour.review == "delayed" else None
         return "pending_review", None, due
 
+    def _review_if_due(self, account_id: str, creative_id: str, row: SimCreative, now: datetime) -> None:
+        if row.review_due is not None and self.clock() >= row.review_due:
+            row.review_due = None
+            self.decide(account_id, creative_id, "approved", None, now)
+
+    def review_due_ones(self, now: datetime) -> None:
+        for (account_id, creative_id), row in self.creatives.items():
+            self._review_if_due(account_id, creative_id, row, now)
+
+    def decide(self, account_id: str, creative_id: str, status: str, reason: str | None, now: datetime) -> None:
+        """A reviewer's decision: the status changes and, with webhooks, a signed notification goes out."""
+        row = self.creatives[(account_id, creative_id)]
+        previous, row.status, row.rejection_reason, row.updated_at = row.status, status, reason, now
+        if self.notify is not None and previous != status:
+            payload = {"idempotency_key": str(uuid.uuid4()), "notification_id": f"{creative_id}-{status}-{now.timestamp()}",
+                       "notification_type": "creative.status_changed", "fired_at": now.isoformat(),
+                       "subscriber_id": "creative-sync", "account_id": account_id, "creative_id": creative_id,
+                       "transition": {"from": previous if previous in ("processing", "pending_review", "approved", "suspended")
+                                      else "pending_review", "to": status, "observed_at": now.isoformat()},
+                       "reason_code": "review_passed" if status == "approved" else "review_failure",
+                       "initiator": "seller"}
+            if reason:
+                payload["reason_detail"] = reason
+            self.outbox.append(payload)
+
     def list(self, params: dict[str, Any], now: datetime) -> dict[str, Any]:
         account = (params.get("account") or {}).get("account_id")
         filters = params.get("filters") or {}
@@ -143,8 +175,7 @@ class SimAgent:
         after = filters.get("updated_after")
         rows = []
         for (account_id, creative_id), row in self.creatives.items():
-            if row.review_due is not None and self.clock() >= row.review_due:
-                row.status, row.review_due, row.updated_at = "approved", None, now
+            self._review_if_due(account_id, creative_id, row, now)
             if (account and account_id != account) or (wanted and creative_id not in wanted):
                 continue
             if after and row.updated_at <= datetime.fromisoformat(str(after).replace("Z", "+00:00")):
@@ -198,7 +229,36 @@ def create_agent_app(agent: SimAgent, token: str) -> web.Application:
     app[keys.VERSION] = "sim"
     app.add_routes(mcp.routes)
     app.add_routes(rest.routes)
+    app.cleanup_ctx.append(_reviews_and_webhooks(agent))
     return app
+
+
+def _reviews_and_webhooks(agent: SimAgent):  # noqa: ANN202
+    """Delayed reviews come due on their own, and their webhooks go out signed, retried on failure."""
+    async def owned(app: web.Application):  # noqa: ANN202
+        async def run() -> None:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+                while True:
+                    agent.review_due_ones(datetime.now(UTC))
+                    while agent.notify and agent.outbox:
+                        url, secret = agent.notify
+                        body = json.dumps(agent.outbox[0]).encode()
+                        try:
+                            async with session.post(url, data=body, headers={
+                                    "Content-Type": "application/json", **hmac_headers(secret, body)}) as response:
+                                if response.status >= 500:
+                                    break  # retried on the next round
+                        except (aiohttp.ClientError, asyncio.TimeoutError):
+                            break
+                        agent.outbox.pop(0)
+                    await asyncio.sleep(0.2)
+
+        task = asyncio.create_task(run())
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return owned
 
 
 DEMO_AGENTS = (

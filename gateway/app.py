@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 
 from creative_sync.settings import Settings
-from gateway import creatives, health, keys, mcp, middleware, rest, syncing
+from gateway import agent_webhooks, creatives, health, keys, mcp, middleware, rest, syncing
 from gateway.auth import PrincipalStore
 from gateway.broker import BrokerLink
 from gateway.metrics import GatewayMetrics
@@ -48,6 +48,7 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     app[keys.LIBRARY_VIEW] = view = LibraryView(settings.bootstrap_servers, codecs, settings.topic_prefix)
     app[keys.AGENTS] = AgentDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix,
                                       SecretBox.from_file(settings.secrets_key_path))
+    app[keys.INBOUND] = agent_webhooks.Inbound()
     app[keys.SYNC_STATUS] = SyncStatusView(settings.bootstrap_servers, codecs, settings.topic_prefix)
     key = settings.webhook_signing_key_file.read_bytes() if settings.webhook_signing_key_file else None
     webhooks = webhooks or TaskWebhooks(Rfc9421Signer(key))
@@ -60,6 +61,7 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     app.add_routes(health.routes)
     app.add_routes(mcp.routes)
     app.add_routes(rest.routes)
+    app.add_routes(agent_webhooks.routes)
     return app
 
 

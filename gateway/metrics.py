@@ -14,3 +14,6 @@ class GatewayMetrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
         self.published = Counter("creative_sync_gateway_events_published_total", "Events published, by topic role",
                                  ["topic"], registry=self.registry)
+        self.inbound_webhooks = Counter("creative_sync_gateway_agent_webhooks_total",
+                                        "Webhooks from sales agents, by outcome (accepted, duplicate, conflict, refused, invalid)",
+                                        ["outcome"], registry=self.registry)

@@ -11,6 +11,7 @@ from gateway.auth import Principal, bearer_token
 from gateway.errors import AdcpRequestError, error_response
 
 log = logging.getLogger(__name__)
+WEBHOOK_PREFIX = "/webhooks/"
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/.well-known/jwks.json"})
 PRINCIPAL = web.RequestKey("principal", Principal)
 
@@ -38,7 +39,7 @@ async def errors(request: web.Request, handler):  # noqa: ANN001
 
 @web.middleware
 async def authenticate(request: web.Request, handler):  # noqa: ANN001
-    if request.path in PUBLIC_PATHS:
+    if request.path in PUBLIC_PATHS or request.path.startswith(WEBHOOK_PREFIX):  # webhooks: signature-checked
         return await handler(request)
     token = bearer_token(request.headers)
     if token is None:

@@ -50,6 +50,8 @@ def agent_view(agent: SalesAgent) -> dict[str, Any]:
         "sales_agent_id": agent.sales_agent_id, "name": agent.name, "agent_url": agent.agent_url,
         "protocol": agent.protocol.value.lower(), "auth_header": agent.auth_header,
         "has_auth_token": agent.credentials_ref is not None, "has_webhook_secret": agent.has_webhook_secret,
+        "webhook_url": f"/webhooks/sales-agents/{agent.sales_agent_id}",
+        "webhook_signing": "rfc9421" if agent.webhook_jwks_json else ("hmac-sha256" if agent.has_webhook_secret else None),
         "declared_formats": list(agent.declared_formats),
         "discovered_formats": [f.get("format_id") for f in formats if isinstance(f, dict)],
         "adcp_versions": list(agent.adcp_versions), "negotiated_version": agent.negotiated_version,
@@ -98,6 +100,13 @@ def _agent_fields(params: dict[str, Any], current: SalesAgent | None) -> dict[st
         if not isinstance(formats, list) or not all(isinstance(f, str) and f for f in formats):
             raise invalid("formats must be a list of format ids, format kinds or MIME types (video/*).", "formats")
         fields["declared_formats"] = formats
+    if "webhook_jwks" in params:
+        jwks = params["webhook_jwks"]
+        if jwks is not None and (not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list)):
+            raise invalid("webhook_jwks must be a JWKS: {\"keys\": [...]} (public keys only).", "webhook_jwks")
+        if jwks is not None and any(isinstance(k, dict) and "d" in k for k in jwks["keys"]):
+            raise invalid("webhook_jwks must hold public keys only.", "webhook_jwks")
+        fields["webhook_jwks_json"] = json.dumps(jwks) if jwks else None
     if "webhook_secret" in params:
         secret = params["webhook_secret"]
         if secret is not None and (not isinstance(secret, str) or len(secret) < 32):
@@ -282,7 +291,9 @@ _AGENT_PROPERTIES = {
                                               "header": {"type": "string", "enum": list(_AUTH_HEADERS)}}},
     "formats": {"type": "array", "items": {"type": "string"},
                 "description": "Declared formats: format ids, format kinds or MIME types (video/*). Else discovered."},
-    "webhook_secret": {"type": "string", "minLength": 32},
+    "webhook_secret": {"type": "string", "minLength": 32,
+                       "description": "Shared secret of the agent's legacy HMAC-SHA256 webhooks to us."},
+    "webhook_jwks": {"type": "object", "description": "Public keys (JWKS) of the agent's RFC 9421 webhooks to us."},
 }
 
 OPERATIONS = (

@@ -251,6 +251,7 @@ class SalesAgent(Event):
     discovered_at: datetime | None = None
     discovery_error: str | None = None
     has_webhook_secret: bool = False
+    webhook_jwks_json: str | None = None
     updated_at: datetime
 
 

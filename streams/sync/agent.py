@@ -254,6 +254,8 @@ class AgentSupervisor:
             for result in results:
                 if result.outcome is SyncOutcome.SYNCED and result.approval_status in (None, "pending_review", "processing"):
                     self.reviewing[(result.account_id, result.creative_id)] = result.content_version
+                    if self._next_poll < now():  # the first look after a review has had time to happen
+                        self._next_poll = now() + self._poll_interval(agent)
             await self._settle(batch, results)
             return
 
@@ -309,9 +311,14 @@ class AgentSupervisor:
                                                    value=pipeline.codecs.value("sales_agents").encode(agent))
 
     # -- review polling -------------------------------------------------------------------------
+    def _poll_interval(self, agent: SalesAgent) -> timedelta:
+        # An agent that pushes its decisions is polled only as a safety net for lost webhooks.
+        pushes = agent.has_webhook_secret or agent.webhook_jwks_json is not None
+        return timedelta(seconds=self.engine.settings.poll_interval_s * (12 if pushes else 1))
+
     async def _poll(self, agent: SalesAgent) -> None:
         """Agents without webhooks: ask list_creatives about the creatives still under review."""
-        self._next_poll = now() + timedelta(seconds=self.engine.settings.poll_interval_s)
+        self._next_poll = now() + self._poll_interval(agent)
         by_account: dict[str, list[str]] = {}
         for account_id, creative_id in self.reviewing:
             by_account.setdefault(account_id, []).append(creative_id)

@@ -3,6 +3,7 @@ sales agents that are real AdCP servers on loopback, called with the official ad
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,6 +17,7 @@ from creative_sync.samples import display_creative, sync_request, video_creative
 from creative_sync.sim_agents import Behaviour, SimAgent, SimAgentConfig, create_agent_app
 from gateway.app import create_app
 from gateway.auth import PrincipalStore
+from gateway.webhooks import Rfc9421Signer, hmac_headers
 from tests.support import read_topic, topic_name
 from topics.catalogue import Codecs
 
@@ -183,3 +185,73 @@ async def test_creatives_reach_compatible_agents_and_their_reviews_come_back(api
 async def _approval(api: Api, creative_id: str, agent_id: str, approval: str) -> dict | None:
     rows = await api.status_of(creative_id)
     return rows if rows.get(agent_id, {}).get("approval_status") == approval else None
+
+
+WEBHOOK_SECRET = "a-webhook-secret-of-at-least-32-characters"
+
+
+async def test_webhook_approvals_are_verified_deduplicated_and_reach_the_status(api, agents, settings):
+    hooked = await agents.add(SimAgentConfig("hooked", "Pushy Publisher", ("image",),
+                                             behaviour=Behaviour(review="delayed", review_delay_s=1.0)))
+    await register(api, agents, "hooked", "Pushy Publisher", webhook_secret=WEBHOOK_SECRET)
+    url = str(api.client.make_url("/webhooks/sales-agents/hooked"))
+    hooked.notify = (url, WEBHOOK_SECRET)
+    await api.call("sync_creatives", sync_request("acct-1", [display_creative("banner")]))
+
+    async def discovered() -> bool:
+        listed = await api.call("list_sales_agents", {"account": {"account_id": "acct-1"}})
+        return listed["sales_agents"][0]["discovery"] == "done"
+    await eventually(discovered, timeout=120, what="discovery")
+    await api.call("sync_creative_to_sales_agents", {"account": {"account_id": "acct-1"}, "creative_id": "banner"})
+    await eventually(lambda: _approval(api, "banner", "hooked", "approved"), what="approval by webhook")
+    codec = Codecs(prefix=settings.topic_prefix).value("approval_events")
+    events = await read_topic(settings.bootstrap_servers, topic_name(settings, "approval_events"),
+                              decode=lambda r: codec.decode(r.value), until=lambda found: len(found) >= 1)
+    assert [(e.source.value, e.status) for e in events] == [("WEBHOOK", "approved")]
+
+    # Forged, unsigned, stale, replayed and conflicting fires: refused, and nothing published.
+    body = json.dumps({"idempotency_key": "fire-0001", "notification_id": "n1", "notification_type": "creative.status_changed",
+                       "fired_at": "2026-11-22T00:00:00Z", "subscriber_id": "s", "account_id": "acct-1",
+                       "creative_id": "banner", "transition": {"from": "approved", "to": "rejected",
+                                                              "observed_at": "2099-01-01T00:00:00Z"},
+                       "reason_code": "policy_revocation", "reason_detail": "Revoked", "initiator": "seller"}).encode()
+
+    async def post(data: bytes, headers: dict) -> int:
+        response = await api.client.post("/webhooks/sales-agents/hooked", data=data,
+                                         headers={"Content-Type": "application/json", **headers})
+        return response.status
+    assert await post(body, hmac_headers("a-forged-secret-that-is-long-enough-too", body)) == 401
+    assert await post(body, {}) == 401
+    assert await post(body, hmac_headers(WEBHOOK_SECRET, body, timestamp=int(time.time()) - 3600)) == 401
+    assert await post(b"{not json", hmac_headers(WEBHOOK_SECRET, b"{not json")) == 400
+    unknown = await api.client.post("/webhooks/sales-agents/nobody", data=body, headers=hmac_headers(WEBHOOK_SECRET, body))
+    assert unknown.status == 404
+    signed = hmac_headers(WEBHOOK_SECRET, body)
+    assert await post(body, signed) == 200  # the one genuine fire: the revocation
+    assert await post(body, signed) == 200  # its retry: accepted, not published again
+    changed = body.replace(b"Revoked", b"Changed")
+    assert await post(changed, hmac_headers(WEBHOOK_SECRET, changed)) == 409
+    rows = await eventually(lambda: _approval(api, "banner", "hooked", "rejected"), what="the revocation")
+    assert rows["hooked"]["reason"] == "Revoked"
+    await asyncio.sleep(1)
+    events = await read_topic(settings.bootstrap_servers, topic_name(settings, "approval_events"),
+                              decode=lambda r: codec.decode(r.value), until=lambda found: len(found) >= 2)
+    assert [(e.source.value, e.status) for e in events] == [("WEBHOOK", "approved"), ("WEBHOOK", "rejected")]
+
+
+async def test_rfc9421_signed_webhooks_are_verified_against_the_agents_registered_keys(api, agents, settings):
+    signer = Rfc9421Signer()
+    await agents.add(SimAgentConfig("signed", "Signing Publisher", ("image",)))
+    await register(api, agents, "signed", "Signing Publisher", webhook_jwks={"keys": [signer.public_jwk]})
+    url = str(api.client.make_url("/webhooks/sales-agents/signed"))
+    body = json.dumps({"idempotency_key": "fire-9421", "notification_id": "n9", "notification_type": "creative.status_changed",
+                       "fired_at": "2026-11-22T00:00:00Z", "subscriber_id": "s", "account_id": "acct-1",
+                       "creative_id": "whatever", "transition": {"from": "pending_review", "to": "approved"},
+                       "reason_code": "review_passed", "initiator": "seller"}).encode()
+    headers = {"Content-Type": "application/json", **await signer.headers(url, body)}
+    tampered = body.replace(b"approved", b"rejected")
+    assert (await api.client.post("/webhooks/sales-agents/signed", data=tampered, headers=headers)).status == 401
+    assert (await api.client.post("/webhooks/sales-agents/signed", data=body, headers=headers)).status == 200
+    other = Rfc9421Signer(key_id="creative-sync-webhooks")  # same key id, another key: a forgery
+    forged = {"Content-Type": "application/json", **await other.headers(url, body)}
+    assert (await api.client.post("/webhooks/sales-agents/signed", data=body, headers=forged)).status == 401
