@@ -200,10 +200,9 @@ class _OneToken:
 
 
 def create_agent_app(agent: SimAgent, token: str) -> web.Application:
-    behaviour = agent.config.behaviour
-
     @web.middleware
     async def behave(request: web.Request, handler):  # noqa: ANN001
+        behaviour = agent.config.behaviour  # read per request: a test may take the agent down and back
         if behaviour.latency_s:
             await asyncio.sleep(behaviour.latency_s)
         if behaviour.down or (behaviour.error_rate and random.random() < behaviour.error_rate):

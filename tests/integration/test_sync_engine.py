@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -255,3 +256,55 @@ async def test_rfc9421_signed_webhooks_are_verified_against_the_agents_registere
     other = Rfc9421Signer(key_id="creative-sync-webhooks")  # same key id, another key: a forgery
     forged = {"Content-Type": "application/json", **await other.headers(url, body)}
     assert (await api.client.post("/webhooks/sales-agents/signed", data=body, headers=forged)).status == 401
+
+
+async def test_a_dead_agent_catches_up_and_a_hanging_one_slows_nobody(api, agents, settings):
+    fast = await agents.add(SimAgentConfig("fast", "Fast Daily", ("image",)))
+    slow = await agents.add(SimAgentConfig("slow", "Slow Weekly", ("image",)))
+    dead = await agents.add(SimAgentConfig("dead", "Dead Monthly", ("image",)))
+    for sim in (fast, slow, dead):
+        await register(api, agents, sim.config.agent_id, sim.config.name)
+
+    async def discovered() -> bool:
+        listed = await api.call("list_sales_agents", {"account": {"account_id": "acct-1"}})
+        return len(listed["sales_agents"]) == 3 and all(a["discovery"] == "done" for a in listed["sales_agents"])
+    await eventually(discovered, timeout=120, what="discovery")
+    ids = [f"c{i}" for i in range(10)]
+    await api.call("sync_creatives", sync_request("acct-1", [display_creative(c) for c in ids]))
+
+    slow.config = replace(slow.config, behaviour=Behaviour(latency_s=30))  # hangs for 30 s on every call
+    dead.config = replace(dead.config, behaviour=Behaviour(down=True))  # every call a 503
+    outage = time.monotonic()
+    for creative_id in ids:
+        await api.call("sync_creative_to_sales_agents", {"account": {"account_id": "acct-1"}, "creative_id": creative_id})
+
+    async def all_synced(agent_id: str) -> bool:
+        for creative_id in ids:
+            row = (await api.status_of(creative_id)).get(agent_id, {})
+            if row.get("sync_status") != "synced":
+                return False
+        return True
+    await eventually(lambda: all_synced("fast"), timeout=15, what="every creative at the fast agent despite the others")
+    assert time.monotonic() - outage < 15
+    assert not await all_synced("slow") and not await all_synced("dead")
+
+    async def failures_recorded() -> dict | None:
+        rows = await api.status_of("c0")
+        return rows if rows["dead"]["sync_status"] == "failed" and rows["dead"]["reason"] else None
+    rows = await eventually(failures_recorded, timeout=20, what="the dead agent's failures in the status")
+    assert rows["dead"]["attempts"] >= 1
+
+    await asyncio.sleep(max(0.0, 30 - (time.monotonic() - outage)))
+    dead.config = replace(dead.config, behaviour=Behaviour())
+    slow.config = replace(slow.config, behaviour=Behaviour())
+    await eventually(lambda: all_synced("dead"), timeout=90, what="everything at the dead agent once it is back")
+    await eventually(lambda: all_synced("slow"), timeout=90, what="everything at the slow agent")
+    assert {c for _, c, _ in dead.received} == set(ids)
+
+    # The failures are on the sync results topic, for notifications.
+    codec = Codecs(prefix=settings.topic_prefix).value("sync_results")
+    results = await read_topic(settings.bootstrap_servers, topic_name(settings, "sync_results"),
+                               decode=lambda r: codec.decode(r.value),
+                               until=lambda found: any(r.sales_agent_id == "dead" and r.outcome.value == "FAILED" for r in found))
+    failed = [r for r in results if r.sales_agent_id == "dead" and r.outcome.value == "FAILED"]
+    assert failed and all(r.errors and r.errors[0].recovery == "transient" for r in failed)
