@@ -42,7 +42,10 @@ def logging_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default", "filters": ["redact"],
                                 "stream": "ext://sys.stderr"}},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
-        "loggers": {"aiokafka": {"level": "WARNING"}, "aiohttp.access": {"level": "INFO"}},
+        # The HTTP and MCP clients log every request at INFO: thousands of lines per sync.
+        "loggers": {"aiokafka": {"level": "WARNING"}, "aiohttp.access": {"level": "INFO"},
+                    "httpx": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}, "mcp": {"level": "WARNING"},
+                    "adcp": {"level": "WARNING"}},
     }
 
 

@@ -198,10 +198,15 @@ def _owned_agent(call: Call, account_id: str) -> SalesAgent:
 # -- manual sync ----------------------------------------------------------------------------------
 async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
     account_id = _account(call)
-    creative_id = _text(call.params, "creative_id", required=True)
-    change = call.app[keys.LIBRARY_VIEW].creatives.get(account_id, {}).get(creative_id)
-    if change is None or change.status == "archived":
-        raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No creative {creative_id} in this library.", field="creative_id")
+    creative_ids = _creative_ids(call.params)
+    library = call.app[keys.LIBRARY_VIEW].creatives.get(account_id, {})
+    changes = []
+    for creative_id in creative_ids:
+        change = library.get(creative_id)
+        if change is None or change.status == "archived":
+            raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No creative {creative_id} in this library.",
+                                   field="creative_ids" if "creative_ids" in call.params else "creative_id")
+        changes.append(change)
     directory = call.app[keys.AGENTS]
     wanted = call.params.get("sales_agent_ids")
     if wanted is not None:
@@ -215,51 +220,62 @@ async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
         agents = [directory.get(a) for a in dict.fromkeys(wanted)]
     else:
         agents = sorted((a for a in directory.active() if _visible(a, account_id)), key=lambda a: a.sales_agent_id)
-    creative = json.loads(change.creative_json)
-    traits = traits_of(creative)
-    now = datetime.now(UTC)
-    request_id = uuid.uuid4().hex
-    queued, skipped, jobs, results = [], [], [], []
-    for agent in agents:
-        formats = formats_of(agent.name, agent.declared_formats,
-                             json.loads(agent.discovered_formats_json) if agent.discovered_formats_json else [])
-        verdict = match(traits, formats)
-        job_id = job_id_for(SyncTrigger.MANUAL.value, account_id, creative_id, change.content_version,
-                            agent.sales_agent_id, cause=request_id)
-        common = dict(job_id=job_id, sales_agent_id=agent.sales_agent_id, account_id=account_id, creative_id=creative_id,
-                      content_version=change.content_version)
-        if verdict.compatible:
-            queued.append({"sales_agent_id": agent.sales_agent_id, "name": agent.name, "matched_by": verdict.by})
-            jobs.append(SyncJob(**common, trigger=SyncTrigger.MANUAL, requested_at=now, creative_json=change.creative_json))
-            results.append(SyncResult(**common, result_id=f"{job_id}-queued", outcome=SyncOutcome.SYNCING, attempt=0,
-                                      occurred_at=now))
-        else:
-            skipped.append({"sales_agent_id": agent.sales_agent_id, "name": agent.name, "reason": verdict.reason})
-            results.append(SyncResult(**common, result_id=f"{job_id}-skipped", outcome=SyncOutcome.SKIPPED, attempt=0,
-                                      reason=verdict.reason, occurred_at=now))
+    now, request_id = datetime.now(UTC), uuid.uuid4().hex
+    formats = {a.sales_agent_id: formats_of(a.name, a.declared_formats,
+                                            json.loads(a.discovered_formats_json) if a.discovered_formats_json else [])
+               for a in agents}
+    answers, jobs, results = [], [], []
+    for change in changes:
+        traits = traits_of(json.loads(change.creative_json))
+        queued, skipped = [], []
+        for agent in agents:
+            verdict = match(traits, formats[agent.sales_agent_id])
+            job_id = job_id_for(SyncTrigger.MANUAL.value, account_id, change.creative_id, change.content_version,
+                                agent.sales_agent_id, cause=request_id)
+            common = dict(job_id=job_id, sales_agent_id=agent.sales_agent_id, account_id=account_id,
+                          creative_id=change.creative_id, content_version=change.content_version)
+            if verdict.compatible:
+                queued.append({"sales_agent_id": agent.sales_agent_id, "name": agent.name, "matched_by": verdict.by})
+                jobs.append(SyncJob(**common, trigger=SyncTrigger.MANUAL, requested_at=now, creative_json=change.creative_json))
+                results.append(SyncResult(**common, result_id=f"{job_id}-queued", outcome=SyncOutcome.SYNCING, attempt=0,
+                                          occurred_at=now))
+            else:
+                skipped.append({"sales_agent_id": agent.sales_agent_id, "name": agent.name, "reason": verdict.reason})
+                results.append(SyncResult(**common, result_id=f"{job_id}-skipped", outcome=SyncOutcome.SKIPPED, attempt=0,
+                                          reason=verdict.reason, occurred_at=now))
+        answers.append({"creative_id": change.creative_id, "content_version": change.content_version,
+                        "queued": queued, "skipped": skipped})
     settings, codecs, broker = call.app[keys.SETTINGS], call.app[keys.CODECS], call.app[keys.BROKER]
     for result in results:  # status first: a fast agent's answer must not be overtaken by "queued"
         await broker.publish(topic("sync_results").full_name(settings.topic_prefix),
-                             key=codecs.key("sync_results").encode(f"{account_id}/{creative_id}"),
+                             key=codecs.key("sync_results").encode(f"{account_id}/{result.creative_id}"),
                              value=codecs.value("sync_results").encode(result))
     for job in jobs:
         await broker.publish(topic("sync_jobs").full_name(settings.topic_prefix),
                              key=codecs.key("sync_jobs").encode(job.sales_agent_id), value=codecs.value("sync_jobs").encode(job))
-    return {"creative_id": creative_id, "content_version": change.content_version, "queued": queued, "skipped": skipped}
+    if "creative_ids" in call.params:
+        return {"creatives": answers}
+    return answers[0]
+
+
+def _creative_ids(params: dict[str, Any]) -> list[str]:
+    """creative_id, or creative_ids (1 to 100), deduplicated in order."""
+    ids = params.get("creative_ids")
+    if ids is None and isinstance(params.get("creative_id"), str) and params["creative_id"]:
+        ids = [params["creative_id"]]
+    if not isinstance(ids, list) or not ids or len(ids) > MAX_CREATIVES or not all(isinstance(i, str) and i for i in ids):
+        raise invalid(f"creative_id, or creative_ids: 1 to {MAX_CREATIVES} ids.", "creative_ids")
+    return list(dict.fromkeys(ids))
 
 
 # -- status ---------------------------------------------------------------------------------------
 async def get_creative_sync_status(call: Call) -> dict[str, Any]:
     account_id = _account(call)
-    ids = call.params.get("creative_ids")
-    if ids is None and isinstance(call.params.get("creative_id"), str):
-        ids = [call.params["creative_id"]]
-    if not isinstance(ids, list) or not ids or len(ids) > MAX_CREATIVES or not all(isinstance(i, str) for i in ids):
-        raise invalid(f"creative_id, or creative_ids: 1 to {MAX_CREATIVES} ids.", "creative_ids")
+    ids = _creative_ids(call.params)
     library = call.app[keys.LIBRARY_VIEW].creatives.get(account_id, {})
     status_view, directory = call.app[keys.SYNC_STATUS], call.app[keys.AGENTS]
     creatives = []
-    for creative_id in dict.fromkeys(ids):
+    for creative_id in ids:
         if creative_id not in library:
             raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No creative {creative_id} in this library.", field="creative_ids")
         rows = status_view.rows(account_id, creative_id)
@@ -306,10 +322,12 @@ OPERATIONS = (
               _schema({"sales_agent_id": {"type": "string"}}, ["sales_agent_id"]), remove_sales_agent, tags=("sales agents",)),
     Operation("list_sales_agents", "The account's sales agents and what discovery learnt about them.",
               _schema({}, []), list_sales_agents, tags=("sales agents",)),
-    Operation("sync_creative_to_sales_agents", "Sync one creative to the given sales agents, or to every compatible "
-              "one; answers what was queued and what was skipped, and why.",
-              _schema({"creative_id": {"type": "string"}, "sales_agent_ids": {"type": "array", "items": {"type": "string"}}},
-                      ["creative_id"]), sync_creative_to_sales_agents, tags=("sync",)),
+    Operation("sync_creative_to_sales_agents", "Sync a creative (creative_id) or up to 100 (creative_ids) to the given "
+              "sales agents, or to every compatible one; answers what was queued and what was skipped, and why.",
+              _schema({"creative_id": {"type": "string"},
+                       "creative_ids": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_CREATIVES},
+                       "sales_agent_ids": {"type": "array", "items": {"type": "string"}}}, []),
+              sync_creative_to_sales_agents, tags=("sync",)),
     Operation("get_creative_sync_status", "Where creatives stand with each sales agent: counts and one row per agent.",
               _schema({"creative_id": {"type": "string"},
                        "creative_ids": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_CREATIVES}}, []),

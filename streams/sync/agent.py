@@ -129,7 +129,9 @@ class AgentSupervisor:
         self._client: AgentClient | None = None
         self._client_of: tuple | None = None
         self._flush_requested: dict[str, int] = {}  # account -> next_seq when the flush was asked
-        self._open_since: dict[str, datetime] = {}
+        self._open_seen: dict[str, tuple[int, datetime, datetime]] = {}  # account -> (next_seq, since, first seen)
+        #: batches whose DONE entry is published but not yet applied by the stream: not sent again
+        self._settled: set[str] = set()
         self._next_discovery: datetime = datetime.min.replace(tzinfo=UTC)
         self._discovery_failures = 0
         #: (account, creative) -> content version awaiting the agent's review: polled
@@ -182,25 +184,37 @@ class AgentSupervisor:
             agent = self.engine.directory.get(self.agent_id) or agent
         queues = [q for q in (self.engine.queues.get(logic.queue_key(self.agent_id, a))
                               for a in sorted(self.engine.accounts.get(self.agent_id, ()))) if q is not None]
-        ready = [q for q in queues if q.batches]
+        queued_ids = {b.batch_id for q in queues for b in q.batches}
+        self._settled &= queued_ids  # applied DONE entries: their batches left the queue
+        ready = [q for q in queues if any(b.batch_id not in self._settled for b in q.batches)]
         if ready:
             if not self.breaker.allows(current):
                 return self.breaker.wait_s(current)
             queue = min(ready, key=lambda q: q.batches[0].first_seq)
-            await self._deliver(agent, queue.account_id, queue.batches[0])
+            batch = next(b for b in queue.batches if b.batch_id not in self._settled)
+            await self._deliver(agent, queue.account_id, batch)
+            self._settled.add(batch.batch_id)
             return 0
+        waits = [1.0]
         for queue in queues:
             if queue.next_seq > queue.open_from and self._flush_requested.get(queue.account_id) != queue.next_seq:
-                opened = self._open_since.setdefault(queue.account_id, current)
-                linger = self.engine.settings.sync_flush_after_s - (current - opened).total_seconds()
-                if linger > 0:
-                    return linger
+                # A partial batch waits until no job has come for a moment (or, under a steady
+                # trickle, for at most ten moments): a burst becomes full batches, not many small ones.
+                seen, since, first = self._open_seen.get(queue.account_id, (-1, current, current))
+                if seen != queue.next_seq:
+                    seen, since = queue.next_seq, current
+                self._open_seen[queue.account_id] = (seen, since, first)
+                linger = self.engine.settings.sync_flush_after_s
+                wait = min(linger - (current - since).total_seconds(), 10 * linger - (current - first).total_seconds())
+                if wait > 0:
+                    waits.append(wait)
+                    continue
                 self._flush_requested[queue.account_id] = queue.next_seq
-                self._open_since.pop(queue.account_id, None)
+                self._open_seen.pop(queue.account_id, None)
                 await self._publish_entry(logic.flush_entry(self.agent_id, queue.account_id, current))
         if self.reviewing and current >= self._next_poll:
             await self._poll(agent)
-        return 1.0
+        return min(waits)
 
     # -- delivery -------------------------------------------------------------------------------
     def _client_for(self, agent: SalesAgent) -> AgentClient:

@@ -69,6 +69,7 @@ class AgentClient:
                 log.debug("closing the client of %s failed", self.agent.sales_agent_id, exc_info=True)
 
     async def call(self, tool: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        await sdk()  # loading the SDK is not the agent's time
         try:
             return await asyncio.wait_for(self._call(tool, dict(params)), self._timeout)
         except CallError:
