@@ -12,10 +12,10 @@ from pathlib import Path
 from creative_sync.settings import Settings
 
 
-def spawn(role: str, settings: Settings, **popen) -> subprocess.Popen:
-    """`python -m creative_sync <role>` with `settings` in its environment."""
+def spawn(role: str, settings: Settings, *args: str, **popen) -> subprocess.Popen:
+    """`python -m creative_sync <role> [args]` with `settings` in its environment."""
     env = {**os.environ, **settings.to_env()}
-    return subprocess.Popen([sys.executable, "-m", "creative_sync", role], env=env, stdin=subprocess.DEVNULL, **popen)
+    return subprocess.Popen([sys.executable, "-m", "creative_sync", role, *args], env=env, stdin=subprocess.DEVNULL, **popen)
 
 
 class ChildProcess:

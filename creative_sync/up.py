@@ -1,19 +1,25 @@
 """`creative-sync up`: the whole system in one command — broker (unless KAFKA_BOOTSTRAP_SERVERS is
-set), topics, a worker and the gateway as child processes; Ctrl-C stops everything."""
+set), topics, a worker, the gateway and simulated sales agents as child processes, and a demo
+seeded through the API; Ctrl-C stops everything."""
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 from creative_sync.broker import EmbeddedBroker
+from creative_sync.demo import seed
 from creative_sync.processes import spawn
 from creative_sync.settings import Settings
+from creative_sync.sim_agents import DEMO_AGENTS
 from creative_sync.samples import display_creative, sync_request
 from gateway.auth import PrincipalStore
 from topics.admin import ensure_topics
@@ -27,6 +33,9 @@ def wait_http(url: str, timeout_s: float) -> bool:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status < 500:
                     return True
+        except urllib.error.HTTPError as error:  # answering at all (401, 405...) is up
+            if error.code < 500:
+                return True
         except OSError:
             pass
         time.sleep(0.2)
@@ -54,6 +63,10 @@ def run_up(settings: Settings) -> int:
         states = asyncio.run(ensure_topics(settings.bootstrap_servers, all_specs(settings.app_id), settings.topic_prefix))
         children.append(spawn("worker", settings))
         children.append(spawn("gateway", settings))
+        sim_port, sim_token = int(os.environ.get("CREATIVE_SYNC_SIM_PORT", "9100")), secrets.token_urlsafe(24)
+        children.append(spawn("sim-agents", settings, "--port", str(sim_port), "--token", sim_token,
+                              stdout=subprocess.DEVNULL))
+        sim_urls = [f"http://127.0.0.1:{sim_port + i}/mcp" for i in range(len(DEMO_AGENTS))]
         base = f"http://{settings.gateway_host}:{settings.gateway_port}"
         worker_metrics = f"http://{settings.worker_host}:{settings.worker_port}/metrics"
         wait_http(f"{base}/healthz", 30)
@@ -63,6 +76,14 @@ def run_up(settings: Settings) -> int:
         print(f"  API        {base}/api/v1/   (REST, OpenAPI at {base}/api/v1/openapi.json)   MCP at {base}/mcp")
         print(f"  dashboard  {base}/")
         print(f"  metrics    {base}/metrics  (gateway)   {worker_metrics}  (worker)")
+        if token and wait_http(sim_urls[-1], 30):
+            try:
+                for line in seed(base, token, "demo", sim_urls, sim_token):
+                    print(f"  demo       {line}")
+            except OSError as error:  # the system runs without its demo
+                print(f"  demo       not seeded: {error}", file=sys.stderr)
+            print("  status     curl -s -X POST " + base + "/api/v1/get_creative_sync_status -H 'Authorization: Bearer "
+                  + token + """' -d '{"account":{"account_id":"demo"},"creative_ids":["demo-banner","demo-video"]}'""")
         if token:
             example = json.dumps(sync_request("demo", [display_creative("c1", name="Hello")],
                                               idempotency_key="first-sync-0000001"), separators=(",", ":"))

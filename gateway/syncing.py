@@ -18,7 +18,7 @@ from typing import Any
 from gateway import keys
 from gateway.errors import AdcpRequestError, invalid
 from gateway.operations import Call, Operation
-from streams.matching.logic import formats_of, match, traits_of
+from streams.matching.logic import Match, formats_of, match, traits_of
 from streams.status.logic import summary
 from streams.sync.logic import job_id_for
 from topics.catalogue import topic
@@ -229,7 +229,8 @@ async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
         traits = traits_of(json.loads(change.creative_json))
         queued, skipped = [], []
         for agent in agents:
-            verdict = match(traits, formats[agent.sales_agent_id])
+            verdict = match(traits, formats[agent.sales_agent_id]) if _formats_known(agent) else Match.skip(
+                f"{agent.name}'s formats are not known yet (discovery pending): declare formats, or retry shortly")
             job_id = job_id_for(SyncTrigger.MANUAL.value, account_id, change.creative_id, change.content_version,
                                 agent.sales_agent_id, cause=request_id)
             common = dict(job_id=job_id, sales_agent_id=agent.sales_agent_id, account_id=account_id,
@@ -256,6 +257,10 @@ async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
     if "creative_ids" in call.params:
         return {"creatives": answers}
     return answers[0]
+
+
+def _formats_known(agent: SalesAgent) -> bool:
+    return bool(agent.declared_formats) or agent.discovered_formats_json is not None
 
 
 def _creative_ids(params: dict[str, Any]) -> list[str]:
