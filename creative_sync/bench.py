@@ -249,6 +249,13 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         gateway = GatewayProcess(settings, workdir / "gateway.log").start()
         via_gateway = report["sync_creatives"] = asyncio.run(
             bench.gateway_sync(gateway, token, args.requests, concurrency=args.concurrency))
+        synced = None
+        if args.sync_creatives:
+            from creative_sync.bench_sync import sync_part
+
+            synced = report["sync"] = asyncio.run(sync_part(
+                gateway.base_url, token, agents=args.agents, creatives=args.sync_creatives, rate=args.update_rate,
+                updates=args.updates, progress=progress))
         if args.json:
             print(json.dumps(report, indent=2))
             return 0
@@ -265,6 +272,15 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
               f"({args.concurrency} clients, 100 a request; {via_gateway['creatives_per_s'] / raw['produce_per_s']:.3f} "
               f"× raw produce)   request p50 {via_gateway['p50_ms']:.0f} ms   p99 {via_gateway['p99_ms']:.0f} ms   "
               f"({via_gateway['requests_submitted']} of {args.requests} requests answered `submitted`)")
+        if synced:
+            print(f"{'deliveries to sim agents':34} {synced['deliveries_per_s']:>9,.0f} (creative, agent)/s "
+                  f"({synced['deliveries']:,} to {synced['agents']} agents; "
+                  f"{synced['deliveries_per_s'] / raw['produce_per_s']:.3f} × raw produce)   "
+                  f"approvals in the status {synced['approvals_per_s']:,.0f}/s")
+            print(f"{'content update → receipt at agent':34} p50 {synced['latency_p50_ms']:7.0f} ms   "
+                  f"p99 {synced['latency_p99_ms']:7.0f} ms   (updates offered at {synced['update_rate_offered_per_s']:,.0f} "
+                  f"creatives/s × {synced['agents']} agents; {synced['update_deliveries']:,} of "
+                  f"{synced['update_deliveries_expected']:,} re-syncs received)")
         for i, seconds in enumerate(rejoins):
             print(f"{'rejoin after kill -9, round ' + str(i + 1):34} {seconds:5.1f} s (restart → first event processed)")
         return 0

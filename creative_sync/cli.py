@@ -119,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rejoins", type=int, default=3, help="kill -9 / restart rounds for the rejoin time")
     bench.add_argument("--requests", type=int, default=200, help="sync_creatives requests (100 creatives each) via the gateway")
     bench.add_argument("--concurrency", type=int, default=8, help="concurrent gateway clients")
+    bench.add_argument("--agents", type=int, default=10, help="simulated sales agents for the sync part")
+    bench.add_argument("--sync-creatives", type=int, default=2000,
+                       help="creatives synced to every agent in the sync part (0: skip the sync part)")
+    bench.add_argument("--update-rate", type=float, default=100.0, help="content updates offered per second (latency)")
+    bench.add_argument("--updates", type=int, default=500, help="content updates for the latency figure")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(func=cmd_bench)
     return parser

@@ -76,6 +76,7 @@ class SimAgent:
     creatives: dict[tuple[str, str], SimCreative] = field(default_factory=dict)  # (account, creative id)
     answers: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # idempotency key -> (hash, answer)
     received: list[tuple[str, str, str]] = field(default_factory=list)  # (account, creative id, idempotency key)
+    received_at: list[float] = field(default_factory=list)  # time.time() of each entry of `received`
     clock: Any = time.monotonic
     #: (url, secret): push review decisions as creative.status_changed webhooks signed with
     #: HMAC-SHA256; None leaves them to polling
@@ -110,6 +111,7 @@ class SimAgent:
         for index, creative in enumerate(request.creatives):
             creative_id = str(creative["creative_id"])
             self.received.append((request.account_id, creative_id, request.idempotency_key))
+            self.received_at.append(time.time())
             if index in request.invalid:
                 results.append({"creative_id": creative_id, "action": "failed",
                                 "errors": [p.as_adcp() for p in request.invalid[index]]})
@@ -300,3 +302,45 @@ def run_sim_agents(host: str = "127.0.0.1", first_port: int = 9100, token: str |
 
     asyncio.run(main())
     return 0
+
+
+def create_a2a_agent_app(agent: SimAgent, token: str, port: int) -> Any:
+    """The same simulated agent over A2A, served by the official adcp server framework (a Starlette
+    app: run it with uvicorn). Importing adcp.server builds the SDK's type graph (~20 s of CPU),
+    so only A2A agents pay for it."""
+    from adcp.server import ADCPHandler
+    from adcp.server.a2a_server import create_a2a_server
+    from adcp.server.auth import BearerTokenAuth, Principal as A2APrincipal, validator_from_token_map
+
+    def plain(params: Any) -> dict[str, Any]:
+        return params.model_dump(mode="json", exclude_none=True) if hasattr(params, "model_dump") else dict(params or {})
+
+    def answer(operation, params: Any) -> dict[str, Any]:  # noqa: ANN001
+        behaviour = agent.config.behaviour
+        if behaviour.down or (behaviour.error_rate and random.random() < behaviour.error_rate):
+            return {"errors": [{"code": "SERVICE_UNAVAILABLE", "message": "Simulated outage.", "recovery": "transient"}]}
+        try:
+            return operation(plain(params), datetime.now(UTC))
+        except AdcpRequestError as error:
+            return error.body()
+
+    class SimHandler(ADCPHandler):
+        advertised_tools = {"get_adcp_capabilities", "list_creative_formats", "sync_creatives", "list_creatives"}
+
+        async def get_adcp_capabilities(self, params: Any, context: Any = None) -> Any:
+            return agent.capabilities()
+
+        async def list_creative_formats_legacy(self, params: Any, context: Any = None) -> Any:  # the tool list_creative_formats
+            return {"formats": agent.formats()}
+
+        async def sync_creatives(self, params: Any, context: Any = None) -> Any:
+            if agent.config.behaviour.latency_s:
+                await asyncio.sleep(agent.config.behaviour.latency_s)
+            return answer(agent.sync, params)
+
+        async def list_creatives(self, params: Any, context: Any = None) -> Any:
+            return answer(agent.list, params)
+
+    auth = BearerTokenAuth(validate_token=validator_from_token_map({token: A2APrincipal(caller_identity="buyer")}))
+    return create_a2a_server(SimHandler(), name=agent.config.name, port=port, validation=None, auth=auth,
+                             public_url=f"http://127.0.0.1:{port}")

@@ -240,10 +240,6 @@ class AgentSupervisor:
             if not batch.payload["creatives"]:  # nothing this agent can take: settle at once
                 await self._settle(batch, logic.results_for(batch, attempt=attempt, now=current, response={}))
                 return
-            if attempt == 1:
-                await self._publish_results([r.model_copy(update={"outcome": SyncOutcome.SYNCING, "result_id": f"{r.result_id}-s"})
-                                             for r in logic.results_for(batch, attempt=0, now=current, response={})
-                                             if r.outcome is not SyncOutcome.SKIPPED])
             while not self.breaker.allows(now()):
                 await asyncio.sleep(self.breaker.wait_s(now()))
             try:

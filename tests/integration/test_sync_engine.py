@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from creative_sync.broker import free_port
 from creative_sync.samples import display_creative, sync_request, video_creative
-from creative_sync.sim_agents import Behaviour, SimAgent, SimAgentConfig, create_agent_app
+from creative_sync.sim_agents import Behaviour, SimAgent, SimAgentConfig, create_a2a_agent_app, create_agent_app
 from gateway.app import create_app
 from gateway.auth import PrincipalStore
 from gateway.webhooks import Rfc9421Signer, hmac_headers
@@ -32,6 +32,7 @@ class Agents:
         self.sims: dict[str, SimAgent] = {}
         self.urls: dict[str, str] = {}
         self._runners: list[web.AppRunner] = []
+        self._servers: list[tuple[Any, asyncio.Task]] = []
 
     async def add(self, config: SimAgentConfig) -> SimAgent:
         sim = SimAgent(config)
@@ -43,9 +44,25 @@ class Agents:
         self.sims[config.agent_id], self.urls[config.agent_id] = sim, f"http://127.0.0.1:{port}/mcp"
         return sim
 
+    async def add_a2a(self, config: SimAgentConfig) -> SimAgent:
+        """The agent over A2A, served by the official adcp server framework under uvicorn."""
+        import uvicorn
+
+        sim, port = SimAgent(config), free_port()
+        app = await asyncio.to_thread(create_a2a_agent_app, sim, AGENT_TOKEN, port)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self._servers.append((server, asyncio.create_task(server.serve())))
+        while not server.started:
+            await asyncio.sleep(0.05)
+        self.sims[config.agent_id], self.urls[config.agent_id] = sim, f"http://127.0.0.1:{port}"
+        return sim
+
     async def close(self) -> None:
         for runner in self._runners:
             await runner.cleanup()
+        for server, task in self._servers:
+            server.should_exit = True
+            await task
 
 
 class Api:
@@ -95,6 +112,22 @@ async def register(api: Api, agents: Agents, agent_id: str, name: str, **extra) 
     return await api.call("register_sales_agent", {
         "account": {"account_id": "acct-1"}, "sales_agent_id": agent_id, "name": name, "agent_url": agents.urls[agent_id],
         "protocol": "mcp", "auth": {"token": AGENT_TOKEN, "header": "Authorization"}, **extra})
+
+
+async def test_an_a2a_agent_is_discovered_and_receives_creatives(api, agents):
+    a2a = await agents.add_a2a(SimAgentConfig("a2a", "A2A Publisher", ("image",), versions=("3.0", "3.1")))
+    await register(api, agents, "a2a", "A2A Publisher", protocol="a2a")
+
+    async def discovered() -> dict | None:
+        listed = await api.call("list_sales_agents", {"account": {"account_id": "acct-1"}})
+        return listed if listed["sales_agents"][0]["discovery"] == "done" else None
+    listed = await eventually(discovered, timeout=120, what="discovery over A2A")
+    assert listed["sales_agents"][0]["negotiated_version"] == "3.1" and listed["sales_agents"][0]["protocol"] == "a2a"
+    await api.call("sync_creatives", sync_request("acct-1", [image_kind_creative("banner", 300, 250)]))
+    await api.call("sync_creative_to_sales_agents", {"account": {"account_id": "acct-1"}, "creative_id": "banner"})
+    rows = await eventually(lambda: _approval(api, "banner", "a2a", "approved"), what="banner approved over A2A")
+    assert rows["a2a"]["sync_status"] == "synced"
+    assert a2a.creatives[("acct-1", "banner")].creative["format_id"]["id"] == "display_300x250"  # the 3.1 dialect
 
 
 def image_kind_creative(creative_id: str, width: int, height: int) -> dict:

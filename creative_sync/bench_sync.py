@@ -1,0 +1,128 @@
+"""`creative-sync bench`, second part: deliveries to simulated sales agents through the real gateway,
+worker and broker. The agents run in the bench's own process (real AdCP servers on loopback), so
+each receipt is timed on the same clock as the request that caused it.
+
+- deliveries/s: N creatives synced by hand to every agent, from the first request to the last receipt;
+- latency: content updates at a steady rate re-sync each creative to every agent that has it,
+  timed from the update's `completed` answer to its receipt at each agent;
+- approvals/s: (creative, agent) rows that reached `approved` in the status, per second.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from creative_sync.broker import free_port
+from creative_sync.samples import display_creative, sync_request
+from creative_sync.sim_agents import SimAgent, SimAgentConfig, create_agent_app
+
+AGENT_TOKEN = "bench-agent-token"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+async def sync_part(base: str, token: str, *, agents: int = 10, creatives: int = 2000, rate: float = 100.0,
+                    updates: int = 500, progress=lambda label, done, total: None) -> dict[str, Any]:  # noqa: ANN001
+    sims, runners = [], []
+    account = "bench-0"
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(base, headers=headers, timeout=aiohttp.ClientTimeout(total=120)) as http:
+
+        async def call(operation: str, body: dict) -> dict:
+            async with http.post(f"/api/v1/{operation}", json=body) as response:
+                answer = await response.json()
+                if response.status >= 300:
+                    raise RuntimeError(f"{operation}: {response.status} {answer}")
+                return answer
+
+        try:
+            for n in range(agents):
+                sim = SimAgent(SimAgentConfig(f"bench-agent-{n}", f"Bench agent {n}", ("image",)))
+                runner = web.AppRunner(create_agent_app(sim, AGENT_TOKEN), access_log=None)
+                await runner.setup()
+                port = free_port()
+                await web.TCPSite(runner, "127.0.0.1", port).start()
+                sims.append(sim)
+                runners.append(runner)
+                await call("register_sales_agent", {
+                    "account": {"account_id": account}, "sales_agent_id": sim.config.agent_id, "name": sim.config.name,
+                    "agent_url": f"http://127.0.0.1:{port}/mcp", "auth": {"token": AGENT_TOKEN}, "formats": ["image"]})
+            ids = [f"b{i:05d}" for i in range(creatives)]
+            chunks = [ids[i:i + 100] for i in range(0, len(ids), 100)]
+            for chunk in chunks:
+                await _completed(call, sync_request(account, [display_creative(c) for c in chunk]))
+
+            def received() -> int:
+                return sum(len(s.received) for s in sims)
+
+            # 1. throughput: every creative to every agent
+            total = creatives * agents
+            started = time.time()
+            for chunk in chunks:
+                await call("sync_creative_to_sales_agents", {"account": {"account_id": account}, "creative_ids": chunk})
+            while received() < total:
+                progress("deliveries to sim agents", received(), total)
+                await asyncio.sleep(0.2)
+            progress("deliveries to sim agents", total, total)
+            last = max(t for s in sims for t in s.received_at)
+            deliveries_per_s = total / (last - started)
+
+            # 2. approvals recorded in the status (the agents auto-approve in their answer)
+            async def approved() -> int:
+                count = 0
+                for chunk in chunks:
+                    answer = await call("get_creative_sync_status", {"account": {"account_id": account}, "creative_ids": chunk})
+                    count += sum(c["summary"]["approved"] for c in answer["creatives"])
+                return count
+            while (done := await approved()) < total:
+                progress("approvals in the status", done, total)
+                await asyncio.sleep(0.5)
+            progress("approvals in the status", total, total)
+            approvals_per_s = total / (time.time() - started)
+
+            # 3. latency: content updates at `rate` creatives/s, each re-synced to every agent
+            before = [len(s.received) for s in sims]
+            completed_at: dict[str, float] = {}
+            interval = min(100, updates) / rate
+            batch_ids = [ids[i % len(ids)] for i in range(updates)]
+            for start in range(0, updates, 100):
+                tick = time.time()
+                chunk = batch_ids[start:start + 100]
+                await _completed(call, sync_request(account, [
+                    display_creative(c, url=f"https://cdn.example.com/{c}-v2.png") for c in chunk]))
+                for c in chunk:
+                    completed_at[c] = time.time()
+                await asyncio.sleep(max(0.0, interval - (time.time() - tick)))
+            want = sum(before) + len(completed_at) * agents
+            deadline = time.time() + 300
+            while received() < want and time.time() < deadline:
+                progress("re-syncs of content updates", received() - sum(before), want - sum(before))
+                await asyncio.sleep(0.2)
+            progress("re-syncs of content updates", received() - sum(before), want - sum(before))
+            latencies = [s.received_at[i] - completed_at[s.received[i][1]]
+                         for s, first in zip(sims, before) for i in range(first, len(s.received))
+                         if s.received[i][1] in completed_at]
+            return {"agents": agents, "deliveries": total, "deliveries_per_s": deliveries_per_s,
+                    "approvals_per_s": approvals_per_s, "update_rate_offered_per_s": rate,
+                    "update_deliveries": len(latencies), "update_deliveries_expected": want - sum(before),
+                    "latency_p50_ms": _percentile(latencies, 0.5) * 1000, "latency_p99_ms": _percentile(latencies, 0.99) * 1000}
+        finally:
+            for runner in runners:
+                await runner.cleanup()
+
+
+async def _completed(call, body: dict) -> dict:  # noqa: ANN001
+    answer = await call("sync_creatives", body)
+    while answer.get("status") == "submitted":
+        await asyncio.sleep(0.5)
+        task = await call("get_task_status", {"task_id": answer["task_id"]})
+        if task.get("status") == "completed":
+            return task["result"]
+    return answer
