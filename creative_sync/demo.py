@@ -9,7 +9,7 @@ import urllib.request
 from typing import Any
 
 from creative_sync.samples import display_creative, sync_request, video_creative
-from creative_sync.sim_agents import DEMO_AGENTS
+from creative_sync.sim_agents import A2A_DEMO_AGENT, DEMO_AGENTS
 
 DEMO_CREATIVES = [
     display_creative("demo-banner", name="Holiday banner 300x250"),
@@ -35,6 +35,12 @@ def seed(base: str, token: str, account_id: str, agent_urls: list[str], agent_to
             "account": account, "sales_agent_id": config.agent_id, "name": config.name, "agent_url": url, "protocol": "mcp",
             "auth": {"token": agent_token, "header": "Authorization"}, "formats": list(config.format_kinds)})
         lines.append(f"registered {config.name} ({url})")
+    a2a_url = agent_urls[-1].rsplit(":", 1)[0] + f":{int(agent_urls[-1].rsplit(':', 1)[1].split('/')[0]) + 1}"
+    call(base, token, "register_sales_agent", {
+        "account": account, "sales_agent_id": A2A_DEMO_AGENT.agent_id, "name": A2A_DEMO_AGENT.name, "agent_url": a2a_url,
+        "protocol": "a2a", "auth": {"token": agent_token, "header": "Authorization"},
+        "formats": list(A2A_DEMO_AGENT.format_kinds)})
+    lines.append(f"registered {A2A_DEMO_AGENT.name} ({a2a_url}, A2A)")
     synced = call(base, token, "sync_creatives", sync_request(account_id, DEMO_CREATIVES, idempotency_key="demo-library-seed-0001"))
     deadline = time.monotonic() + 120
     while synced.get("status") == "submitted" and time.monotonic() < deadline:  # the worker is still starting

@@ -271,6 +271,19 @@ DEMO_AGENTS = (
 )
 
 
+#: served over A2A (the others over MCP), on the port after theirs
+A2A_DEMO_AGENT = SimAgentConfig("a2a-gazette", "Gazette (A2A)", ("image", "html5"))
+
+
+async def serve_a2a_agent(config: SimAgentConfig, host: str, port: int, token: str) -> tuple[Any, asyncio.Task]:
+    """Start `config` over A2A under uvicorn; the framework loads in a thread, the others keep serving."""
+    import uvicorn
+
+    app = await asyncio.to_thread(create_a2a_agent_app, SimAgent(config), token, port)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    return server, asyncio.create_task(server.serve())
+
+
 async def serve_agents(configs: tuple[SimAgentConfig, ...], host: str, first_port: int, token: str) -> list[str]:
     """Start one HTTP server per agent on consecutive ports; returns their MCP URLs."""
     urls = []
@@ -293,12 +306,19 @@ def run_sim_agents(host: str = "127.0.0.1", first_port: int = 9100, token: str |
         urls = await serve_agents(DEMO_AGENTS, host, first_port, token)
         for config, url in zip(DEMO_AGENTS, urls):
             print(f"  {config.name:28} {url}   AdCP {', '.join(config.versions)}   formats {', '.join(config.format_kinds)}")
+        a2a_port = first_port + len(DEMO_AGENTS)
+        print(f"  {A2A_DEMO_AGENT.name:28} http://{host}:{a2a_port}   (A2A, starting: the adcp server framework loads)")
         print(f"  token: {token}   (Ctrl-C stops them)", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        a2a = asyncio.create_task(serve_a2a_agent(A2A_DEMO_AGENT, host, a2a_port, token))
         await stop.wait()
+        if a2a.done() and not a2a.exception():
+            server, task = a2a.result()
+            server.should_exit = True
+            await task
 
     asyncio.run(main())
     return 0
