@@ -73,7 +73,8 @@ def approvals_from(agent_id: str, payload: Mapping[str, Any], now: datetime) -> 
         reason = payload.get("reason_detail") or payload.get("reason_code")
         return [ApprovalEvent(
             event_id=stable_id("webhook", agent_id, key)[:32], sales_agent_id=agent_id, account_id=account,
-            creative_id=creative, status=transition["to"], rejection_reason=str(reason) if reason else None,
+            creative_id=creative, status=transition["to"],
+            rejection_reason=str(reason) if reason and transition["to"] in ("rejected", "suspended") else None,
             source=ApprovalSource.WEBHOOK, source_idempotency_key=key, observed_at=now,
             agent_updated_at=_time(transition.get("observed_at")) or _time(payload.get("fired_at")))]
     if payload.get("task_type") == "sync_creatives" and isinstance(payload.get("result"), Mapping):

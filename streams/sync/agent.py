@@ -26,6 +26,7 @@ from streams.sync.client import AgentClient, CallError, discover
 from topics.events import ApprovalEvent, ApprovalSource, QueuedBatch, SalesAgent, SyncJob, SyncOutcome, SyncResult
 
 PROCESSOR = "sync"
+_NEVER = datetime.min.replace(tzinfo=UTC)
 log = logging.getLogger(__name__)
 
 
@@ -136,7 +137,9 @@ class AgentSupervisor:
         self._discovery_failures = 0
         #: (account, creative) -> content version awaiting the agent's review: polled
         self.reviewing: dict[tuple[str, str], int] = {}
-        self._next_poll = datetime.min.replace(tzinfo=UTC)
+        self._next_poll = _NEVER
+        self._polled_at: datetime | None = None
+        self._swept = False  # the first poll looks at everything that changed lately (restart)
 
     @property
     def finished(self) -> bool:
@@ -212,7 +215,9 @@ class AgentSupervisor:
                 self._flush_requested[queue.account_id] = queue.next_seq
                 self._open_seen.pop(queue.account_id, None)
                 await self._publish_entry(logic.flush_entry(self.agent_id, queue.account_id, current))
-        if self.reviewing and current >= self._next_poll:
+        if self._next_poll == _NEVER:  # the first look (and the sweep) after one polling interval
+            self._next_poll = current + self._poll_interval(agent)
+        if (self.reviewing or (not self._swept and self.engine.accounts.get(self.agent_id))) and current >= self._next_poll:
             await self._poll(agent)
         return min(waits)
 
@@ -264,7 +269,7 @@ class AgentSupervisor:
             for result in results:
                 if result.outcome is SyncOutcome.SYNCED and result.approval_status in (None, "pending_review", "processing"):
                     self.reviewing[(result.account_id, result.creative_id)] = result.content_version
-                    if self._next_poll < now():  # the first look after a review has had time to happen
+                    if _NEVER < self._next_poll < now():  # the first look after a review has had time to happen
                         self._next_poll = now() + self._poll_interval(agent)
             await self._settle(batch, results)
             return
@@ -327,29 +332,47 @@ class AgentSupervisor:
         return timedelta(seconds=self.engine.settings.poll_interval_s * (12 if pushes else 1))
 
     async def _poll(self, agent: SalesAgent) -> None:
-        """Agents without webhooks: ask list_creatives about the creatives still under review."""
+        """Ask list_creatives about the creatives under review here (by creative_ids, only what changed
+        since the last look, page by page). After a restart the watch list is gone: one sweep of each
+        account's creatives changed at the agent in the last day finds the decisions still to learn."""
         self._next_poll = now() + self._poll_interval(agent)
+        started = now()
+        since = self._polled_at - timedelta(minutes=1) if self._polled_at else None  # allow for clock skew
+        queries: list[tuple[str, dict]] = []
+        if not self._swept:
+            queries += [(a, {"updated_after": (started - timedelta(days=1)).isoformat()})
+                        for a in sorted(self.engine.accounts.get(self.agent_id, ()))]
         by_account: dict[str, list[str]] = {}
         for account_id, creative_id in self.reviewing:
             by_account.setdefault(account_id, []).append(creative_id)
-        events = []
         for account_id, creative_ids in by_account.items():
-            for start in range(0, len(creative_ids), 100):
-                chunk = creative_ids[start:start + 100]
+            for first in range(0, len(creative_ids), 100):
+                filters: dict = {"creative_ids": creative_ids[first:first + 100]}
+                if since:
+                    filters["updated_after"] = since.isoformat()
+                queries.append((account_id, filters))
+        events = []
+        for account_id, filters in queries:
+            cursor = None
+            for _ in range(1000):  # pages; bounded against an agent that never stops paging
+                pagination = {"max_results": 100, **({"cursor": cursor} if cursor else {})}
                 try:
                     answer = await self._client_for(agent).call("list_creatives", {
-                        "account": {"account_id": account_id}, "filters": {"creative_ids": chunk},
-                        "pagination": {"max_results": 100}})
+                        "account": {"account_id": account_id}, "filters": filters, "pagination": pagination})
                 except CallError as error:
                     log.info("polling %s failed: %s", self.agent_id, error.failure.message)
                     return
                 for item in answer.get("creatives") or []:
-                    status = str(item.get("status") or "")
-                    creative_id = str(item.get("creative_id"))
+                    status, creative_id = str(item.get("status") or ""), str(item.get("creative_id"))
                     if status in ("approved", "rejected", "suspended", "archived"):
                         self.reviewing.pop((account_id, creative_id), None)
                     if status:
                         events.append(self._approval(account_id, creative_id, status, item))
+                page = answer.get("pagination") or {}
+                cursor = page.get("cursor") if page.get("has_more") else None
+                if not cursor:
+                    break
+        self._swept, self._polled_at = True, started
         pipeline = self.engine.pipeline
         topic, key, value = pipeline.topics["approval_events"], pipeline.codecs.key("approval_events"), pipeline.codecs.value("approval_events")
         for event in events:
