@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from topics.catalogue import Codecs, topic
 from topics.errors import CodecError
 from topics.events import CreativeChanged, SyncStatus, TaskResult
-from topics.views import CompactedView
+from topics.views import CompactedView, assign_from_beginning
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class LibraryView:
                                         fetch_max_wait_ms=20, auto_offset_reset="earliest")
             try:
                 await consumer.start()
-                partitions = await self._assign(consumer)
+                partitions = await assign_from_beginning(consumer, [self._state_topic, self._results_topic])
                 ends = await consumer.end_offsets(partitions)
                 while True:
                     batches = await consumer.getmany(timeout_ms=500, max_records=5000)
@@ -83,20 +83,6 @@ class LibraryView:
                 await asyncio.sleep(1)
             finally:
                 await consumer.stop()
-
-    async def _assign(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        partitions: list[TopicPartition] = []
-        for name in (self._state_topic, self._results_topic):
-            numbers = consumer.partitions_for_topic(name)
-            while not numbers:
-                await consumer.force_metadata_update()
-                numbers = consumer.partitions_for_topic(name)
-                if not numbers:
-                    await asyncio.sleep(0.5)
-            partitions += [TopicPartition(name, p) for p in sorted(numbers)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        return partitions
 
     @staticmethod
     async def _reached(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> list[bool]:

@@ -18,6 +18,22 @@ from topics.errors import CodecError
 log = logging.getLogger(__name__)
 
 
+async def assign_from_beginning(consumer: AIOKafkaConsumer, names: list[str]) -> list[TopicPartition]:
+    """Every partition of `names` (waiting until the topics exist), read from the beginning."""
+    partitions: list[TopicPartition] = []
+    for name in names:
+        numbers = consumer.partitions_for_topic(name)
+        while not numbers:
+            await consumer.force_metadata_update()
+            numbers = consumer.partitions_for_topic(name)
+            if not numbers:
+                await asyncio.sleep(0.5)
+        partitions += [TopicPartition(name, p) for p in sorted(numbers)]
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    return partitions
+
+
 class CompactedView:
     def __init__(self, bootstrap_servers: str, topic_name: str, codec: AvroCodec, key_of: Callable[[Any], str],
                  *, on_change: Callable[[str, Any], None] | None = None, fetch_max_wait_ms: int = 50) -> None:
@@ -51,15 +67,7 @@ class CompactedView:
                                         fetch_max_wait_ms=self._wait, auto_offset_reset="earliest")
             try:
                 await consumer.start()
-                numbers = consumer.partitions_for_topic(self._topic)
-                while not numbers:
-                    await consumer.force_metadata_update()
-                    numbers = consumer.partitions_for_topic(self._topic)
-                    if not numbers:
-                        await asyncio.sleep(0.5)
-                partitions = [TopicPartition(self._topic, p) for p in sorted(numbers)]
-                consumer.assign(partitions)
-                await consumer.seek_to_beginning(*partitions)
+                await assign_from_beginning(consumer, [self._topic])
                 while True:
                     batches = await consumer.getmany(timeout_ms=500)
                     for records in batches.values():
