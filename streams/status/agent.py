@@ -22,7 +22,9 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     def state_of(account_id: str, creative_id: str):  # noqa: ANN202
         return states.get(logic.state_key(account_id, creative_id)) or logic.empty_state(account_id, creative_id)
 
-    async def publish(change: StatusChange, cause: str) -> None:
+    async def publish(change: StatusChange, cause: str, before) -> None:  # noqa: ANN001
+        if change.state == before and not change.rows and not change.jobs:
+            return  # late, redelivered or irrelevant: no write at all (most library changes)
         states[logic.state_key(change.state.account_id, change.state.creative_id)] = change.state
         for row in change.rows:
             await status_topic.send(key=codecs.key("sync_status").encode(f"{row.account_id}/{row.creative_id}/{row.sales_agent_id}"),
@@ -32,13 +34,16 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         metrics.status_changes.labels(cause).inc(len(change.rows))
 
     async def on_change(change, event) -> None:  # noqa: ANN001
-        await publish(logic.apply_change(state_of(change.account_id, change.creative_id), change, datetime.now(UTC)), "content")
+        before = state_of(change.account_id, change.creative_id)
+        await publish(logic.apply_change(before, change, datetime.now(UTC)), "content", before)
 
     async def on_result(result, event) -> None:  # noqa: ANN001
-        await publish(logic.apply_result(state_of(result.account_id, result.creative_id), result), "sync")
+        before = state_of(result.account_id, result.creative_id)
+        await publish(logic.apply_result(before, result), "sync", before)
 
     async def on_approval(approval, event) -> None:  # noqa: ANN001
-        await publish(logic.apply_approval(state_of(approval.account_id, approval.creative_id), approval), "approval")
+        before = state_of(approval.account_id, approval.creative_id)
+        await publish(logic.apply_approval(before, approval), "approval", before)
 
     for role, name, handle in (("creative_state", "status-changes", on_change), ("sync_results", "status-results", on_result),
                                ("approval_events", "status-approvals", on_approval)):

@@ -107,8 +107,8 @@ def apply_approval(state: CreativeSyncState, event: ApprovalEvent) -> StatusChan
 def apply_change(state: CreativeSyncState, change: CreativeChanged, now: datetime) -> StatusChange:
     """A library change: a content change re-syncs the creative wherever it is synced; a
     metadata-only change re-syncs nowhere."""
-    if change.content_version < state.content_version:
-        return StatusChange(state)
+    if change.content_version < state.content_version or not state.rows:
+        return StatusChange(state)  # older news, or a creative synced nowhere: nothing to do or remember
     replayed = change.content_version == state.content_version and state.creative_json is not None
     state = state.model_copy(update={"content_version": change.content_version, "creative_json": change.creative_json})
     if change.change is not ChangeKind.CONTENT or replayed:

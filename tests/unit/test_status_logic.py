@@ -94,3 +94,10 @@ def test_a_content_change_re_syncs_only_where_synced_and_a_metadata_change_nowhe
     assert json.loads(content.jobs[0].creative_json)["name"] == "v2"
     assert [r.sync_status for r in content.rows] == [SyncState.PENDING]
     assert apply_change(content.state, change(ChangeKind.CONTENT, 2), at(22)).jobs == []  # redelivered
+
+
+def test_a_change_of_a_creative_synced_nowhere_is_neither_acted_on_nor_remembered():
+    state = empty_state("a", "c")
+    for kind in (ChangeKind.CREATED, ChangeKind.CONTENT, ChangeKind.METADATA):
+        out = apply_change(state, change(kind, 2), at(1))
+        assert out.state == state and out.rows == [] and out.jobs == []
