@@ -13,6 +13,7 @@ breaker, and settled with a DONE entry once its results are published.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from datetime import UTC, datetime, timedelta
@@ -35,7 +36,7 @@ def now() -> datetime:
 
 
 def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
-    app, codecs, settings = pipeline.app, pipeline.codecs, pipeline.settings
+    app, codecs = pipeline.app, pipeline.codecs
     queues, pending = pipeline.tables["sync_queues"], pipeline.tables["sync_pending"]
     jobs_topic = pipeline.topics["sync_jobs"]
     engine = SyncEngine(pipeline)
@@ -66,7 +67,6 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         engine.revoked({tp.partition for tp in revoked if tp.topic == jobs_topic.get_topic_name()})
 
     pipeline.sync_engine = engine
-    del settings
 
 
 class SyncEngine:
@@ -306,8 +306,6 @@ class AgentSupervisor:
         else:
             self._discovery_failures = 0
             self._next_discovery = now() + timedelta(seconds=settings.discovery_interval_s)
-            import json
-
             updated = agent.model_copy(update={
                 "available": True, "discovery_error": None, "adcp_versions": found["versions"],
                 "negotiated_version": logic.negotiate(SUPPORTED_VERSIONS, found["versions"]),
