@@ -154,15 +154,11 @@ class LibraryView:
 
 
 class SyncStatusView:
-    """Every (creative, sales agent) status row, from the compacted sync_status topic."""
+    """Every creative's status rows (one per sales agent), from the compacted sync_status topic."""
 
     def __init__(self, bootstrap_servers: str, codecs: Codecs, topic_prefix: str) -> None:
-        self._rows: dict[tuple[str, str], dict[str, SyncStatus]] = {}
         self.view = CompactedView(bootstrap_servers, topic("sync_status").full_name(topic_prefix), codecs.value("sync_status"),
-                                  lambda r: f"{r.account_id}/{r.creative_id}/{r.sales_agent_id}", on_change=self._index)
-
-    def _index(self, key: str, row: SyncStatus) -> None:
-        self._rows.setdefault((row.account_id, row.creative_id), {})[row.sales_agent_id] = row
+                                  lambda s: f"{s.account_id}/{s.creative_id}")
 
     async def start(self) -> None:
         await self.view.start()
@@ -171,4 +167,5 @@ class SyncStatusView:
         await self.view.stop()
 
     def rows(self, account_id: str, creative_id: str) -> list[SyncStatus]:
-        return sorted(self._rows.get((account_id, creative_id), {}).values(), key=lambda r: r.sales_agent_id)
+        state = self.view.get(f"{account_id}/{creative_id}")
+        return sorted(state.rows, key=lambda r: r.sales_agent_id) if state else []

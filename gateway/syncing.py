@@ -20,10 +20,10 @@ from gateway.errors import AdcpRequestError, invalid
 from gateway.operations import Call, Operation
 from streams.matching.logic import Match, formats_of, match, traits_of
 from streams.status.logic import summary
-from streams.sync.logic import job_id_for
+from streams.sync.logic import by_partition, deliver_entries, job_id_for
 from topics.catalogue import topic
 from topics.credentials import AgentSecrets
-from topics.events import (AgentProtocol, SalesAgent, SalesAgentCredentials, SyncJob, SyncOutcome, SyncResult,
+from topics.events import (AgentProtocol, SalesAgent, SalesAgentCredentials, SyncItem, SyncOutcome, SyncResult,
                            SyncTrigger)
 
 _AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -224,7 +224,8 @@ async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
     formats = {a.sales_agent_id: formats_of(a.name, a.declared_formats,
                                             json.loads(a.discovered_formats_json) if a.discovered_formats_json else [])
                for a in agents}
-    answers, jobs, results = [], [], []
+    answers, results = [], []
+    jobs: dict[str, list[SyncItem]] = {}  # agent -> jobs
     for change in changes:
         traits = traits_of(json.loads(change.creative_json))
         queued, skipped = [], []
@@ -237,7 +238,9 @@ async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
                           creative_id=change.creative_id, content_version=change.content_version)
             if verdict.compatible:
                 queued.append({"sales_agent_id": agent.sales_agent_id, "name": agent.name, "matched_by": verdict.by})
-                jobs.append(SyncJob(**common, trigger=SyncTrigger.MANUAL, requested_at=now, creative_json=change.creative_json))
+                jobs.setdefault(agent.sales_agent_id, []).append(SyncItem(
+                    job_id=job_id, creative_id=change.creative_id, content_version=change.content_version,
+                    creative_json=change.creative_json))
                 results.append(SyncResult(**common, result_id=f"{job_id}-queued", outcome=SyncOutcome.SYNCING, attempt=0,
                                           occurred_at=now))
             else:
@@ -247,13 +250,14 @@ async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
         answers.append({"creative_id": change.creative_id, "content_version": change.content_version,
                         "queued": queued, "skipped": skipped})
     settings, codecs, broker = call.app[keys.SETTINGS], call.app[keys.CODECS], call.app[keys.BROKER]
-    for result in results:  # status first: a fast agent's answer must not be overtaken by "queued"
+    # Status first: a fast agent's answer must not be overtaken by "queued".
+    for key, group in by_partition(results, codecs.partition_of("sync_results")):
         await broker.publish(topic("sync_results").full_name(settings.topic_prefix),
-                             key=codecs.key("sync_results").encode(f"{account_id}/{result.creative_id}"),
-                             value=codecs.value("sync_results").encode(result))
-    for job in jobs:
-        await broker.publish(topic("sync_jobs").full_name(settings.topic_prefix),
-                             key=codecs.key("sync_jobs").encode(job.sales_agent_id), value=codecs.value("sync_jobs").encode(job))
+                             key=codecs.key("sync_results").encode(key), value=codecs.value("sync_results").encode(group))
+    for agent_id, items in jobs.items():
+        for entry in deliver_entries(agent_id, account_id, items, trigger=SyncTrigger.MANUAL, now=now):
+            await broker.publish(topic("sync_jobs").full_name(settings.topic_prefix),
+                                 key=codecs.key("sync_jobs").encode(agent_id), value=codecs.value("sync_jobs").encode(entry))
     if "creative_ids" in call.params:
         return {"creatives": answers}
     return answers[0]

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from datetime import UTC, datetime
 from typing import Any
 
+from faust.streams import _current_event  # the context faust's tables read the changelog partition from
 from faust.types import EventT, Message, StreamT, TopicT
 
 from streams.metrics import WorkerMetrics
@@ -102,46 +105,119 @@ class DeadLetters:
         self.metrics.dead_letters.labels(processor, stage.value).inc()
 
 
-async def consume(
-    stream: StreamT, *, processor: str, codec: AvroCodec, handle: Handler, dead_letters: DeadLetters, metrics: WorkerMetrics
-) -> None:
-    """The body of a processor's agent: every event is handled or dead-lettered, never lost or fatal."""
-    processed = metrics.events.labels(processor, "processed")
-    failed = metrics.events.labels(processor, "dead_lettered")
-    timing = metrics.processing.labels(processor)
-    hop = metrics.hop_latency.labels(processor)
-    order = PartitionOrder()
-    consumer: TunedConsumer = stream.app.consumer  # streams.transport: only what a processor saw gets committed
-    consumer.guard()
-    async for event in stream.events():
-        message = event.message
-        admission, offset = order.admit(
+class _Intake:
+    """What happens to every event before a processor sees it: the partition-order guard, the
+    commit guard, the hop timing and decoding (a value that does not decode is dead-lettered)."""
+
+    SKIP = object()
+
+    def __init__(self, stream: StreamT, processor: str, codec: AvroCodec, dead_letters: DeadLetters,
+                 metrics: WorkerMetrics) -> None:
+        self.processor, self.codec, self.dead_letters, self.metrics = processor, codec, dead_letters, metrics
+        self.processed = metrics.events.labels(processor, "processed")
+        self.failed = metrics.events.labels(processor, "dead_lettered")
+        self.timing = metrics.processing.labels(processor)
+        self.hop = metrics.hop_latency.labels(processor)
+        self.order = PartitionOrder()
+        self.consumer: TunedConsumer = stream.app.consumer  # streams.transport: only what a processor saw gets committed
+        self.consumer.guard()
+
+    async def admit(self, event: EventT) -> Any:
+        """The decoded value, or SKIP (out of order, or dead-lettered)."""
+        message, consumer = event.message, self.consumer
+        admission, offset = self.order.admit(
             message.tp, message.offset, generation=message.generation_id, committed=consumer.committed_offset(message.tp),
             known_gap=lambda start, end, tp=message.tp: consumer.known_gap(tp, start, end))
         if admission is not Admission.PROCESS:
             # Left unhandled, hence never acked: the commit cannot pass it before it comes again.
             if admission is Admission.REWIND:
-                log.warning("%s: events %s[%s] %s..%s never arrived; fetching them again", processor, message.topic,
+                log.warning("%s: events %s[%s] %s..%s never arrived; fetching them again", self.processor, message.topic,
                             message.partition, offset, message.offset - 1)
-                metrics.rewinds.labels(processor).inc()
+                self.metrics.rewinds.labels(self.processor).inc()
                 await consumer.rewind(message.tp, offset)
-            continue
+            return self.SKIP
         consumer.handled(message)
-        started = time.perf_counter()
         if message.timestamp:
-            hop.observe(max(0.0, time.time() - message.timestamp))
+            self.hop.observe(max(0.0, time.time() - message.timestamp))
         try:
-            value = codec.decode(message.value)
+            return self.codec.decode(message.value)
         except CodecError as exc:
-            await dead_letters.record(message, FailureStage.DECODE, processor, exc)
-            failed.inc()
+            await self.fail(event, FailureStage.DECODE, exc)
+            return self.SKIP
+
+    async def fail(self, event: EventT, stage: FailureStage, exc: BaseException) -> None:
+        await self.dead_letters.record(event.message, stage, self.processor, exc)
+        self.failed.inc()
+
+
+async def consume(
+    stream: StreamT, *, processor: str, codec: AvroCodec, handle: Handler, dead_letters: DeadLetters, metrics: WorkerMetrics
+) -> None:
+    """The body of a processor's agent: every event is handled or dead-lettered, never lost or fatal."""
+    intake = _Intake(stream, processor, codec, dead_letters, metrics)
+    async for event in stream.events():
+        value = await intake.admit(event)
+        if value is intake.SKIP:
             continue
+        started = time.perf_counter()
         try:
             await handle(value, event)
         except Exception as exc:  # a processing bug must not stop the partition: record it and go on
+            message = event.message
             log.exception("%s failed on %s/%s/%s", processor, message.topic, message.partition, message.offset)
-            await dead_letters.record(message, FailureStage.PROCESS, processor, exc)
-            failed.inc()
+            await intake.fail(event, FailureStage.PROCESS, exc)
             continue
-        processed.inc()
-        timing.observe(time.perf_counter() - started)
+        intake.processed.inc()
+        intake.timing.observe(time.perf_counter() - started)
+
+
+BatchHandler = Callable[[list[tuple[Any, EventT]]], Awaitable[None]]
+
+
+async def consume_batches(
+    stream: StreamT, *, processor: str, codec: AvroCodec, handle: BatchHandler, dead_letters: DeadLetters,
+    metrics: WorkerMetrics, max_events: int = 500, within_s: float = 0.05,
+) -> None:
+    """Like `consume`, for a processor that works on what arrived together: one `handle` call per
+    take of up to `max_events` events (or what came within `within_s`), so that several events
+    about one key cost one write. The events are acked after the call. A take that fails is
+    handled again event by event, so that only the poison is dead-lettered; `handle` must
+    therefore be idempotent (every processor here is: redelivery after a crash needs it anyway)."""
+    intake = _Intake(stream, processor, codec, dead_letters, metrics)
+    async for events in stream.take_events(max_events, within_s):
+        admitted = []
+        for event in events:
+            value = await intake.admit(event)
+            if value is not intake.SKIP:
+                admitted.append((value, event))
+        if not admitted:
+            continue
+        started = time.perf_counter()
+        try:
+            await handle(admitted)
+        except Exception:
+            log.warning("%s failed on a take of %d events; handling them one by one", processor, len(admitted),
+                        exc_info=True)
+            for one in admitted:
+                try:
+                    await handle([one])
+                except Exception as exc:  # a processing bug must not stop the partition: record it and go on
+                    message = one[1].message
+                    log.exception("%s failed on %s/%s/%s", processor, message.topic, message.partition, message.offset)
+                    await intake.fail(one[1], FailureStage.PROCESS, exc)
+                    continue
+                intake.processed.inc()
+        else:
+            intake.processed.inc(len(admitted))
+        intake.timing.observe(time.perf_counter() - started)
+
+
+@contextmanager
+def writing_as(event: EventT) -> Iterator[None]:
+    """Table writes inside go to the changelog partition of `event`: faust takes it from the
+    current event, which in a take (consume_batches) may be one of another partition."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)

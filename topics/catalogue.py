@@ -6,8 +6,11 @@ every name (settings.topic_prefix) to share a cluster; tests use a unique prefix
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+from aiokafka.partitioner import murmur2
 
 from topics.codec import AvroCodec, ModelCodec
 from topics.events import MODELS
@@ -60,13 +63,16 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("creative_state", "creative-sync.library.creatives", 8, "account_id/creative_id", "creative_changed", "compact",
               "Every creative change (content or metadata); the latest per key is the creative."),
     TopicSpec("sync_jobs", "creative-sync.sync.jobs", 8, "sales_agent_id", "sync_job", "delete",
-              "(creative, sales agent) deliveries to make, owned per sales agent.", 7 * DAY_MS),
-    TopicSpec("sync_results", "creative-sync.sync.results", 8, "account_id/creative_id", "sync_result", "delete",
-              "Outcomes of deliveries: syncing, synced, failed, skipped (with reasons).", 7 * DAY_MS),
+              "Delivery queues, one owner per sales agent: DELIVER entries of up to 100 creatives, FLUSH, DONE.",
+              7 * DAY_MS),
+    TopicSpec("sync_results", "creative-sync.sync.result-batches", 8, "account_id/creative_id (of the first result)",
+              "sync_result_batch", "delete",
+              "Outcomes of deliveries: syncing, synced, failed, skipped (with reasons), grouped by the partition of "
+              "each result's account_id/creative_id.", 7 * DAY_MS),
     TopicSpec("approval_events", "creative-sync.approvals.events", 8, "account_id/creative_id", "approval_event", "delete",
               "Sales agents' review decisions from webhooks, polling and sync responses.", 7 * DAY_MS),
-    TopicSpec("sync_status", "creative-sync.approvals.status", 8, "account_id/creative_id/sales_agent_id", "sync_status", "compact",
-              "Current sync and approval status per (creative, sales agent)."),
+    TopicSpec("sync_status", "creative-sync.approvals.creative-status", 8, "account_id/creative_id", "creative_sync_state",
+              "compact", "Current sync and approval status of each creative: one row per sales agent."),
     TopicSpec("sales_agents", "creative-sync.registry.sales-agents", 4, "sales_agent_id", "sales_agent", "compact",
               "The sales-agent registry and what discovery learnt (no secrets)."),
     TopicSpec("sales_agent_credentials", "creative-sync.registry.credentials", 4, "sales_agent_id", "sales_agent_credentials",
@@ -93,7 +99,7 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("sync_pending", "sync_jobs", "sales_agent_id/account_id/seq", "sync_job",
               "The jobs of the queues above until their batch is delivered."),
     TableSpec("sync_state", "sync_results", "account_id/creative_id", "creative_sync_state",
-              "Per creative, its current content and its status with every sales agent."),
+              "Per creative, its current content version and its status with every sales agent."),
 )
 
 BY_ROLE: dict[str, TopicSpec] = {t.role: t for t in TOPICS}
@@ -135,6 +141,15 @@ class Codecs:
     def key(self, role: str) -> AvroCodec:
         spec = BY_ROLE[role]
         return self.key_codec(spec.key_schema, f"{spec.full_name(self.prefix)}-key")
+
+    def partition_of(self, role: str) -> Callable[[str], int]:
+        """The partition a key of `role`'s topic lands on: what the default partitioner (murmur2 of
+        the encoded key, as in the Java client) computes, which every producer here uses."""
+        codec, partitions = self.key(role), BY_ROLE[role].partitions
+
+        def partition(key: str) -> int:
+            return (murmur2(codec.encode(key)) & 0x7FFFFFFF) % partitions
+        return partition
 
     def key_codec(self, schema_name: str, subject: str) -> AvroCodec:
         return self._cached(schema_name, subject, lambda: AvroCodec(schema_name, registry=self.registry, subject=subject))

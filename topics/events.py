@@ -107,6 +107,15 @@ class QueueEntryKind(StrEnum):
     UNKNOWN = "UNKNOWN"
 
 
+class SyncItem(Event):
+    """One job of a DELIVER entry: a creative version for the entry's agent."""
+
+    job_id: str
+    creative_id: str
+    content_version: int
+    creative_json: str
+
+
 class SyncJob(Event):
     job_id: str
     kind: QueueEntryKind = QueueEntryKind.DELIVER
@@ -120,6 +129,14 @@ class SyncJob(Event):
     requested_at: datetime
     creative_json: str | None = None
     batch_id: str | None = None
+    items: list[SyncItem] = Field(default_factory=list)
+
+    def jobs(self) -> list[SyncItem]:
+        """A DELIVER entry's jobs (an entry without items is one job, from its own fields)."""
+        if self.items or self.kind is not QueueEntryKind.DELIVER:
+            return list(self.items)
+        return [SyncItem(job_id=self.job_id, creative_id=self.creative_id, content_version=self.content_version,
+                         creative_json=self.creative_json or "{}")]
 
 
 class QueuedBatch(Event):
@@ -136,6 +153,7 @@ class AgentQueue(Event):
     open_from: int
     batches: list[QueuedBatch] = Field(default_factory=list)
     last_offset: int = -1
+    open_items: int = 0
 
 
 class SyncOutcome(StrEnum):
@@ -170,6 +188,10 @@ class SyncResult(Event):
     reason: str | None = None
     errors: list[AdcpError] = Field(default_factory=list)
     occurred_at: datetime
+
+
+class SyncResultBatch(Event):
+    results: list[SyncResult]
 
 
 # -- approvals --------------------------------------------------------------------------------
@@ -384,6 +406,7 @@ MODELS: dict[str, type[Event]] = {
     "idempotency_record": IdempotencyRecord,
     "sync_job": SyncJob,
     "sync_result": SyncResult,
+    "sync_result_batch": SyncResultBatch,
     "approval_event": ApprovalEvent,
     "sync_status": SyncStatus,
     "sales_agent": SalesAgent,

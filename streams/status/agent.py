@@ -1,56 +1,102 @@
 """The status processor: where each creative stands with each sales agent, and the re-syncs a
 content change needs.
 
-Reads (all keyed account_id/creative_id, co-partitioned): creative state, sync results, approval
-events. Writes: the sync_state table, sync_status (one row per creative and agent, on change),
-sync_jobs (re-syncs of changed content to the agents that have the creative).
+Reads (all keyed account_id/creative_id, co-partitioned): creative state, sync results (records
+of results grouped by partition), approval events. Writes: the sync_state table, sync_status (a
+creative's rows with every agent, on change), sync_jobs (re-syncs of changed content to the
+agents that have the creative, one DELIVER entry per agent and take).
+
+Each processor works on what arrived together (streams.runtime.consume_batches): the results of
+ten agents about one creative become one table write and one status record, not ten.
 """
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from streams.runtime import consume
+from faust.types import EventT
+
+from streams.runtime import consume_batches, writing_as
 from streams.status import logic
 from streams.status.logic import StatusChange
+from streams.sync.logic import deliver_entries
+from topics.events import CreativeSyncState, SyncItem, SyncTrigger
+
+#: (account, creative, the event it came from, what it does to the creative's state)
+Update = tuple[str, str, EventT, Callable[[CreativeSyncState], StatusChange]]
+
+
+@dataclass
+class _Pending:
+    before: CreativeSyncState
+    state: CreativeSyncState
+    event: EventT  # the latest event about the creative: its partition is the creative's
+    rows: int = 0
 
 
 def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
     app, codecs, metrics = pipeline.app, pipeline.codecs, pipeline.metrics
     states = pipeline.tables["sync_state"]
     status_topic, jobs_topic = pipeline.topics["sync_status"], pipeline.topics["sync_jobs"]
+    status_key, status_value = codecs.key("sync_status"), codecs.value("sync_status")
+    job_key, job_value = codecs.key("sync_jobs"), codecs.value("sync_jobs")
+    # The three processors share the table and a take's writes come after awaited sends: one at a
+    # time, or one could overwrite what another wrote meanwhile.
+    one_at_a_time = asyncio.Lock()
 
-    def state_of(account_id: str, creative_id: str):  # noqa: ANN202
-        return states.get(logic.state_key(account_id, creative_id)) or logic.empty_state(account_id, creative_id)
+    async def apply(updates: Iterable[Update], cause: str) -> None:
+        async with one_at_a_time:
+            await _apply(updates, cause)
 
-    async def publish(change: StatusChange, cause: str, before) -> None:  # noqa: ANN001
-        if change.state == before and not change.rows and not change.jobs:
-            return  # late, redelivered or irrelevant: no write at all (most library changes)
-        states[logic.state_key(change.state.account_id, change.state.creative_id)] = change.state
-        for row in change.rows:
-            await status_topic.send(key=codecs.key("sync_status").encode(f"{row.account_id}/{row.creative_id}/{row.sales_agent_id}"),
-                                    value=codecs.value("sync_status").encode(row))
-        for job in change.jobs:
-            await jobs_topic.send(key=codecs.key("sync_jobs").encode(job.sales_agent_id), value=codecs.value("sync_jobs").encode(job))
-        metrics.status_changes.labels(cause).inc(len(change.rows))
+    async def _apply(updates: Iterable[Update], cause: str) -> None:
+        """Apply a take's updates in order, then write each creative that changed once."""
+        pending: dict[str, _Pending] = {}
+        resyncs: dict[tuple[str, str], list[SyncItem]] = {}  # (agent, account) -> jobs
+        for account_id, creative_id, event, step in updates:
+            key = logic.state_key(account_id, creative_id)
+            work = pending.get(key)
+            if work is None:
+                before = states.get(key) or logic.empty_state(account_id, creative_id)
+                work = pending[key] = _Pending(before, before, event)
+            change = step(work.state)
+            work.state, work.event, work.rows = change.state, event, work.rows + len(change.rows)
+            for agent_id, job in change.resyncs:
+                resyncs.setdefault((agent_id, account_id), []).append(job)
+        now = datetime.now(UTC)
+        # Jobs before state: a crash in between replays the take, which queues the same job ids
+        # again (a creative delivered twice, harmlessly) rather than never.
+        for (agent_id, account_id), jobs in resyncs.items():
+            for entry in deliver_entries(agent_id, account_id, jobs, trigger=SyncTrigger.CONTENT_CHANGE, now=now):
+                await jobs_topic.send(key=job_key.encode(agent_id), value=job_value.encode(entry))
+        for key, work in pending.items():
+            if work.state == work.before:
+                continue  # late, redelivered or irrelevant: no write at all (most library changes)
+            with writing_as(work.event):  # the creative's partition, whatever else the take held
+                states[key] = work.state
+            await status_topic.send(key=status_key.encode(key), value=status_value.encode(work.state))
+            metrics.status_changes.labels(cause).inc(work.rows)
 
-    async def on_change(change, event) -> None:  # noqa: ANN001
-        before = state_of(change.account_id, change.creative_id)
-        await publish(logic.apply_change(before, change, datetime.now(UTC)), "content", before)
+    async def on_changes(batch) -> None:  # noqa: ANN001
+        now = datetime.now(UTC)
+        await apply(((c.account_id, c.creative_id, event, lambda state, c=c: logic.apply_change(state, c, now))
+                     for c, event in batch), "content")
 
-    async def on_result(result, event) -> None:  # noqa: ANN001
-        before = state_of(result.account_id, result.creative_id)
-        await publish(logic.apply_result(before, result), "sync", before)
+    async def on_results(batch) -> None:  # noqa: ANN001
+        await apply(((r.account_id, r.creative_id, event, lambda state, r=r: logic.apply_result(state, r))
+                     for group, event in batch for r in group.results), "sync")
 
-    async def on_approval(approval, event) -> None:  # noqa: ANN001
-        before = state_of(approval.account_id, approval.creative_id)
-        await publish(logic.apply_approval(before, approval), "approval", before)
+    async def on_approvals(batch) -> None:  # noqa: ANN001
+        await apply(((a.account_id, a.creative_id, event, lambda state, a=a: logic.apply_approval(state, a))
+                     for a, event in batch), "approval")
 
-    for role, name, handle in (("creative_state", "status-changes", on_change), ("sync_results", "status-results", on_result),
-                               ("approval_events", "status-approvals", on_approval)):
+    for role, name, handle in (("creative_state", "status-changes", on_changes), ("sync_results", "status-results", on_results),
+                               ("approval_events", "status-approvals", on_approvals)):
         def make(role: str = role, name: str = name, handle=handle):  # noqa: ANN001, ANN202 - one agent per topic
             async def agent(stream):  # noqa: ANN001
-                await consume(stream, processor=name, codec=codecs.value(role), handle=handle,
-                              dead_letters=pipeline.dead_letters, metrics=metrics)
+                await consume_batches(stream, processor=name, codec=codecs.value(role), handle=handle,
+                                      dead_letters=pipeline.dead_letters, metrics=metrics)
             agent.__name__ = agent.__qualname__ = name.replace("-", "_")
             return app.agent(pipeline.topics[role], name=name)(agent)
         make()

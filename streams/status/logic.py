@@ -15,7 +15,7 @@ from topics.events import (
     ChangeKind,
     CreativeChanged,
     CreativeSyncState,
-    SyncJob,
+    SyncItem,
     SyncOutcome,
     SyncResult,
     SyncState,
@@ -41,7 +41,7 @@ def empty_state(account_id: str, creative_id: str) -> CreativeSyncState:
 class StatusChange:
     state: CreativeSyncState
     rows: list[SyncStatus] = field(default_factory=list)  # rows that changed: publish them
-    jobs: list[SyncJob] = field(default_factory=list)  # re-syncs to queue
+    resyncs: list[tuple[str, SyncItem]] = field(default_factory=list)  # (sales agent, job) to queue
 
 
 def _row(state: CreativeSyncState, agent_id: str) -> SyncStatus | None:
@@ -107,22 +107,21 @@ def apply_approval(state: CreativeSyncState, event: ApprovalEvent) -> StatusChan
 def apply_change(state: CreativeSyncState, change: CreativeChanged, now: datetime) -> StatusChange:
     """A library change: a content change re-syncs the creative wherever it is synced; a
     metadata-only change re-syncs nowhere."""
-    if change.content_version < state.content_version or not state.rows:
-        return StatusChange(state)  # older news, or a creative synced nowhere: nothing to do or remember
-    replayed = change.content_version == state.content_version and state.creative_json is not None
-    state = state.model_copy(update={"content_version": change.content_version, "creative_json": change.creative_json})
-    if change.change is not ChangeKind.CONTENT or replayed:
-        return StatusChange(state)  # (a redelivered change queued its re-syncs the first time)
+    if change.content_version <= state.content_version or not state.rows:
+        # Older or redelivered news (its re-syncs were queued the first time), or a creative synced
+        # nowhere: nothing to do or remember.
+        return StatusChange(state)
+    state = state.model_copy(update={"content_version": change.content_version, "creative_json": None})
+    if change.change is not ChangeKind.CONTENT:
+        return StatusChange(state)
     out = StatusChange(state)
     for row in where_synced(state.rows):
         if (row.content_version_synced or 0) >= change.content_version:
             continue
-        out.jobs.append(SyncJob(
+        out.resyncs.append((row.sales_agent_id, SyncItem(
             job_id=job_id_for(SyncTrigger.CONTENT_CHANGE.value, change.account_id, change.creative_id,
                               change.content_version, row.sales_agent_id),
-            sales_agent_id=row.sales_agent_id, account_id=change.account_id, creative_id=change.creative_id,
-            content_version=change.content_version, trigger=SyncTrigger.CONTENT_CHANGE, requested_at=now,
-            creative_json=change.creative_json))
+            creative_id=change.creative_id, content_version=change.content_version, creative_json=change.creative_json)))
         pending = row.model_copy(update={"sync_status": SyncState.PENDING, "updated_at": now})
         out.state = _with_row(out.state, pending)
         out.rows.append(pending)

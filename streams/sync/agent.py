@@ -1,8 +1,8 @@
 """The sync processor: delivers creatives to sales agents, one owner per agent.
 
-Reads: sync_jobs (keyed by sales agent: DELIVER, FLUSH and DONE entries), the sales-agent
+Reads: sync_jobs (keyed by sales agent: DELIVER entries of up to 100 jobs, FLUSH and DONE), the sales-agent
 registry and credentials. Writes: the sync_queues and sync_pending tables, sync_results
-(outcomes, one per job and attempt), approval_events (polled reviews), sales_agents (what
+(outcomes, one per job and attempt, one record per call and partition), approval_events (polled reviews), sales_agents (what
 discovery learnt), and its own FLUSH / DONE entries.
 
 The stream only numbers jobs and closes batches (streams.sync.logic); the calls are made by
@@ -18,12 +18,10 @@ import logging
 import random
 from datetime import UTC, datetime, timedelta
 
-from aiokafka.partitioner import murmur2
-
 from streams.library.requests import SUPPORTED_VERSIONS
 from streams.runtime import consume
 from streams.sync import logic
-from streams.sync.client import AgentClient, CallError, discover
+from streams.sync.client import AgentClient, CallError, discover, sdk
 from topics.events import ApprovalEvent, ApprovalSource, QueuedBatch, SalesAgent, SyncJob, SyncOutcome, SyncResult
 
 PROCESSOR = "sync"
@@ -58,6 +56,12 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         await consume(stream, processor=PROCESSOR, codec=codecs.value("sync_jobs"), handle=handle,
                       dead_letters=pipeline.dead_letters, metrics=pipeline.metrics)
 
+    @app.task
+    async def load_the_client() -> None:
+        # The adcp client costs ~20 s of CPU to import: paid while the worker boots, not by the
+        # first delivery (which would otherwise wait for it, and share the CPU with it).
+        await sdk()
+
     @app.timer(1.0)
     async def supervise() -> None:
         engine.reconcile()
@@ -79,12 +83,8 @@ class SyncEngine:
         self.queues, self.pending = pipeline.tables["sync_queues"], pipeline.tables["sync_pending"]
         self.accounts: dict[str, set[str]] = {}  # agent -> accounts with a queue here
         self.supervisors: dict[str, AgentSupervisor] = {}
-        self._key_codec = pipeline.codecs.key("sync_jobs")
-        self._partitions = pipeline.topics["sync_jobs"].partitions or 8
-
-    def partition_of(self, agent_id: str) -> int:
-        """The partition the default partitioner gives an agent's entries (every producer uses it)."""
-        return (murmur2(self._key_codec.encode(agent_id)) & 0x7FFFFFFF) % self._partitions
+        self.partition_of = pipeline.codecs.partition_of("sync_jobs")  # agent id -> its partition
+        self.result_partition = pipeline.codecs.partition_of("sync_results")
 
     def owned(self, agent_id: str) -> bool:
         topic_name = self.pipeline.topics["sync_jobs"].get_topic_name()
@@ -223,7 +223,8 @@ class AgentSupervisor:
 
     # -- delivery -------------------------------------------------------------------------------
     def _client_for(self, agent: SalesAgent) -> AgentClient:
-        identity = (agent.agent_url, agent.protocol, agent.auth_header, self.engine.directory.credentials.get(self.agent_id))
+        identity = (agent.agent_url, agent.protocol, agent.auth_header, agent.negotiated_version,
+                    self.engine.directory.credentials.get(self.agent_id))
         if self._client is None or self._client_of != identity:
             self._client = AgentClient(agent, self.engine.directory.secrets(self.agent_id),
                                        timeout_s=self.engine.settings.sync_call_timeout_s)
@@ -234,9 +235,9 @@ class AgentSupervisor:
         return agent.negotiated_version or logic.negotiate(SUPPORTED_VERSIONS, agent.adcp_versions) or "3.2"
 
     async def _deliver(self, agent: SalesAgent, account_id: str, queued: QueuedBatch) -> None:
-        jobs = [job for seq in range(queued.first_seq, queued.last_seq + 1)
-                if (job := self.engine.pending.get(logic.pending_key(self.agent_id, account_id, seq))) is not None]
-        batch = logic.build_batch(queued, account_id, jobs, self._version(agent))
+        entries = [entry for seq in range(queued.first_seq, queued.last_seq + 1)
+                   if (entry := self.engine.pending.get(logic.pending_key(self.agent_id, account_id, seq))) is not None]
+        batch = logic.build_batch(queued, self.agent_id, account_id, entries, self._version(agent))
         metrics = self.engine.pipeline.metrics
         attempt = 0
         while True:
@@ -283,8 +284,8 @@ class AgentSupervisor:
     async def _publish_results(self, results: list[SyncResult]) -> None:
         pipeline = self.engine.pipeline
         topic, key, value = pipeline.topics["sync_results"], pipeline.codecs.key("sync_results"), pipeline.codecs.value("sync_results")
-        for result in results:
-            await topic.send(key=key.encode(f"{result.account_id}/{result.creative_id}"), value=value.encode(result))
+        for group_key, group in logic.by_partition(results, self.engine.result_partition):
+            await topic.send(key=key.encode(group_key), value=value.encode(group))
 
     async def _publish_entry(self, entry: SyncJob) -> None:
         pipeline = self.engine.pipeline

@@ -2,8 +2,8 @@
 payload for its AdCP version, what its answer means per creative, retry delays and the circuit
 breaker. No I/O and no clock: `now` and random numbers are passed in.
 
-The queue of one (sales agent, account) is a numbered list of jobs; a batch is a closed range
-of numbers with its idempotency key. Every change to it comes from one entry of the agent's
+The queue of one (sales agent, account) is a numbered list of DELIVER entries (up to 100 jobs
+each); a batch is a closed range of numbers, at most 100 jobs in all, with its idempotency key. Every change to it comes from one entry of the agent's
 partition of sync_jobs (DELIVER, FLUSH, DONE), so a replay after a crash rebuilds the very same
 batches under the very same keys: a key is never reused for another batch, and a batch is
 never sent under two keys.
@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from streams.library.formats import FORMATS, STANDARD_AGENT_URL
-from topics.events import AdcpError, AgentQueue, QueuedBatch, QueueEntryKind, SyncJob, SyncOutcome, SyncResult, SyncTrigger
+from topics.events import (AdcpError, AgentQueue, QueuedBatch, QueueEntryKind, SyncItem, SyncJob, SyncOutcome, SyncResult,
+                           SyncResultBatch, SyncTrigger)
 
 MAX_BATCH = 100  # AdCP: at most 100 creatives per sync_creatives
 
@@ -45,46 +46,72 @@ def job_id_for(trigger: str, account_id: str, creative_id: str, content_version:
 @dataclass
 class QueueChange:
     queue: AgentQueue
-    store: dict[int, SyncJob] = field(default_factory=dict)  # seq -> job to keep until delivered
+    store: dict[int, SyncJob] = field(default_factory=dict)  # seq -> DELIVER entry to keep until delivered
     drop: list[int] = field(default_factory=list)  # seqs delivered: forget them
-    closed: QueuedBatch | None = None
+    closed: list[QueuedBatch] = field(default_factory=list)
 
 
 def empty_queue(agent_id: str, account_id: str) -> AgentQueue:
     return AgentQueue(sales_agent_id=agent_id, account_id=account_id, next_seq=0, open_from=0)
 
 
-def _close(queue: AgentQueue, *, partition: int, offset: int) -> tuple[AgentQueue, QueuedBatch | None]:
+def _close(queue: AgentQueue, *, partition: int, offset: int, before: bool = False) -> tuple[AgentQueue, QueuedBatch | None]:
     if queue.next_seq <= queue.open_from:
         return queue, None
-    # The key is made from the coordinates of the entry that closed the batch: a replay closes
-    # the same range at the same entry, so it gets the same key; no other batch ever can.
-    digest = stable_id("batch", queue.sales_agent_id, queue.account_id, partition, offset)
+    # The key is made from the coordinates of the entry that closed the batch (and whether it
+    # closed it before or after joining it): a replay closes the same range at the same entry,
+    # so it gets the same key; no other batch ever can.
+    digest = stable_id("batch", queue.sales_agent_id, queue.account_id, partition, offset, *(["before"] if before else []))
     batch = QueuedBatch(batch_id=digest[:24], idempotency_key=f"cs-{digest[:40]}", first_seq=queue.open_from,
                         last_seq=queue.next_seq - 1)
-    return queue.model_copy(update={"open_from": queue.next_seq, "batches": [*queue.batches, batch]}), batch
+    return queue.model_copy(update={"open_from": queue.next_seq, "open_items": 0, "batches": [*queue.batches, batch]}), batch
 
 
 def apply_entry(queue: AgentQueue | None, entry: SyncJob, *, partition: int, offset: int) -> QueueChange | None:
-    """The queue after one entry of the agent's partition; None when the entry was applied before."""
+    """The queue after one entry of the agent's partition; None when the entry was applied before.
+
+    A batch is a range of whole DELIVER entries holding at most MAX_BATCH jobs: an entry that
+    would overflow the open batch closes it first, and a batch closes as soon as it is full."""
     queue = queue or empty_queue(entry.sales_agent_id, entry.account_id)
     if offset <= queue.last_offset:
         return None  # redelivered after a crash: already in the queue
     queue = queue.model_copy(update={"last_offset": offset})
     change = QueueChange(queue)
     if entry.kind is QueueEntryKind.DELIVER:
+        size = len(entry.jobs())
+        if queue.open_items and queue.open_items + size > MAX_BATCH:
+            queue, closed = _close(queue, partition=partition, offset=offset, before=True)
+            change.closed.append(closed)
         seq = queue.next_seq
         change.store[seq] = entry
-        change.queue = queue.model_copy(update={"next_seq": seq + 1})
-        if change.queue.next_seq - change.queue.open_from >= MAX_BATCH:
-            change.queue, change.closed = _close(change.queue, partition=partition, offset=offset)
+        queue = queue.model_copy(update={"next_seq": seq + 1, "open_items": queue.open_items + size})
+        if queue.open_items >= MAX_BATCH:
+            queue, closed = _close(queue, partition=partition, offset=offset)
+            change.closed.append(closed)
+        change.queue = queue
     elif entry.kind is QueueEntryKind.FLUSH:
-        change.queue, change.closed = _close(queue, partition=partition, offset=offset)
+        change.queue, closed = _close(queue, partition=partition, offset=offset)
+        change.closed += [closed] if closed else []
     elif entry.kind is QueueEntryKind.DONE:
         done = [b for b in queue.batches if b.batch_id == entry.batch_id]
         change.queue = queue.model_copy(update={"batches": [b for b in queue.batches if b.batch_id != entry.batch_id]})
         change.drop = [seq for b in done for seq in range(b.first_seq, b.last_seq + 1)]
     return change
+
+
+def deliver_entries(agent_id: str, account_id: str, jobs: Sequence[SyncItem], *, trigger: SyncTrigger, now: datetime,
+                    campaign_id: str | None = None, tactic_id: str | None = None) -> list[SyncJob]:
+    """The DELIVER entries carrying `jobs` to one agent: one per MAX_BATCH jobs, not one per job
+    (a queue entry costs the stream the same whatever it holds)."""
+    entries = []
+    for first in range(0, len(jobs), MAX_BATCH):
+        chunk = list(jobs[first:first + MAX_BATCH])
+        entries.append(SyncJob(
+            job_id=stable_id("entry", agent_id, [j.job_id for j in chunk])[:32], kind=QueueEntryKind.DELIVER,
+            sales_agent_id=agent_id, account_id=account_id, creative_id=chunk[0].creative_id if len(chunk) == 1 else "",
+            content_version=chunk[0].content_version if len(chunk) == 1 else 0, trigger=trigger, campaign_id=campaign_id,
+            tactic_id=tactic_id, requested_at=now, items=chunk))
+    return entries
 
 
 def flush_entry(agent_id: str, account_id: str, now: datetime) -> SyncJob:
@@ -138,17 +165,18 @@ class Batch:
 
     batch_id: str
     idempotency_key: str
+    sales_agent_id: str
     account_id: str
     payload: dict[str, Any]
-    jobs: dict[str, list[SyncJob]]  # creative id -> the jobs its delivery settles
+    jobs: dict[str, list[SyncItem]]  # creative id -> the jobs its delivery settles
     unsendable: dict[str, str]  # creative id -> why it cannot be sent to this agent
 
 
-def build_batch(batch: QueuedBatch, account_id: str, jobs: Sequence[SyncJob], version: str) -> Batch:
+def build_batch(batch: QueuedBatch, agent_id: str, account_id: str, entries: Sequence[SyncJob], version: str) -> Batch:
     """The call for a queued batch: one entry per creative (its latest version), in the agent's dialect."""
-    latest: dict[str, SyncJob] = {}
-    settles: dict[str, list[SyncJob]] = {}
-    for job in jobs:
+    latest: dict[str, SyncItem] = {}
+    settles: dict[str, list[SyncItem]] = {}
+    for job in (job for entry in entries for job in entry.jobs()):
         settles.setdefault(job.creative_id, []).append(job)
         if job.creative_id not in latest or job.content_version >= latest[job.creative_id].content_version:
             latest[job.creative_id] = job
@@ -161,7 +189,7 @@ def build_batch(batch: QueuedBatch, account_id: str, jobs: Sequence[SyncJob], ve
             creatives.append(creative)
     payload = {"adcp_version": version, "account": {"account_id": account_id}, "idempotency_key": batch.idempotency_key,
                "creatives": creatives, "validation_mode": "lenient"}
-    return Batch(batch.batch_id, batch.idempotency_key, account_id, payload, settles, unsendable)
+    return Batch(batch.batch_id, batch.idempotency_key, agent_id, account_id, payload, settles, unsendable)
 
 
 # -- the answer -----------------------------------------------------------------------------------
@@ -220,12 +248,26 @@ def results_for(batch: Batch, *, attempt: int, now: datetime, response: Mapping[
         for job in jobs:
             results.append(SyncResult(
                 result_id=stable_id("result", job.job_id, batch.batch_id, attempt)[:32], job_id=job.job_id,
-                sales_agent_id=job.sales_agent_id, account_id=job.account_id, creative_id=creative_id,
+                sales_agent_id=batch.sales_agent_id, account_id=batch.account_id, creative_id=creative_id,
                 content_version=job.content_version, outcome=outcome, batch_id=batch.batch_id,
                 idempotency_key=batch.idempotency_key, attempt=attempt, action=action or None,
                 platform_creative_id=str(platform_id) if platform_id else None,
                 approval_status=str(approval) if approval else None, reason=reason, errors=errors, occurred_at=now))
     return results
+
+
+def by_partition(results: Sequence[SyncResult], partition_of: Callable[[str], int]) -> list[tuple[str, SyncResultBatch]]:
+    """Results grouped by the partition of their account_id/creative_id, each group keyed by its
+    first result's key (which the default partitioner sends to that very partition): one record
+    per partition instead of one per result, still read where each creative is kept."""
+    groups: dict[int, list[SyncResult]] = {}
+    for result in results:
+        groups.setdefault(partition_of(result_key(result)), []).append(result)
+    return [(result_key(group[0]), SyncResultBatch(results=group)) for group in groups.values()]
+
+
+def result_key(result: SyncResult) -> str:
+    return f"{result.account_id}/{result.creative_id}"
 
 
 # -- retries and the circuit breaker --------------------------------------------------------------

@@ -213,7 +213,7 @@ async def test_creatives_reach_compatible_agents_and_their_reviews_come_back(api
     codec = Codecs(prefix=settings.topic_prefix).value("sync_status")
     wanted = {("banner", "display"), ("banner", "legacy"), ("banner", "video"), ("clip", "video"), ("skyscraper", "legacy")}
     await read_topic(settings.bootstrap_servers, topic_name(settings, "sync_status"), decode=lambda r: codec.decode(r.value),
-                     until=lambda rows: {(r.creative_id, r.sales_agent_id) for r in rows} >= wanted)
+                     until=lambda states: {(s.creative_id, r.sales_agent_id) for s in states for r in s.rows} >= wanted)
 
 
 async def _approval(api: Api, creative_id: str, agent_id: str, approval: str) -> dict | None:
@@ -337,8 +337,9 @@ async def test_a_dead_agent_catches_up_and_a_hanging_one_slows_nobody(api, agent
 
     # The failures are on the sync results topic, for notifications.
     codec = Codecs(prefix=settings.topic_prefix).value("sync_results")
-    results = await read_topic(settings.bootstrap_servers, topic_name(settings, "sync_results"),
-                               decode=lambda r: codec.decode(r.value),
-                               until=lambda found: any(r.sales_agent_id == "dead" and r.outcome.value == "FAILED" for r in found))
-    failed = [r for r in results if r.sales_agent_id == "dead" and r.outcome.value == "FAILED"]
+    groups = await read_topic(settings.bootstrap_servers, topic_name(settings, "sync_results"),
+                              decode=lambda r: codec.decode(r.value),
+                              until=lambda found: any(r.sales_agent_id == "dead" and r.outcome.value == "FAILED"
+                                                      for g in found for r in g.results))
+    failed = [r for g in groups for r in g.results if r.sales_agent_id == "dead" and r.outcome.value == "FAILED"]
     assert failed and all(r.errors and r.errors[0].recovery == "transient" for r in failed)

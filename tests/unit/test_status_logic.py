@@ -88,16 +88,16 @@ def test_a_content_change_re_syncs_only_where_synced_and_a_metadata_change_nowhe
                 result(SyncOutcome.SKIPPED, agent="video", reason="no"),
                 result(SyncOutcome.SYNCING, agent="queued", when=1))
     metadata = apply_change(state, change(ChangeKind.METADATA, 1), at(20))
-    assert metadata.jobs == [] and metadata.rows == []
+    assert metadata.resyncs == [] and metadata.rows == []
     content = apply_change(metadata.state, change(ChangeKind.CONTENT, 2), at(21))
-    assert [(j.sales_agent_id, j.content_version) for j in content.jobs] == [("ag", 2)]
-    assert json.loads(content.jobs[0].creative_json)["name"] == "v2"
+    assert [(agent, j.content_version) for agent, j in content.resyncs] == [("ag", 2)]
+    assert json.loads(content.resyncs[0][1].creative_json)["name"] == "v2"
     assert [r.sync_status for r in content.rows] == [SyncState.PENDING]
-    assert apply_change(content.state, change(ChangeKind.CONTENT, 2), at(22)).jobs == []  # redelivered
+    assert apply_change(content.state, change(ChangeKind.CONTENT, 2), at(22)).resyncs == []  # redelivered
 
 
 def test_a_change_of_a_creative_synced_nowhere_is_neither_acted_on_nor_remembered():
     state = empty_state("a", "c")
     for kind in (ChangeKind.CREATED, ChangeKind.CONTENT, ChangeKind.METADATA):
         out = apply_change(state, change(kind, 2), at(1))
-        assert out.state == state and out.rows == [] and out.jobs == []
+        assert out.state == state and out.rows == [] and out.resyncs == []

@@ -10,7 +10,7 @@ import pytest
 from creative_sync.samples import display_creative, video_creative
 from streams.sync import logic
 from streams.sync.logic import CallFailure, CircuitBreaker, apply_entry, build_batch, results_for
-from topics.events import SyncJob, SyncOutcome, SyncTrigger
+from topics.events import SyncItem, SyncJob, SyncOutcome, SyncTrigger
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -33,8 +33,7 @@ def replay(entries):
         stored.update(change.store)
         for seq in change.drop:
             stored.pop(seq)
-        if change.closed:
-            batches.append(change.closed)
+        batches += change.closed
     return queue, stored, batches
 
 
@@ -63,6 +62,54 @@ def test_done_forgets_the_batch_and_its_jobs():
     assert change.queue.batches == [] and sorted(change.drop) == [0, 1]
 
 
+def items(*creative_ids: str, version: int = 1) -> list[SyncItem]:
+    return [SyncItem(job_id=logic.job_id_for("MANUAL", "acct", c, version, "ag"), creative_id=c, content_version=version,
+                     creative_json=json.dumps(display_creative(c))) for c in creative_ids]
+
+
+def test_a_request_becomes_one_entry_per_100_jobs():
+    entries = logic.deliver_entries("ag", "acct", items(*(f"c{i}" for i in range(250))), trigger=SyncTrigger.MANUAL, now=T0)
+    assert [len(e.jobs()) for e in entries] == [100, 100, 50]
+    assert len({e.job_id for e in entries}) == 3
+
+
+def test_an_entry_that_would_overflow_the_open_batch_closes_it_first_and_a_full_one_closes_at_once():
+    def entry(n: int, start: int) -> SyncJob:
+        return logic.deliver_entries("ag", "acct", items(*(f"c{start + i}" for i in range(n))),
+                                     trigger=SyncTrigger.MANUAL, now=T0)[0]
+    queue, stored, batches = replay([entry(60, 0), entry(60, 100), entry(100, 200), entry(30, 400),
+                                     logic.flush_entry("ag", "acct", T0)])
+    assert [(b.first_seq, b.last_seq) for b in batches] == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    assert queue.open_items == 0 and len({b.idempotency_key for b in batches}) == 4
+    sizes = [sum(len(stored[seq].jobs()) for seq in range(b.first_seq, b.last_seq + 1)) for b in batches]
+    assert sizes == [60, 60, 100, 30] and max(sizes) <= logic.MAX_BATCH
+    small = replay([entry(40, 0), entry(50, 100), entry(10, 200)])
+    assert [(b.first_seq, b.last_seq) for b in small[2]] == [(0, 2)]  # 100 jobs from three entries: one call
+
+
+def test_an_entry_of_many_jobs_is_delivered_as_one_batch_of_them():
+    entries = logic.deliver_entries("ag", "acct", items("a", "b", "c"), trigger=SyncTrigger.MANUAL, now=T0)
+    _, stored, batches = replay([*entries, logic.flush_entry("ag", "acct", T0)])
+    batch = build_batch(batches[0], "ag", "acct", [stored[0]], "3.2")
+    assert [c["creative_id"] for c in batch.payload["creatives"]] == ["a", "b", "c"]
+    results = results_for(batch, attempt=1, now=T0, response={"creatives": [
+        {"creative_id": c, "action": "created"} for c in "abc"]})
+    assert [(r.sales_agent_id, r.account_id, r.creative_id) for r in results] == [("ag", "acct", c) for c in "abc"]
+
+
+def test_results_are_grouped_by_the_partition_of_their_creative_each_group_keyed_to_land_there():
+    entries = logic.deliver_entries("ag", "acct", items(*(f"c{i}" for i in range(40))), trigger=SyncTrigger.MANUAL, now=T0)
+    _, stored, batches = replay([*entries, logic.flush_entry("ag", "acct", T0)])
+    batch = build_batch(batches[0], "ag", "acct", [stored[0]], "3.2")
+    results = results_for(batch, attempt=1, now=T0, failure=CallFailure("down"))
+    partition_of = lambda key: sum(key.encode()) % 8  # noqa: E731 - any deterministic partitioner
+    groups = logic.by_partition(results, partition_of)
+    assert sorted(r.creative_id for _, g in groups for r in g.results) == sorted(r.creative_id for r in results)
+    for key, group in groups:
+        assert {partition_of(logic.result_key(r)) for r in group.results} == {partition_of(key)}
+    assert len(groups) == len({partition_of(logic.result_key(r)) for r in results}) < len(results)
+
+
 def test_an_empty_flush_closes_nothing():
     assert replay([logic.flush_entry("ag", "acct", T0)])[2] == []
 
@@ -70,7 +117,7 @@ def test_an_empty_flush_closes_nothing():
 def test_the_payload_carries_the_latest_version_once_lenient_and_versioned():
     jobs = [job("a", 1), job("a", 2, display_creative("a", name="v2")), job("b")]
     _, _, batches = replay([*jobs, logic.flush_entry("ag", "acct", T0)])
-    batch = build_batch(batches[0], "acct", jobs, "3.2")
+    batch = build_batch(batches[0], "ag", "acct", jobs, "3.2")
     assert [c["name"] for c in batch.payload["creatives"]] == ["v2", "Banner b"]
     assert batch.payload["validation_mode"] == "lenient" and batch.payload["adcp_version"] == "3.2"
     assert batch.payload["idempotency_key"] == batches[0].idempotency_key and len(batch.jobs["a"]) == 2
@@ -95,7 +142,7 @@ def test_negotiation_picks_the_highest_common_version(ours, theirs, expected):
 def test_results_follow_the_agents_per_creative_answer():
     jobs = [job("ok"), job("bad")]
     _, _, batches = replay([*jobs, logic.flush_entry("ag", "acct", T0)])
-    batch = build_batch(batches[0], "acct", jobs, "3.2")
+    batch = build_batch(batches[0], "ag", "acct", jobs, "3.2")
     response = {"creatives": [{"creative_id": "ok", "action": "created", "status": "pending_review", "platform_id": "p-1"},
                               {"creative_id": "bad", "action": "failed",
                                "errors": [{"code": "TOO_SMALL", "message": "Image too small", "recovery": "terminal"}]}]}
