@@ -54,6 +54,16 @@ async def sync_part(base: str, token: str, *, agents: int = 10, creatives: int =
                 await call("register_sales_agent", {
                     "account": {"account_id": account}, "sales_agent_id": sim.config.agent_id, "name": sim.config.name,
                     "agent_url": f"http://127.0.0.1:{port}/mcp", "auth": {"token": AGENT_TOKEN}, "formats": ["image"]})
+            # Agents are registered long before their creatives in real life: the clock starts once
+            # each is discovered (which also loads the adcp client in the worker, ~20 s of CPU once).
+            deadline = time.time() + 180
+            while time.time() < deadline:
+                listed = (await call("list_sales_agents", {"account": {"account_id": account}}))["sales_agents"]
+                done = sum(1 for a in listed if a["discovery"] == "done")
+                progress("discovery of the sim agents", done, agents)
+                if done >= agents:
+                    break
+                await asyncio.sleep(0.5)
             ids = [f"b{i:05d}" for i in range(creatives)]
             chunks = [ids[i:i + 100] for i in range(0, len(ids), 100)]
             for chunk in chunks:

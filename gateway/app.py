@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 
 from creative_sync.settings import Settings
-from gateway import agent_webhooks, creatives, health, keys, mcp, middleware, rest, syncing
+from gateway import agent_webhooks, campaigns, creatives, health, keys, mcp, middleware, rest, syncing
 from gateway.auth import PrincipalStore
 from gateway.broker import BrokerLink
 from gateway.metrics import GatewayMetrics
@@ -21,7 +21,7 @@ from gateway.webhooks import Rfc9421Signer, TaskWebhooks
 from topics.catalogue import Codecs
 from topics.credentials import SecretBox
 from topics.registry import SchemaRegistryClient
-from topics.views import AgentDirectory
+from topics.views import AgentDirectory, CampaignDirectory
 
 
 def _version() -> str:
@@ -50,10 +50,11 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
                                       SecretBox.from_file(settings.secrets_key_path))
     app[keys.INBOUND] = agent_webhooks.Inbound()
     app[keys.SYNC_STATUS] = SyncStatusView(settings.bootstrap_servers, codecs, settings.topic_prefix)
+    app[keys.CAMPAIGNS] = CampaignDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix)
     key = settings.webhook_signing_key_file.read_bytes() if settings.webhook_signing_key_file else None
     webhooks = webhooks or TaskWebhooks(Rfc9421Signer(key))
     app[keys.TASKS] = Tasks(view, webhooks)
-    app[keys.OPERATIONS] = Registry([*creatives.OPERATIONS, *syncing.OPERATIONS])
+    app[keys.OPERATIONS] = Registry([*creatives.OPERATIONS, *syncing.OPERATIONS, *campaigns.OPERATIONS])
     app[keys.MCP_SESSIONS] = mcp.Sessions(settings.mcp_session_ttl_s)
     app[keys.VERSION] = _version()
     app[keys.STARTED_AT] = datetime.now(UTC)
@@ -71,8 +72,10 @@ def _lifecycle(webhooks: TaskWebhooks):  # noqa: ANN202
         await app[keys.LIBRARY_VIEW].start()
         await app[keys.AGENTS].start()
         await app[keys.SYNC_STATUS].start()
+        await app[keys.CAMPAIGNS].start()
         yield
         await webhooks.close()
+        await app[keys.CAMPAIGNS].stop()
         await app[keys.SYNC_STATUS].stop()
         await app[keys.AGENTS].stop()
         await app[keys.LIBRARY_VIEW].stop()

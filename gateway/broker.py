@@ -55,7 +55,7 @@ class BrokerLink:
             await self.producer.stop()
             self.producer = None
 
-    async def publish(self, topic: str, key: bytes, value: bytes) -> None:
+    async def publish(self, topic: str, key: bytes, value: bytes, *, partition: int | None = None) -> None:
         """Sends and waits for the broker's acknowledgement; 503 (transient) when it cannot."""
         if self.producer is None:
             try:
@@ -64,7 +64,7 @@ class BrokerLink:
                 raise broker_unavailable() from None
         assert self.producer is not None
         try:
-            await asyncio.wait_for(self.producer.send_and_wait(topic, value=value, key=key), self.send_timeout_s)
+            await asyncio.wait_for(self.producer.send_and_wait(topic, value=value, key=key, partition=partition), self.send_timeout_s)
         except (KafkaError, asyncio.TimeoutError) as exc:
             log.warning("publish to %s failed: %s", topic, type(exc).__name__)
             raise broker_unavailable() from exc

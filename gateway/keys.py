@@ -12,7 +12,7 @@ from gateway.operations import Registry
 from gateway.read_model import LibraryView, SyncStatusView
 from gateway.tasks import Tasks
 from topics.catalogue import Codecs
-from topics.views import AgentDirectory
+from topics.views import AgentDirectory, CampaignDirectory
 
 SETTINGS = web.AppKey("settings", Settings)
 PRINCIPALS = web.AppKey("principals", PrincipalStore)
@@ -24,6 +24,7 @@ MCP_SESSIONS = web.AppKey("mcp_sessions", Sessions)
 LIBRARY_VIEW = web.AppKey("library_view", LibraryView)
 AGENTS = web.AppKey("agents", AgentDirectory)
 SYNC_STATUS = web.AppKey("sync_status", SyncStatusView)
+CAMPAIGNS = web.AppKey("campaigns", CampaignDirectory)
 INBOUND = web.AppKey("inbound", object)  # gateway.agent_webhooks.Inbound (it imports keys)
 TASKS = web.AppKey("tasks", Tasks)
 VERSION = web.AppKey("version", str)

@@ -18,29 +18,17 @@ from typing import Any
 from gateway import keys
 from gateway.errors import AdcpRequestError, invalid
 from gateway.operations import Call, Operation
-from streams.matching.logic import Match, formats_of, match, traits_of
+from gateway.scope import MAX_CREATIVES, account_of, creative_ids_of, owned, visible_to
+from streams.matching.logic import Match, TacticActivity, detected_agents, formats_of, match, traits_of
 from streams.status.logic import summary
 from streams.sync.logic import by_partition, deliver_entries, job_id_for
 from topics.catalogue import topic
 from topics.credentials import AgentSecrets
-from topics.events import (AgentProtocol, SalesAgent, SalesAgentCredentials, SyncItem, SyncOutcome, SyncResult,
+from topics.events import (AgentProtocol, CreativeChanged, EntityType, SalesAgent, SalesAgentCredentials, SyncItem, SyncOutcome, SyncResult,
                            SyncTrigger)
 
 _AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _AUTH_HEADERS = ("Authorization", "x-adcp-auth")
-MAX_CREATIVES = 100
-
-
-def _account(call: Call) -> str:
-    account = call.params.get("account")
-    if not isinstance(account, dict) or not isinstance(account.get("account_id"), str) or not account["account_id"]:
-        raise AdcpRequestError(400, "ACCOUNT_REQUIRED", "account.account_id is required.", field="account.account_id")
-    call.principal.require_account(account["account_id"])
-    return account["account_id"]
-
-
-def _visible(agent: SalesAgent | None, account_id: str) -> bool:
-    return agent is not None and not agent.deleted and agent.account_id in (None, account_id)
 
 
 def agent_view(agent: SalesAgent) -> dict[str, Any]:
@@ -139,7 +127,7 @@ def _secrets(params: dict[str, Any], before: AgentSecrets | None) -> AgentSecret
 
 
 async def register_sales_agent(call: Call) -> dict[str, Any]:
-    account_id = _account(call)
+    account_id = account_of(call)
     agent_id = call.params.get("sales_agent_id") or f"sa-{uuid.uuid4().hex[:12]}"
     if not isinstance(agent_id, str) or not _AGENT_ID.match(agent_id):
         raise invalid("sales_agent_id: letters, digits, '.', '_' and '-' (at most 100).", "sales_agent_id")
@@ -158,7 +146,7 @@ async def register_sales_agent(call: Call) -> dict[str, Any]:
 
 
 async def update_sales_agent(call: Call) -> dict[str, Any]:
-    account_id = _account(call)
+    account_id = account_of(call)
     current = _owned_agent(call, account_id)
     fields = _agent_fields(call.params, current)
     secrets = _secrets(call.params, call.app[keys.AGENTS].secrets(current.sales_agent_id))
@@ -174,7 +162,7 @@ async def update_sales_agent(call: Call) -> dict[str, Any]:
 
 
 async def remove_sales_agent(call: Call) -> dict[str, Any]:
-    account_id = _account(call)
+    account_id = account_of(call)
     current = _owned_agent(call, account_id)
     removed = current.model_copy(update={"deleted": True, "available": False, "updated_at": datetime.now(UTC)})
     await _publish_agent(call, removed, AgentSecrets() if current.credentials_ref or current.has_webhook_secret else None)
@@ -182,8 +170,8 @@ async def remove_sales_agent(call: Call) -> dict[str, Any]:
 
 
 async def list_sales_agents(call: Call) -> dict[str, Any]:
-    account_id = _account(call)
-    agents = sorted((a for a in call.app[keys.AGENTS].active() if _visible(a, account_id)), key=lambda a: a.name)
+    account_id = account_of(call)
+    agents = sorted((a for a in call.app[keys.AGENTS].active() if visible_to(a, account_id)), key=lambda a: a.name)
     return {"sales_agents": [agent_view(a) for a in agents]}
 
 
@@ -197,8 +185,8 @@ def _owned_agent(call: Call, account_id: str) -> SalesAgent:
 
 # -- manual sync ----------------------------------------------------------------------------------
 async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
-    account_id = _account(call)
-    creative_ids = _creative_ids(call.params)
+    account_id = account_of(call)
+    creative_ids = creative_ids_of(call.params)
     library = call.app[keys.LIBRARY_VIEW].creatives.get(account_id, {})
     changes = []
     for creative_id in creative_ids:
@@ -213,13 +201,63 @@ async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
         if not isinstance(wanted, list) or not all(isinstance(a, str) for a in wanted) or not wanted:
             raise invalid("sales_agent_ids must be a non-empty list of ids (or left out: every compatible agent).",
                           "sales_agent_ids")
-        unknown = [a for a in wanted if not _visible(directory.get(a), account_id)]
+        unknown = [a for a in wanted if not visible_to(directory.get(a), account_id)]
         if unknown:
             raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"Unknown sales agents: {', '.join(unknown)}.",
                                    field="sales_agent_ids")
-        agents = [directory.get(a) for a in dict.fromkeys(wanted)]
+        agents, chosen_by = [directory.get(a) for a in dict.fromkeys(wanted)], "sales_agent_ids"
     else:
-        agents = sorted((a for a in directory.active() if _visible(a, account_id)), key=lambda a: a.sales_agent_id)
+        agents, chosen_by = _detected(call, account_id, [c.creative_id for c in changes])
+    campaign_id = call.params.get("campaign_id") if isinstance(call.params.get("campaign_id"), str) else None
+    answers = await queue_syncs(call, account_id, changes, agents, trigger=SyncTrigger.MANUAL, campaign_id=campaign_id)
+    if "creative_ids" in call.params:
+        return {"creatives": answers, "sales_agents_from": chosen_by}
+    return {**answers[0], "sales_agents_from": chosen_by}
+
+
+def _detected(call: Call, account_id: str, creative_ids: list[str]) -> tuple[list[SalesAgent], str]:
+    """The agents of a manual sync that names none, and how they were chosen: a campaign's active
+    tactics (`campaign_id`); else the 30-day tactic activity of the brand agent (`brand_agent_id`,
+    or the brand agents of the creatives' campaigns, or all of the account's); an account without
+    any tactic: every registered agent (format compatibility filters all three)."""
+    view, directory, status = call.app[keys.CAMPAIGNS], call.app[keys.AGENTS], call.app[keys.SYNC_STATUS]
+    campaign_id, brand_agent_id = call.params.get("campaign_id"), call.params.get("brand_agent_id")
+    if campaign_id is not None:
+        brands = {str(owned(call, EntityType.CAMPAIGN, "campaign_id", account_id).brand_agent_id)}
+        chosen_by = f"campaign {campaign_id}"
+    elif brand_agent_id is not None:
+        brands = {owned(call, EntityType.BRAND_AGENT, "brand_agent_id", account_id).entity_id}
+        chosen_by = f"brand agent {brand_agent_id}: tactic activity in the last 30 days"
+    else:
+        brands = {str(c.brand_agent_id) for i in creative_ids for cid in view.campaigns_of(account_id, i)
+                  if (c := view.get(EntityType.CAMPAIGN.value, cid)) is not None}
+        brands = brands or {b.entity_id for b in view.of_account(EntityType.BRAND_AGENT.value, account_id)}
+        chosen_by = "brand agents' tactic activity in the last 30 days"
+    tactics = view.of_account(EntityType.TACTIC.value, account_id)
+    if not tactics and campaign_id is None and brand_agent_id is None:
+        agents = (a for a in directory.active() if visible_to(a, account_id))
+        return sorted(agents, key=lambda a: a.sales_agent_id), "every registered sales agent (no tactics yet)"
+    activity = []
+    for tactic in tactics:
+        campaign = view.get(EntityType.CAMPAIGN.value, str(tactic.campaign_id))
+        if campaign is None:
+            continue
+        synced = [r.last_sync_at for i in view.assigned(campaign.entity_id) for r in status.rows(account_id, i)
+                  if r.sales_agent_id == tactic.sales_agent_id and r.last_sync_at is not None]
+        activity.append(TacticActivity(
+            str(tactic.brand_agent_id), campaign.entity_id, str(tactic.sales_agent_id),
+            active=tactic.status == "active" and campaign.status == "active", created_at=tactic.created_at,
+            updated_at=tactic.updated_at if tactic.status != "draft" else None, last_synced_at=max(synced, default=None)))
+    found = detected_agents(activity, brands, datetime.now(UTC), campaign_id=campaign_id)
+    agents = [a for a in (directory.get(i) for i in found) if visible_to(a, account_id)]
+    return agents, chosen_by
+
+
+async def queue_syncs(call: Call, account_id: str, changes: list[CreativeChanged], agents: list[SalesAgent], *,
+                      trigger: SyncTrigger, campaign_id: str | None = None, tactic_id: str | None = None) -> list[dict[str, Any]]:
+    """Match each creative against each agent; queue the compatible pairs (one DELIVER entry per
+    agent and 100 creatives) and record the others as skipped with a reason. Per creative, what
+    was queued and what was skipped: every trigger answers with it."""
     now, request_id = datetime.now(UTC), uuid.uuid4().hex
     formats = {a.sales_agent_id: formats_of(a.name, a.declared_formats,
                                             json.loads(a.discovered_formats_json) if a.discovered_formats_json else [])
@@ -232,7 +270,7 @@ async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
         for agent in agents:
             verdict = match(traits, formats[agent.sales_agent_id]) if _formats_known(agent) else Match.skip(
                 f"{agent.name}'s formats are not known yet (discovery pending): declare formats, or retry shortly")
-            job_id = job_id_for(SyncTrigger.MANUAL.value, account_id, change.creative_id, change.content_version,
+            job_id = job_id_for(trigger.value, account_id, change.creative_id, change.content_version,
                                 agent.sales_agent_id, cause=request_id)
             common = dict(job_id=job_id, sales_agent_id=agent.sales_agent_id, account_id=account_id,
                           creative_id=change.creative_id, content_version=change.content_version)
@@ -255,32 +293,21 @@ async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
         await broker.publish(topic("sync_results").full_name(settings.topic_prefix),
                              key=codecs.key("sync_results").encode(key), value=codecs.value("sync_results").encode(group))
     for agent_id, items in jobs.items():
-        for entry in deliver_entries(agent_id, account_id, items, trigger=SyncTrigger.MANUAL, now=now):
+        for entry in deliver_entries(agent_id, account_id, items, trigger=trigger, now=now, campaign_id=campaign_id,
+                                     tactic_id=tactic_id):
             await broker.publish(topic("sync_jobs").full_name(settings.topic_prefix),
                                  key=codecs.key("sync_jobs").encode(agent_id), value=codecs.value("sync_jobs").encode(entry))
-    if "creative_ids" in call.params:
-        return {"creatives": answers}
-    return answers[0]
+    return answers
 
 
 def _formats_known(agent: SalesAgent) -> bool:
     return bool(agent.declared_formats) or agent.discovered_formats_json is not None
 
 
-def _creative_ids(params: dict[str, Any]) -> list[str]:
-    """creative_id, or creative_ids (1 to 100), deduplicated in order."""
-    ids = params.get("creative_ids")
-    if ids is None and isinstance(params.get("creative_id"), str) and params["creative_id"]:
-        ids = [params["creative_id"]]
-    if not isinstance(ids, list) or not ids or len(ids) > MAX_CREATIVES or not all(isinstance(i, str) and i for i in ids):
-        raise invalid(f"creative_id, or creative_ids: 1 to {MAX_CREATIVES} ids.", "creative_ids")
-    return list(dict.fromkeys(ids))
-
-
 # -- status ---------------------------------------------------------------------------------------
 async def get_creative_sync_status(call: Call) -> dict[str, Any]:
-    account_id = _account(call)
-    ids = _creative_ids(call.params)
+    account_id = account_of(call)
+    ids = creative_ids_of(call.params)
     library = call.app[keys.LIBRARY_VIEW].creatives.get(account_id, {})
     status_view, directory = call.app[keys.SYNC_STATUS], call.app[keys.AGENTS]
     creatives = []
@@ -332,10 +359,17 @@ OPERATIONS = (
     Operation("list_sales_agents", "The account's sales agents and what discovery learnt about them.",
               _schema({}, []), list_sales_agents, tags=("sales agents",)),
     Operation("sync_creative_to_sales_agents", "Sync a creative (creative_id) or up to 100 (creative_ids) to the given "
-              "sales agents, or to every compatible one; answers what was queued and what was skipped, and why.",
+              "sales agents, or, by default, to the compatible agents of the brand agent's active campaigns and of its "
+              "tactics of the last 30 days (campaign_id: that campaign's); answers what was queued and what was "
+              "skipped, and why.",
               _schema({"creative_id": {"type": "string"},
                        "creative_ids": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_CREATIVES},
-                       "sales_agent_ids": {"type": "array", "items": {"type": "string"}}}, []),
+                       "sales_agent_ids": {"type": "array", "items": {"type": "string"},
+                                           "description": "Explicit agents: override auto-detection."},
+                       "campaign_id": {"type": "string", "description": "Only this campaign's active tactics' agents."},
+                       "brand_agent_id": {"type": "string",
+                                          "description": "Auto-detect from this brand agent's last 30 days of tactics."}},
+                      []),
               sync_creative_to_sales_agents, tags=("sync",)),
     Operation("get_creative_sync_status", "Where creatives stand with each sales agent: counts and one row per agent.",
               _schema({"creative_id": {"type": "string"},

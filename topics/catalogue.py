@@ -77,7 +77,9 @@ TOPICS: tuple[TopicSpec, ...] = (
               "The sales-agent registry and what discovery learnt (no secrets)."),
     TopicSpec("sales_agent_credentials", "creative-sync.registry.credentials", 4, "sales_agent_id", "sales_agent_credentials",
               "compact", "Sales agents' secrets, encrypted with the deployment's secrets key (never in plain text)."),
-    TopicSpec("campaigns", "creative-sync.campaigns.entities", 8, "campaign_id (brand agents: brand_agent_id)", "campaign_entity", "compact",
+    TopicSpec("campaigns", "creative-sync.campaigns.entities", 8,
+              "campaign_id/ENTITY_TYPE/entity_id (brand agents: brand_agent_id/BRAND_AGENT/brand_agent_id), on the "
+              "partition of campaign_id (brand agents: brand_agent_id)", "campaign_entity", "compact",
               "Brand agents, campaigns, tactics and creative assignments."),
     TopicSpec("campaign_health", "creative-sync.campaigns.health", 8, "campaign_id", "campaign_health", "compact",
               "Live campaign health, on change and on a heartbeat. For dashboards."),

@@ -304,6 +304,16 @@ class CampaignEntity(Event):
     attributes_json: str | None = None
     deleted: bool = False
     updated_at: datetime
+    created_at: datetime | None = None
+
+    @property
+    def owner_id(self) -> str:
+        """What the entity is partitioned by: its campaign (a brand agent: itself)."""
+        return self.entity_id if self.entity_type is EntityType.BRAND_AGENT else str(self.campaign_id)
+
+    @property
+    def key(self) -> str:
+        return f"{self.owner_id}/{self.entity_type.value}/{self.entity_id}"
 
 
 class HealthStatus(StrEnum):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from streams.library.formats import BY_ID, STANDARD_AGENT_URL
@@ -180,3 +181,41 @@ def formats_of(name: str, declared: Iterable[str], discovered: Iterable[Mapping[
             if kind or known:
                 kinds.add(str(kind or known.kind))
     return AgentFormats(name, format_ids=frozenset(ids), format_kinds=frozenset(kinds), mime_types=frozenset(mimes))
+
+
+# -- which agents, when none are named -------------------------------------------------------------
+@dataclass(frozen=True)
+class TacticActivity:
+    """What auto-detection knows of one tactic."""
+
+    brand_agent_id: str
+    campaign_id: str
+    sales_agent_id: str
+    active: bool  # the tactic is active in an active campaign
+    created_at: datetime | None = None
+    updated_at: datetime | None = None  # its last change (e.g. paused): it was active until then
+    last_synced_at: datetime | None = None  # the last delivery of one of its campaign's creatives to its agent
+
+
+ACTIVITY_WINDOW = timedelta(days=30)
+
+
+def detected_agents(tactics: Iterable[TacticActivity], brand_agent_ids: set[str], now: datetime, *,
+                    campaign_id: str | None = None, window: timedelta = ACTIVITY_WINDOW) -> list[str]:
+    """The sales agents a creative goes to when none are named: those of the brand agent's active
+    campaigns' active tactics, plus those of its tactics created, active or synced in the last
+    `window` (30 days). A `campaign_id` limits the answer to that campaign's active tactics.
+    Agents active only for another brand agent, or longer ago, are not detected."""
+    since = now - window
+    found: dict[str, None] = {}
+    for tactic in tactics:
+        if tactic.brand_agent_id not in brand_agent_ids:
+            continue
+        if campaign_id is not None:
+            if tactic.campaign_id == campaign_id and tactic.active:
+                found[tactic.sales_agent_id] = None
+            continue
+        recent = any(t is not None and t >= since for t in (tactic.created_at, tactic.updated_at, tactic.last_synced_at))
+        if tactic.active or recent:
+            found[tactic.sales_agent_id] = None
+    return sorted(found)

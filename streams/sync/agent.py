@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from streams.library.requests import SUPPORTED_VERSIONS
 from streams.runtime import consume
 from streams.sync import logic
-from streams.sync.client import AgentClient, CallError, discover, sdk
+from streams.sync.client import AgentClient, CallError, discover
 from topics.events import ApprovalEvent, ApprovalSource, QueuedBatch, SalesAgent, SyncJob, SyncOutcome, SyncResult
 
 PROCESSOR = "sync"
@@ -55,12 +55,6 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     async def sync(stream):  # noqa: ANN001
         await consume(stream, processor=PROCESSOR, codec=codecs.value("sync_jobs"), handle=handle,
                       dead_letters=pipeline.dead_letters, metrics=pipeline.metrics)
-
-    @app.task
-    async def load_the_client() -> None:
-        # The adcp client costs ~20 s of CPU to import: paid while the worker boots, not by the
-        # first delivery (which would otherwise wait for it, and share the CPU with it).
-        await sdk()
 
     @app.timer(1.0)
     async def supervise() -> None:

@@ -5,113 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
 
-import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
-
-from creative_sync.broker import free_port
 from creative_sync.samples import display_creative, sync_request, video_creative
-from creative_sync.sim_agents import Behaviour, SimAgent, SimAgentConfig, create_a2a_agent_app, create_agent_app
-from gateway.app import create_app
-from gateway.auth import PrincipalStore
+from creative_sync.sim_agents import Behaviour, SimAgentConfig
 from gateway.webhooks import Rfc9421Signer, hmac_headers
+from tests.integration.sales_agents import (
+    AGENT_TOKEN,
+    Api,
+    eventually,
+    image_kind_creative,
+    register,
+)
 from tests.support import read_topic, topic_name
 from topics.catalogue import Codecs
-
-AGENT_TOKEN = "sim-agent-token-for-tests"
-
-
-class Agents:
-    """Simulated sales agents served on loopback for one test."""
-
-    def __init__(self) -> None:
-        self.sims: dict[str, SimAgent] = {}
-        self.urls: dict[str, str] = {}
-        self._runners: list[web.AppRunner] = []
-        self._servers: list[tuple[Any, asyncio.Task]] = []
-
-    async def add(self, config: SimAgentConfig) -> SimAgent:
-        sim = SimAgent(config)
-        runner = web.AppRunner(create_agent_app(sim, AGENT_TOKEN))
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        self._runners.append(runner)
-        self.sims[config.agent_id], self.urls[config.agent_id] = sim, f"http://127.0.0.1:{port}/mcp"
-        return sim
-
-    async def add_a2a(self, config: SimAgentConfig) -> SimAgent:
-        """The agent over A2A, served by the official adcp server framework under uvicorn."""
-        import uvicorn
-
-        sim, port = SimAgent(config), free_port()
-        app = await asyncio.to_thread(create_a2a_agent_app, sim, AGENT_TOKEN, port)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self._servers.append((server, asyncio.create_task(server.serve())))
-        while not server.started:
-            await asyncio.sleep(0.05)
-        self.sims[config.agent_id], self.urls[config.agent_id] = sim, f"http://127.0.0.1:{port}"
-        return sim
-
-    async def close(self) -> None:
-        for runner in self._runners:
-            await runner.cleanup()
-        for server, task in self._servers:
-            server.should_exit = True
-            await task
-
-
-class Api:
-    def __init__(self, client: TestClient, token: str) -> None:
-        self.client, self.token = client, token
-
-    async def call(self, operation: str, body: dict, status: int = 200) -> dict:
-        response = await self.client.post(f"/api/v1/{operation}", json=body, headers={"Authorization": f"Bearer {self.token}"})
-        answer = await response.json()
-        assert response.status == status, answer
-        return answer
-
-    async def status_of(self, creative_id: str) -> dict[str, dict]:
-        answer = await self.call("get_creative_sync_status", {"account": {"account_id": "acct-1"}, "creative_id": creative_id})
-        return {row["sales_agent_id"]: row for row in answer["creatives"][0]["sales_agents"]}
-
-
-async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what or probe}: last {last!r}")
-
-
-@pytest.fixture
-async def agents():
-    served = Agents()
-    yield served
-    await served.close()
-
-
-@pytest.fixture
-async def api(topics_created, ready_worker):
-    store = PrincipalStore(topics_created.principals_file)
-    token = store.add("buyer", ["acct-1"])[1]
-    client = TestClient(TestServer(create_app(topics_created.with_(request_budget_s=20), principals=store)))
-    await client.start_server()
-    yield Api(client, token)
-    await client.close()
-
-
-async def register(api: Api, agents: Agents, agent_id: str, name: str, **extra) -> dict:
-    return await api.call("register_sales_agent", {
-        "account": {"account_id": "acct-1"}, "sales_agent_id": agent_id, "name": name, "agent_url": agents.urls[agent_id],
-        "protocol": "mcp", "auth": {"token": AGENT_TOKEN, "header": "Authorization"}, **extra})
 
 
 async def test_an_a2a_agent_is_discovered_and_receives_creatives(api, agents):
@@ -128,12 +35,6 @@ async def test_an_a2a_agent_is_discovered_and_receives_creatives(api, agents):
     rows = await eventually(lambda: _approval(api, "banner", "a2a", "approved"), what="banner approved over A2A")
     assert rows["a2a"]["sync_status"] == "synced"
     assert a2a.creatives[("acct-1", "banner")].creative["format_id"]["id"] == "display_300x250"  # the 3.1 dialect
-
-
-def image_kind_creative(creative_id: str, width: int, height: int) -> dict:
-    creative = display_creative(creative_id, width=width, height=height)
-    creative.pop("format_id")
-    return {**creative, "format_kind": "image"}
 
 
 async def test_creatives_reach_compatible_agents_and_their_reviews_come_back(api, agents, settings):

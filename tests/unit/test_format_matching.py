@@ -1,11 +1,13 @@
 """Format matching, table-driven: format id, kind, MIME wildcards, sizes, durations, and reasons."""
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from creative_sync.samples import display_creative, video_creative
 from streams.library.formats import STANDARD_AGENT_URL
-from streams.matching.logic import AgentFormats, match, mime_matches, traits_of
+from streams.matching.logic import AgentFormats, TacticActivity, detected_agents, match, mime_matches, traits_of
 
 DISPLAY_AGENT = AgentFormats("Daily News", format_kinds=frozenset({"image", "html5"}),
                              sizes=frozenset({(300, 250), (728, 90)}))
@@ -56,3 +58,27 @@ def test_traits_come_from_format_kind_or_the_known_format_id_and_the_assets():
     banner = traits_of(BANNER)
     assert banner.format_id == (STANDARD_AGENT_URL, "display_300x250") and banner.format_kind == "image"
     assert banner.mime_types == {"image/png"} and (banner.width, banner.height) == (300, 250)
+
+
+# -- auto-detection of a brand agent's sales agents -------------------------------------------------
+NOW = datetime(2026, 11, 22, tzinfo=UTC)
+
+
+def activity(agent: str, *, brand: str = "b1", campaign: str = "c1", active: bool = False, days_ago: float | None = None,
+             synced_days_ago: float | None = None) -> TacticActivity:
+    at = NOW - timedelta(days=days_ago) if days_ago is not None else None
+    synced = NOW - timedelta(days=synced_days_ago) if synced_days_ago is not None else None
+    return TacticActivity(brand, campaign, agent, active, created_at=at, updated_at=at, last_synced_at=synced)
+
+
+@pytest.mark.parametrize("tactics,campaign,expected", [
+    ([activity("live", active=True, days_ago=90)], None, ["live"]),
+    ([activity("recent", days_ago=29)], None, ["recent"]),
+    ([activity("stale", days_ago=31)], None, []),
+    ([activity("synced", days_ago=60, synced_days_ago=3)], None, ["synced"]),
+    ([activity("other-brand", brand="b2", active=True, days_ago=1)], None, []),
+    ([activity("a", campaign="c1", active=True), activity("b", campaign="c2", active=True),
+      activity("paused", campaign="c1", days_ago=1)], "c1", ["a"]),
+])
+def test_agents_are_detected_from_the_brand_agents_recent_tactic_activity(tactics, campaign, expected):
+    assert detected_agents(tactics, {"b1"}, NOW, campaign_id=campaign) == expected
