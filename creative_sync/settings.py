@@ -62,6 +62,11 @@ class Settings:
     sync_retry_cap_s: float = 10.0
     discovery_interval_s: float = 3600.0  # re-discovery of an available agent
     poll_interval_s: float = 5.0  # list_creatives polling while reviews are pending
+    # -- campaign health (streams/health) -------------------------------------------------------
+    health_window_s: float = 900.0  # failures count within this (hopping) window
+    health_critical_failure_rate: float = 0.5  # of the pairs with an outcome in the window: above it, critical
+    health_review_overdue_s: float = 3600.0  # a review pending longer than this is a warning
+    health_heartbeat_s: float = 30.0  # every campaign's health is published again this often
     # -- logs ---------------------------------------------------------------------------------
     log_level: str = "INFO"
     log_format: str = "json"  # json | text
@@ -98,6 +103,10 @@ class Settings:
             sync_retry_cap_s=float(_env("CREATIVE_SYNC_SYNC_RETRY_CAP_S", "10")),
             discovery_interval_s=float(_env("CREATIVE_SYNC_DISCOVERY_INTERVAL_S", "3600")),
             poll_interval_s=float(_env("CREATIVE_SYNC_POLL_INTERVAL_S", "5")),
+            health_window_s=float(_env("CREATIVE_SYNC_HEALTH_WINDOW_S", "900")),
+            health_critical_failure_rate=float(_env("CREATIVE_SYNC_HEALTH_CRITICAL_FAILURE_RATE", "0.5")),
+            health_review_overdue_s=float(_env("CREATIVE_SYNC_HEALTH_REVIEW_OVERDUE_S", "3600")),
+            health_heartbeat_s=float(_env("CREATIVE_SYNC_HEALTH_HEARTBEAT_S", "30")),
             log_level=_env("CREATIVE_SYNC_LOG_LEVEL", "INFO"),
             log_format=_env("CREATIVE_SYNC_LOG_FORMAT", "json"),
         )
@@ -137,6 +146,10 @@ class Settings:
             "CREATIVE_SYNC_SYNC_RETRY_CAP_S": str(self.sync_retry_cap_s),
             "CREATIVE_SYNC_DISCOVERY_INTERVAL_S": str(self.discovery_interval_s),
             "CREATIVE_SYNC_POLL_INTERVAL_S": str(self.poll_interval_s),
+            "CREATIVE_SYNC_HEALTH_WINDOW_S": str(self.health_window_s),
+            "CREATIVE_SYNC_HEALTH_CRITICAL_FAILURE_RATE": str(self.health_critical_failure_rate),
+            "CREATIVE_SYNC_HEALTH_REVIEW_OVERDUE_S": str(self.health_review_overdue_s),
+            "CREATIVE_SYNC_HEALTH_HEARTBEAT_S": str(self.health_heartbeat_s),
             "CREATIVE_SYNC_LOG_LEVEL": self.log_level,
             "CREATIVE_SYNC_LOG_FORMAT": self.log_format,
         }

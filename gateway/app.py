@@ -10,18 +10,18 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 
 from creative_sync.settings import Settings
-from gateway import agent_webhooks, campaigns, creatives, health, keys, mcp, middleware, rest, syncing
+from gateway import agent_webhooks, campaigns, creatives, health, keys, mcp, middleware, notifications, rest, syncing
 from gateway.auth import PrincipalStore
 from gateway.broker import BrokerLink
 from gateway.metrics import GatewayMetrics
 from gateway.operations import Registry
-from gateway.read_model import LibraryView, SyncStatusView
+from gateway.read_model import LibraryView
 from gateway.tasks import Tasks
 from gateway.webhooks import Rfc9421Signer, TaskWebhooks
 from topics.catalogue import Codecs
 from topics.credentials import SecretBox
 from topics.registry import SchemaRegistryClient
-from topics.views import AgentDirectory, CampaignDirectory
+from topics.views import AgentDirectory, CampaignDirectory, SyncStatusView
 
 
 def _version() -> str:
@@ -51,10 +51,12 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     app[keys.INBOUND] = agent_webhooks.Inbound()
     app[keys.SYNC_STATUS] = SyncStatusView(settings.bootstrap_servers, codecs, settings.topic_prefix)
     app[keys.CAMPAIGNS] = CampaignDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix)
+    app[keys.NOTIFICATIONS] = notifications.NotificationsView(settings.bootstrap_servers, codecs, settings.topic_prefix)
     key = settings.webhook_signing_key_file.read_bytes() if settings.webhook_signing_key_file else None
     webhooks = webhooks or TaskWebhooks(Rfc9421Signer(key))
     app[keys.TASKS] = Tasks(view, webhooks)
-    app[keys.OPERATIONS] = Registry([*creatives.OPERATIONS, *syncing.OPERATIONS, *campaigns.OPERATIONS])
+    app[keys.OPERATIONS] = Registry([*creatives.OPERATIONS, *syncing.OPERATIONS, *campaigns.OPERATIONS,
+                                      *notifications.OPERATIONS])
     app[keys.MCP_SESSIONS] = mcp.Sessions(settings.mcp_session_ttl_s)
     app[keys.VERSION] = _version()
     app[keys.STARTED_AT] = datetime.now(UTC)
@@ -73,8 +75,10 @@ def _lifecycle(webhooks: TaskWebhooks):  # noqa: ANN202
         await app[keys.AGENTS].start()
         await app[keys.SYNC_STATUS].start()
         await app[keys.CAMPAIGNS].start()
+        await app[keys.NOTIFICATIONS].start()
         yield
         await webhooks.close()
+        await app[keys.NOTIFICATIONS].stop()
         await app[keys.CAMPAIGNS].stop()
         await app[keys.SYNC_STATUS].stop()
         await app[keys.AGENTS].stop()

@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway import keys
 from gateway.errors import AdcpRequestError, invalid
+from gateway.notifications import campaign_counts, health_view
 from gateway.operations import Call, Operation
 from gateway.scope import account_of, creative_ids_of, owned, visible_to
 from gateway.syncing import queue_syncs
@@ -180,9 +181,13 @@ async def list_campaigns(call: Call) -> dict[str, Any]:
     brand_agent_id = call.params.get("brand_agent_id")
     campaigns = [c for c in view.of_account(EntityType.CAMPAIGN.value, account_id)
                  if brand_agent_id is None or c.brand_agent_id == brand_agent_id]
+    notes = call.app[keys.NOTIFICATIONS]
     return {"campaigns": [{**entity_view(c), "tactics": len(view.tactics(c.entity_id)),
                            "active_tactics": sum(1 for t in view.tactics(c.entity_id) if t.status == "active"),
-                           "creatives": len(view.assigned(c.entity_id))}
+                           "creatives": len(view.assigned(c.entity_id)),
+                           "syncHealth": health_view(notes.health.get(c.entity_id)),
+                           "notifications": campaign_counts(notes, account_id, c.entity_id, view.assigned(c.entity_id),
+                                                            [str(t.sales_agent_id) for t in view.tactics(c.entity_id)])}
                           for c in sorted(campaigns, key=lambda c: str(c.name))]}
 
 
@@ -288,7 +293,9 @@ OPERATIONS = (
               _schema(_CAMPAIGN, ["brand_agent_id", "name"]), create_campaign, tags=TAGS),
     Operation("update_campaign", "Change a campaign's name, status or dates.", _schema(_CAMPAIGN, ["campaign_id"]),
               update_campaign, tags=TAGS),
-    Operation("list_campaigns", "The account's campaigns (optionally of one brand agent), with tactic and creative counts.",
+    Operation("list_campaigns", "The account's campaigns (optionally of one brand agent), with tactic and creative counts, "
+              "their live syncHealth (healthy | warning | critical, synced tactics, approved creatives, last issue) and "
+              "their unread and high-priority notifications.",
               _schema({"brand_agent_id": _TEXT}, []), list_campaigns, tags=TAGS),
     Operation("create_tactic", "Create a tactic of a campaign on a sales agent; the campaign's compatible creatives are "
               "synced to that agent in the background. Answers the tactic and what was queued and skipped.",

@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from topics.catalogue import Codecs, topic
 from topics.errors import CodecError
-from topics.events import CreativeChanged, SyncStatus, TaskResult
-from topics.views import CompactedView, assign_from_beginning
+from topics.events import CreativeChanged, TaskResult
+from topics.views import assign_from_beginning
 
 log = logging.getLogger(__name__)
 
@@ -151,21 +151,3 @@ class LibraryView:
 
     def account_creatives(self, account_id: str) -> list[CreativeChanged]:
         return list(self.creatives.get(account_id, {}).values())
-
-
-class SyncStatusView:
-    """Every creative's status rows (one per sales agent), from the compacted sync_status topic."""
-
-    def __init__(self, bootstrap_servers: str, codecs: Codecs, topic_prefix: str) -> None:
-        self.view = CompactedView(bootstrap_servers, topic("sync_status").full_name(topic_prefix), codecs.value("sync_status"),
-                                  lambda s: f"{s.account_id}/{s.creative_id}")
-
-    async def start(self) -> None:
-        await self.view.start()
-
-    async def stop(self) -> None:
-        await self.view.stop()
-
-    def rows(self, account_id: str, creative_id: str) -> list[SyncStatus]:
-        state = self.view.get(f"{account_id}/{creative_id}")
-        return sorted(state.rows, key=lambda r: r.sales_agent_id) if state else []

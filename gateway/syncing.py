@@ -18,6 +18,7 @@ from typing import Any
 from gateway import keys
 from gateway.errors import AdcpRequestError, invalid
 from gateway.operations import Call, Operation
+from gateway.queries import as_adcp
 from gateway.scope import MAX_CREATIVES, account_of, creative_ids_of, owned, visible_to
 from streams.matching.logic import Match, TacticActivity, detected_agents, formats_of, match, traits_of
 from streams.status.logic import summary
@@ -331,6 +332,33 @@ async def get_creative_sync_status(call: Call) -> dict[str, Any]:
     return {"creatives": creatives}
 
 
+async def get_creative(call: Call) -> dict[str, Any]:
+    """A creative with where it stands everywhere, in the product brief's shape: `syncStatusSummary`
+    (relevant agents: every agent it was matched against but skipped at) and one `syncDetails` row
+    per agent."""
+    account_id = account_of(call)
+    creative_id = call.params.get("creative_id")
+    change = call.app[keys.LIBRARY_VIEW].creatives.get(account_id, {}).get(creative_id) if isinstance(creative_id, str) else None
+    if change is None:
+        raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No creative {creative_id} in this library.", field="creative_id")
+    rows = call.app[keys.SYNC_STATUS].rows(account_id, change.creative_id)
+    directory, counts = call.app[keys.AGENTS], summary(rows)
+    synced_at = [r.last_sync_at for r in rows if r.last_sync_at is not None]
+    return {
+        "creative": as_adcp(change, include_assignments=True),
+        "campaign_ids": call.app[keys.CAMPAIGNS].campaigns_of(account_id, change.creative_id),
+        "syncStatusSummary": {"totalRelevantAgents": len(rows) - counts["skipped"], **counts,
+                              "lastSyncDate": max(synced_at).isoformat() if synced_at else None},
+        "syncDetails": [{
+            "salesAgentId": r.sales_agent_id,
+            "salesAgentName": directory.agents.get(r.sales_agent_id).name if directory.agents.get(r.sales_agent_id) else r.sales_agent_id,
+            "status": r.sync_status.value.lower(), "approvalStatus": r.approval_status,
+            "rejectionReason": r.rejection_reason, "skipReason": r.skip_reason, "lastError": r.last_error,
+            "contentVersionSynced": r.content_version_synced,
+            "syncDate": r.last_sync_at.isoformat() if r.last_sync_at else None} for r in rows],
+    }
+
+
 def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     account = {"type": "object", "properties": {"account_id": {"type": "string"}}, "required": ["account_id"]}
     return {"type": "object", "properties": {"account": account, **properties}, "required": ["account", *required]}
@@ -375,4 +403,7 @@ OPERATIONS = (
               _schema({"creative_id": {"type": "string"},
                        "creative_ids": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_CREATIVES}}, []),
               get_creative_sync_status, tags=("sync",)),
+    Operation("get_creative", "A creative with its syncStatusSummary (relevant agents, approved, pending, rejected, failed, "
+              "skipped, last sync date) and syncDetails (one row per sales agent).",
+              _schema({"creative_id": {"type": "string"}}, ["creative_id"]), get_creative, tags=("sync",)),
 )

@@ -19,7 +19,7 @@ from streams.serdes import FaustAvroCodec
 from topics.catalogue import TABLES, TOPICS, Codecs, table_partitions
 from topics.credentials import SecretBox
 from topics.registry import SchemaRegistryClient
-from topics.views import AgentDirectory
+from topics.views import AgentDirectory, CampaignDirectory, SyncStatusView
 
 
 @dataclass
@@ -34,7 +34,10 @@ class Pipeline:
     tables: dict[str, faust.Table] = field(default_factory=dict)  # by table name
     dead_letters: DeadLetters | None = None
     directory: AgentDirectory | None = None  # the sales-agent registry (streams.sync)
+    campaigns: CampaignDirectory | None = None  # campaigns and their entities, all of them (streams.health)
+    status_view: SyncStatusView | None = None  # every creative's status rows, all partitions (streams.health)
     sync_engine: object | None = None  # streams.sync.agent.SyncEngine, for tests and metrics
+    health_monitor: object | None = None  # streams.health.agent.HealthMonitor
 
 
 def faust_settings(settings: Settings) -> dict:
@@ -78,7 +81,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
         )
     for table in TABLES:
         changelog = table.changelog_name(settings.app_id)
-        faust_table = app.Table(table.name, partitions=table_partitions(table))
+        faust_table = app.Table(table.name, partitions=table_partitions(table), use_partitioner=table.written_by_timers)
         # faust derives serializers from key_type/value_type (json by default), and App.Table()
         # already built the changelog topic with them: set Avro, then rebuild the changelog topic,
         # or recovery would read Avro changelogs as JSON. The store is built lazily, after this.
@@ -91,19 +94,26 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     pipeline.dead_letters = DeadLetters(pipeline.topics["dead_letters"], pipeline.codecs, pipeline.metrics)
     pipeline.directory = directory = AgentDirectory(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix,
                                                     SecretBox.from_file(settings.secrets_key_path))
+    pipeline.campaigns = CampaignDirectory(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix)
+    pipeline.status_view = SyncStatusView(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix,
+                                          on_change=lambda before, after: pipeline.health_monitor.creative_changed(before, after))
     _expose_metrics(pipeline)
 
     @app.task
-    async def read_registry() -> None:
+    async def read_views() -> None:
         await directory.start()
+        await pipeline.campaigns.start()
+        await pipeline.status_view.start()
 
-    from streams.library import agent as library  # processors register their agents on the app
+    from streams.health import agent as health  # processors register their agents on the app
+    from streams.library import agent as library
     from streams.status import agent as status
     from streams.sync import agent as sync
 
     library.register(pipeline)
     sync.register(pipeline)
     status.register(pipeline)
+    health.register(pipeline)
     return pipeline
 
 

@@ -39,3 +39,5 @@ class WorkerMetrics:
         self.status_changes = Counter(
             "creative_sync_status_changes_total", "Per (creative, agent) status rows changed, by cause",
             ["cause"], registry=self.registry)
+        self.notifications = Counter(
+            "creative_sync_notifications_total", "Notifications published, by type", ["type"], registry=self.registry)

@@ -52,6 +52,7 @@ class TableSpec:
     value_schema: str
     doc: str
     key_schema: str = KEY_SCHEMA
+    written_by_timers: bool = False  # written outside stream events: partitioned by its key, like its source
 
     def changelog_name(self, app_id: str) -> str:
         return f"{app_id}-{self.name}-changelog"
@@ -85,6 +86,8 @@ TOPICS: tuple[TopicSpec, ...] = (
               "Live campaign health, on change and on a heartbeat. For dashboards."),
     TopicSpec("notifications", "creative-sync.notifications", 4, "account_id", "notification", "delete",
               "Actionable notifications, one per logical event. For dashboards and alerting.", 30 * DAY_MS),
+    TopicSpec("notification_state", "creative-sync.notifications.state", 4, "notification_id", "notification_state",
+              "compact", "Read and acknowledged flags of notifications, set through the API."),
     TopicSpec("task_results", "creative-sync.tasks.results", 8, "task_id", "task_result", "delete",
               "Final answers of asynchronous AdCP tasks, for get_task_status and task webhooks.", 7 * DAY_MS),
     TopicSpec("dead_letters", "creative-sync.dead-letters", 1, "source topic", "dead_letter", "delete",
@@ -102,6 +105,9 @@ TABLES: tuple[TableSpec, ...] = (
               "The jobs of the queues above until their batch is delivered."),
     TableSpec("sync_state", "sync_results", "account_id/creative_id", "creative_sync_state",
               "Per creative, its current content version and its status with every sales agent."),
+    TableSpec("campaign_health", "campaigns", "campaign_id", "campaign_health",
+              "Per campaign, the health last published (transitions and their notifications are decided against it).",
+              written_by_timers=True),
 )
 
 BY_ROLE: dict[str, TopicSpec] = {t.role: t for t in TOPICS}

@@ -338,6 +338,8 @@ class CampaignHealth(Event):
     window_start: datetime
     window_end: datetime
     computed_at: datetime
+    missing_tactics: list[str] = Field(default_factory=list)
+    campaign_name: str | None = None
 
 
 class Urgency(StrEnum):
@@ -359,6 +361,14 @@ class Notification(Event):
     sales_agent_id: str | None = None
     rejection_reason: str | None = None
     created_at: datetime
+
+
+class NotificationState(Event):
+    notification_id: str
+    account_id: str
+    read: bool = False
+    acknowledged: bool = False
+    updated_at: datetime
 
 
 class IdempotencyRecord(Event):
@@ -426,6 +436,7 @@ MODELS: dict[str, type[Event]] = {
     "campaign_entity": CampaignEntity,
     "campaign_health": CampaignHealth,
     "notification": Notification,
+    "notification_state": NotificationState,
     "task_result": TaskResult,
     "dead_letter": DeadLetter,
 }

@@ -1,5 +1,6 @@
-"""A compacted topic read from the beginning into a dict (latest value per key), kept current:
-the sales-agent registry and its credentials, for the gateway and the workers alike.
+"""Compacted topics read from the beginning into dicts (latest value per key), kept current, for
+the gateway and the workers alike: the sales-agent registry and its credentials, campaigns and
+their entities, every creative's sync status.
 
 Reads: the given topics (all partitions, no consumer group). Writes: nothing.
 """
@@ -12,6 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from topics.catalogue import topic
 from topics.codec import AvroCodec
 from topics.errors import CodecError
 
@@ -36,9 +38,10 @@ async def assign_from_beginning(consumer: AIOKafkaConsumer, names: list[str]) ->
 
 class CompactedView:
     def __init__(self, bootstrap_servers: str, topic_name: str, codec: AvroCodec, key_of: Callable[[Any], str],
-                 *, on_change: Callable[[str, Any], None] | None = None, fetch_max_wait_ms: int = 50) -> None:
+                 *, on_change: Callable[[str, Any], None] | None = None,
+                 before_change: Callable[[Any, Any], None] | None = None, fetch_max_wait_ms: int = 50) -> None:
         self._bootstrap, self._topic, self._codec = bootstrap_servers, topic_name, codec
-        self._key_of, self._on_change, self._wait = key_of, on_change, fetch_max_wait_ms
+        self._key_of, self._on_change, self._before_change, self._wait = key_of, on_change, before_change, fetch_max_wait_ms
         self.items: dict[str, Any] = {}
         self.changed = asyncio.Event()  # set (and replaced) after every batch of records
         self._task: asyncio.Task | None = None
@@ -57,6 +60,8 @@ class CompactedView:
     def apply(self, value: Any) -> None:
         """Take a value now (e.g. one this process just published), before it comes back from the topic."""
         key = self._key_of(value)
+        if self._before_change:
+            self._before_change(self.items.get(key), value)
         self.items[key] = value
         if self._on_change:
             self._on_change(key, value)
@@ -92,8 +97,6 @@ class AgentDirectory:
     """The sales-agent registry as every process sees it: agents and their (decrypted) secrets."""
 
     def __init__(self, bootstrap_servers: str, codecs: Any, topic_prefix: str, box: Any) -> None:
-        from topics.catalogue import topic
-
         self.box = box
         self.agents = CompactedView(bootstrap_servers, topic("sales_agents").full_name(topic_prefix),
                                     codecs.value("sales_agents"), lambda a: a.sales_agent_id)
@@ -126,8 +129,6 @@ class CampaignDirectory:
     a creative's campaigns."""
 
     def __init__(self, bootstrap_servers: str, codecs: Any, topic_prefix: str) -> None:
-        from topics.catalogue import topic
-
         self.view = CompactedView(bootstrap_servers, topic("campaigns").full_name(topic_prefix), codecs.value("campaigns"),
                                   lambda e: e.key, on_change=self._index)
         self.entities: dict[tuple[str, str], Any] = {}  # (type, id) -> latest entity
@@ -174,3 +175,23 @@ class CampaignDirectory:
 
     def campaigns_of(self, account_id: str, creative_id: str) -> list[str]:
         return sorted(self._campaigns_of.get((account_id, creative_id), ()))
+
+
+class SyncStatusView:
+    """Every creative's status rows (one per sales agent), from the compacted sync_status topic.
+    `on_change(before, after)` hears every change of a creative's state."""
+
+    def __init__(self, bootstrap_servers: str, codecs: Any, topic_prefix: str,
+                 on_change: Callable[[Any, Any], None] | None = None) -> None:
+        self.view = CompactedView(bootstrap_servers, topic("sync_status").full_name(topic_prefix), codecs.value("sync_status"),
+                                  lambda s: f"{s.account_id}/{s.creative_id}", before_change=on_change)
+
+    async def start(self) -> None:
+        await self.view.start()
+
+    async def stop(self) -> None:
+        await self.view.stop()
+
+    def rows(self, account_id: str, creative_id: str) -> list[Any]:
+        state = self.view.get(f"{account_id}/{creative_id}")
+        return sorted(state.rows, key=lambda r: r.sales_agent_id) if state else []

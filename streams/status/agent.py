@@ -4,7 +4,8 @@ content change needs.
 Reads (all keyed account_id/creative_id, co-partitioned): creative state, sync results (records
 of results grouped by partition), approval events. Writes: the sync_state table, sync_status (a
 creative's rows with every agent, on change), sync_jobs (re-syncs of changed content to the
-agents that have the creative, one DELIVER entry per agent and take).
+agents that have the creative, one DELIVER entry per agent and take), notifications (the
+creative's transitions: syncs started, completed, failed; approvals and rejections).
 
 Each processor works on what arrived together (streams.runtime.consume_batches): the results of
 ten agents about one creative become one table write and one status record, not ten.
@@ -18,11 +19,13 @@ from datetime import UTC, datetime
 
 from faust.types import EventT
 
+from streams.notify import agent as notify
+from streams.notify.logic import CampaignRef, creative_notifications
 from streams.runtime import consume_batches, writing_as
 from streams.status import logic
 from streams.status.logic import StatusChange
 from streams.sync.logic import deliver_entries
-from topics.events import CreativeSyncState, SyncItem, SyncTrigger
+from topics.events import CreativeSyncState, EntityType, SyncItem, SyncTrigger
 
 #: (account, creative, the event it came from, what it does to the creative's state)
 Update = tuple[str, str, EventT, Callable[[CreativeSyncState], StatusChange]]
@@ -70,13 +73,32 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         for (agent_id, account_id), jobs in resyncs.items():
             for entry in deliver_entries(agent_id, account_id, jobs, trigger=SyncTrigger.CONTENT_CHANGE, now=now):
                 await jobs_topic.send(key=job_key.encode(agent_id), value=job_value.encode(entry))
+        names = {a.sales_agent_id: a.name for a in pipeline.directory.active()}
         for key, work in pending.items():
             if work.state == work.before:
                 continue  # late, redelivered or irrelevant: no write at all (most library changes)
+            for note in creative_notifications(work.before, work.state, names=names, now=now,
+                                               losing_last_approval=lambda agent, s=work.state: left_without_approval(s, agent)):
+                await notify.publish(pipeline, note)
             with writing_as(work.event):  # the creative's partition, whatever else the take held
                 states[key] = work.state
             await status_topic.send(key=status_key.encode(key), value=status_value.encode(work.state))
             metrics.status_changes.labels(cause).inc(work.rows)
+
+    def left_without_approval(state: CreativeSyncState, agent_id: str) -> list[CampaignRef]:
+        """The campaigns with an active tactic on `agent_id` that have no approved creative there
+        once `state` (this creative, just rejected) counts (others: the process-wide status view)."""
+        view, status_view = pipeline.campaigns, pipeline.status_view
+        found = []
+        for campaign_id in view.campaigns_of(state.account_id, state.creative_id):
+            campaign = view.get(EntityType.CAMPAIGN.value, campaign_id)
+            if campaign is None or not any(t.status == "active" and t.sales_agent_id == agent_id for t in view.tactics(campaign_id)):
+                continue
+            others = (r for c in view.assigned(campaign_id) if c != state.creative_id
+                      for r in status_view.rows(state.account_id, c) if r.sales_agent_id == agent_id)
+            if not any(r.approval_status == "approved" for r in others):
+                found.append(CampaignRef(campaign_id, campaign.brand_agent_id, str(campaign.name)))
+        return found
 
     async def on_changes(batch) -> None:  # noqa: ANN001
         now = datetime.now(UTC)

@@ -19,6 +19,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from streams.library.requests import SUPPORTED_VERSIONS
+from streams.notify import agent as notify
+from streams.notify.logic import agent_unavailable
 from streams.runtime import consume
 from streams.sync import logic
 from streams.sync.client import AgentClient, CallError, discover
@@ -134,6 +136,7 @@ class AgentSupervisor:
         self._next_poll = _NEVER
         self._polled_at: datetime | None = None
         self._swept = False  # the first poll looks at everything that changed lately (restart)
+        self._outage_since: datetime | None = None  # calls failing: the circuit opened then
 
     @property
     def finished(self) -> bool:
@@ -246,6 +249,7 @@ class AgentSupervisor:
                 response = await self._client_for(agent).call("sync_creatives", batch.payload)
             except CallError as error:
                 self.breaker.failed(now())
+                await self._tell_outage(agent, error.failure.message)
                 metrics.sync_calls.labels("failed").inc()
                 failure = error.failure
                 log.warning("sync to %s failed (attempt %d, %s): %s", self.agent_id, attempt, failure.recovery, failure.message)
@@ -259,6 +263,7 @@ class AgentSupervisor:
                 agent = self.engine.directory.get(self.agent_id) or agent
                 continue
             self.breaker.succeeded()
+            self._outage_since = None
             metrics.sync_calls.labels("ok").inc()
             results = logic.results_for(batch, attempt=attempt, now=now(), response=response)
             for result in results:
@@ -268,6 +273,15 @@ class AgentSupervisor:
                         self._next_poll = now() + self._poll_interval(agent)
             await self._settle(batch, results)
             return
+
+    async def _tell_outage(self, agent: SalesAgent, message: str) -> None:
+        """The circuit opening after a run of failures starts an outage: one notification for it
+        (a half-open trial failing again is the same outage)."""
+        if self._outage_since is None and self.breaker.state(now()) == "open":
+            self._outage_since = now()
+            if agent.account_id:
+                await notify.publish(self.engine.pipeline, agent_unavailable(
+                    agent.account_id, self.agent_id, agent.name, message, self._outage_since, self._outage_since))
 
     async def _settle(self, batch: logic.Batch, results: list[SyncResult]) -> None:
         await self._publish_results(results)
@@ -298,6 +312,9 @@ class AgentSupervisor:
             log.warning("discovery of %s failed (%s); retrying in %.0f s", self.agent_id, error.failure.message, retry)
             updated = agent.model_copy(update={"available": False, "discovery_error": error.failure.message,
                                                "updated_at": now()})
+            if agent.available and agent.discovered_at is not None and agent.account_id:  # it answered before: an outage
+                await notify.publish(self.engine.pipeline, agent_unavailable(
+                    agent.account_id, self.agent_id, agent.name, error.failure.message, agent.updated_at, now()))
         else:
             self._discovery_failures = 0
             self._next_discovery = now() + timedelta(seconds=settings.discovery_interval_s)

@@ -1,0 +1,138 @@
+"""The health processor: every campaign's sync health, computed live, and the campaign
+notifications its transitions are worth.
+
+Reads: campaigns (entities; this worker owns the campaigns of its partitions), and, through the
+process-wide views, every creative's sync status and the sales-agent registry. Writes: the
+campaign_health table (the health last published, so a restart neither forgets nor repeats a
+transition), campaign_health (on every change and on a heartbeat), notifications.
+
+The window: failures count per (creative, agent) pair whose latest outcome, within the last
+`health_window_s` (a hopping window advancing every evaluation), failed (streams.health.logic).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+from streams.health import logic
+from streams.notify import agent as notify
+from streams.notify.logic import campaign_notifications
+from streams.runtime import consume
+from topics.events import CampaignEntity, CampaignHealth, CreativeSyncState, EntityType
+
+PROCESSOR = "health"
+_NOT_RUNNING = ("completed", "archived")  # campaigns that will not run again: no notifications
+log = logging.getLogger(__name__)
+
+
+def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
+    app, codecs = pipeline.app, pipeline.codecs
+    monitor = HealthMonitor(pipeline)
+    pipeline.health_monitor = monitor
+
+    async def handle(entity: CampaignEntity, event) -> None:  # noqa: ANN001
+        monitor.entity_changed(entity)
+
+    @app.agent(pipeline.topics["campaigns"], name=PROCESSOR)
+    async def health(stream):  # noqa: ANN001
+        await consume(stream, processor=PROCESSOR, codec=codecs.value("campaigns"), handle=handle,
+                      dead_letters=pipeline.dead_letters, metrics=pipeline.metrics)
+
+    @app.timer(1.0)
+    async def evaluate() -> None:
+        await monitor.evaluate(datetime.now(UTC))
+
+
+class HealthMonitor:
+    def __init__(self, pipeline) -> None:  # noqa: ANN001
+        self.pipeline, settings = pipeline, pipeline.settings
+        self.campaigns, self.status = pipeline.campaigns, pipeline.status_view
+        self.table = pipeline.tables["campaign_health"]
+        self.partition_of = pipeline.codecs.partition_of("campaigns")
+        self.rules = logic.HealthRules(window=timedelta(seconds=settings.health_window_s),
+                                       critical_failure_rate=settings.health_critical_failure_rate,
+                                       review_overdue_after=timedelta(seconds=settings.health_review_overdue_s))
+        self.heartbeat_s = settings.health_heartbeat_s
+        self.dirty: set[str] = set()
+        self._next_heartbeat = 0.0
+
+    # -- what changed ---------------------------------------------------------------------------
+    def entity_changed(self, entity: CampaignEntity) -> None:
+        self.campaigns.apply(entity)  # the stream may be ahead of the process-wide view
+        if entity.entity_type is EntityType.BRAND_AGENT:
+            return
+        self.dirty.add(str(entity.campaign_id))
+
+    def creative_changed(self, before: CreativeSyncState | None, after: CreativeSyncState) -> None:
+        self.dirty.update(self.campaigns.campaigns_of(after.account_id, after.creative_id))
+
+    def _owned_partitions(self) -> set[int]:
+        name = self.pipeline.topics["campaigns"].get_topic_name()
+        return {tp.partition for tp in self.pipeline.app.consumer.assignment() if tp.topic == name}
+
+    # -- evaluation -----------------------------------------------------------------------------
+    async def evaluate(self, now: datetime) -> None:
+        owned = self._owned_partitions()
+        if not owned:
+            return
+        heartbeat = time.monotonic() >= self._next_heartbeat
+        if heartbeat:
+            self._next_heartbeat = time.monotonic() + self.heartbeat_s
+            targets = {c.entity_id for c in self.campaigns.entities.values()
+                       if c.entity_type is EntityType.CAMPAIGN and not c.deleted}
+        else:
+            targets, self.dirty = self.dirty, set()
+        for campaign_id in sorted(targets):
+            if self.partition_of(campaign_id) not in owned:
+                continue
+            campaign = self.campaigns.get(EntityType.CAMPAIGN.value, campaign_id)
+            if campaign is None:
+                continue
+            try:
+                await self._evaluate(campaign, now, heartbeat)
+            except Exception:  # one campaign's trouble must not stop the others' health
+                log.exception("health of campaign %s failed", campaign_id)
+
+    def health_of(self, campaign: CampaignEntity, now: datetime) -> tuple[CampaignHealth, logic.Health]:
+        tactics = [logic.Tactic(t.entity_id, str(t.name or t.entity_id), str(t.sales_agent_id), str(t.status or "active"))
+                   for t in self.campaigns.tactics(campaign.entity_id)]
+        creatives = {c: self.status.rows(campaign.account_id, c) for c in self.campaigns.assigned(campaign.entity_id)}
+        recent = logic.RecentOutcomes()
+        for creative_id, rows in creatives.items():
+            for row in rows:
+                if row.last_sync_at is not None:
+                    recent = recent.add(creative_id, row.sales_agent_id, row.last_sync_at,
+                                        failed=row.sync_status.value == "FAILED")
+        health = logic.campaign_health(tactics, creatives, recent, now, self.rules)
+        record = CampaignHealth(
+            campaign_id=campaign.entity_id, account_id=campaign.account_id, brand_agent_id=campaign.brand_agent_id,
+            campaign_name=campaign.name, status=health.status, synced_tactics=health.synced_tactics,
+            total_tactics=health.total_tactics, approved_creatives=health.approved_creatives,
+            total_creatives=health.total_creatives, failures_in_window=health.failures_in_window,
+            last_sync_issue=health.last_sync_issue, reasons=health.reasons,
+            missing_tactics=[h.tactic.name for h in health.tactics if h.missing_creatives],
+            window_start=now - self.rules.window, window_end=now, computed_at=now)
+        return record, health
+
+    async def _evaluate(self, campaign: CampaignEntity, now: datetime, heartbeat: bool) -> None:
+        record, _ = self.health_of(campaign, now)
+        previous: CampaignHealth | None = self.table.get(campaign.entity_id)
+        changed = previous is None or _essence(previous) != _essence(record)
+        if not changed and not heartbeat:
+            return
+        pipeline, codecs = self.pipeline, self.pipeline.codecs
+        if changed and campaign.status not in _NOT_RUNNING:
+            for note in campaign_notifications(campaign.account_id, campaign.entity_id, campaign.brand_agent_id,
+                                               str(campaign.name), previous, record, since=previous.computed_at if previous else None,
+                                               now=now):
+                await notify.publish(pipeline, note)
+        await pipeline.topics["campaign_health"].send(key=codecs.key("campaign_health").encode(campaign.entity_id),
+                                                      value=codecs.value("campaign_health").encode(record))
+        self.table[campaign.entity_id] = record  # after the notifications: a crash in between repeats them under the same ids
+
+
+def _essence(health: CampaignHealth) -> str:
+    """What makes a change worth publishing (not the times of the window)."""
+    return json.dumps(health.model_dump(mode="json", exclude={"window_start", "window_end", "computed_at"}), sort_keys=True)
