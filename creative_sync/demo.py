@@ -1,6 +1,8 @@
 """The demo that `make up` seeds through the public API: the simulated sales agents registered
-(with their formats declared), a few creatives in the library, and a sync of each to every
-compatible agent, so that a newcomer sees deliveries, skips, approvals and a rejection at once."""
+(with their formats declared), a dozen creatives in the library, a brand agent with two campaigns
+whose tactics run on the simulated agents, and the creatives assigned to them, so that within a
+minute a newcomer sees deliveries, skips, approvals, a rejection, campaign health change and the
+notifications that come with it."""
 from __future__ import annotations
 
 import json
@@ -15,8 +17,18 @@ DEMO_CREATIVES = [
     display_creative("demo-banner", name="Holiday banner 300x250"),
     display_creative("demo-leaderboard", name="Holiday leaderboard 728x90", width=728, height=90),
     display_creative("demo-skyscraper", name="Narrow skyscraper 160x600", width=160, height=600),
+    display_creative("demo-billboard", name="Holiday billboard 970x250", width=970, height=250),
+    display_creative("demo-mobile-banner", name="Mobile banner 320x50", width=320, height=50),
+    display_creative("demo-half-page", name="Half page 300x600", width=300, height=600),
+    display_creative("demo-gift-box", name="Gift box 300x250"),
+    display_creative("demo-sale", name="Sale leaderboard 728x90", width=728, height=90),
     video_creative("demo-video", name="Holiday spot 15s"),
+    video_creative("demo-video-30", name="Holiday spot 30s", duration_ms=30000),
+    video_creative("demo-spring-video", name="Spring teaser 15s"),
+    video_creative("demo-spring-cutdown", name="Spring cutdown 6s", duration_ms=6000),
 ]
+HOLIDAY = [c["creative_id"] for c in DEMO_CREATIVES if "spring" not in c["creative_id"]]
+SPRING = ["demo-spring-video", "demo-spring-cutdown"]
 
 
 def call(base: str, token: str, operation: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -48,9 +60,20 @@ def seed(base: str, token: str, account_id: str, agent_urls: list[str], agent_to
         task = call(base, token, "get_task_status", {"task_id": synced["task_id"]})
         synced = task.get("result", synced) if task.get("status") == "completed" else synced
     lines.append(f"library: {len(synced.get('creatives', []))} creatives")
-    answer = call(base, token, "sync_creative_to_sales_agents",
-                  {"account": account, "creative_ids": [c["creative_id"] for c in DEMO_CREATIVES]})
-    for creative in answer["creatives"]:
-        queued = ", ".join(q["name"] for q in creative["queued"]) or "nobody"
-        lines.append(f"{creative['creative_id']}: queued to {queued}; skipped {len(creative['skipped'])}")
+    brand = call(base, token, "create_brand_agent", {"account": account, "brand_agent_id": "demo-acme",
+                                                     "name": "Acme Outdoor"})["brand_agent"]
+    campaigns = (("demo-holiday", "Holiday Campaign", [a.agent_id for a in DEMO_AGENTS] + [A2A_DEMO_AGENT.agent_id], HOLIDAY),
+                 # Spring has only videos, and a tactic on a display-only agent: a campaign with missing creatives.
+                 ("demo-spring", "Spring Launch", ["video-stream", A2A_DEMO_AGENT.agent_id], SPRING))
+    for campaign_id, name, agent_ids, creative_ids in campaigns:
+        call(base, token, "create_campaign", {"account": account, "brand_agent_id": brand["brand_agent_id"],
+                                              "campaign_id": campaign_id, "name": name})
+        for agent_id in agent_ids:
+            call(base, token, "create_tactic", {"account": account, "campaign_id": campaign_id,
+                                                "tactic_id": f"{campaign_id}-{agent_id}", "name": f"{name} on {agent_id}",
+                                                "sales_agent_id": agent_id})
+        answer = call(base, token, "assign_creative", {"account": account, "campaign_id": campaign_id,
+                                                       "creative_ids": creative_ids})
+        lines.append(f"{name}: {len(agent_ids)} tactics, {len(creative_ids)} creatives; "
+                     f"{answer['sync']['queued']} syncs queued, {answer['sync']['skipped']} skipped (incompatible)")
     return lines

@@ -84,6 +84,11 @@ def run_up(settings: Settings) -> int:
                 print(f"  demo       not seeded: {error}", file=sys.stderr)
             print("  status     curl -s -X POST " + base + "/api/v1/get_creative_sync_status -H 'Authorization: Bearer "
                   + token + """' -d '{"account":{"account_id":"demo"},"creative_ids":["demo-banner","demo-video"]}'""")
+            print("  health     curl -s -X POST " + base + "/api/v1/list_campaigns -H 'Authorization: Bearer "
+                  + token + """' -d '{"account":{"account_id":"demo"}}'""")
+            print("  alerts     curl -s -X POST " + base + "/api/v1/list_notifications -H 'Authorization: Bearer "
+                  + token + """' -d '{"account":{"account_id":"demo"},"urgency":["high","medium"]}'""")
+            print(f"  live       {base}/#token={token}&account=demo   (campaign health and notifications, every 2 s)")
         if token:
             example = json.dumps(sync_request("demo", [display_creative("c1", name="Hello")],
                                               idempotency_key="first-sync-0000001"), separators=(",", ":"))

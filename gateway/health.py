@@ -37,14 +37,51 @@ async def metrics(request: web.Request) -> web.Response:
 
 @routes.get("/")
 async def dashboard(request: web.Request) -> web.Response:
+    """The live dashboard: campaign health and notifications of one account, read by the page itself
+    through the REST API with the token given in the URL fragment (never sent to the server but as
+    the API's Bearer token)."""
     ready = await request.app[keys.BROKER].ready()
     settings = request.app[keys.SETTINGS]
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>creative-sync</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:52rem}}code{{background:#f3f3f3;padding:0 .3em}}</style></head>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:64rem}}code{{background:#f3f3f3;padding:0 .3em}}
+table{{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}}td,th{{border-bottom:1px solid #ddd;padding:.3rem;text-align:left}}
+.healthy{{color:#176c2f}}.warning{{color:#a66300}}.critical{{color:#b00020}}.high{{font-weight:bold;color:#b00020}}</style></head>
 <body><h1>creative-sync</h1>
 <p>Broker <code>{settings.bootstrap_servers}</code>: <strong>{"ready" if ready else "not reachable"}</strong></p>
 <ul><li>API: MCP at <code>POST /mcp</code>, REST at <code>POST /api/v1/&lt;operation&gt;</code> (Bearer token),
 <a href="/api/v1/openapi.json">OpenAPI</a></li>
 <li><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a> · <a href="/readyz">/readyz</a></li></ul>
+<div id="live"><p>Live view: open this page as <code>/#token=&lt;token&gt;&amp;account=&lt;account_id&gt;</code>
+(<code>make up</code> prints the link).</p></div>
+<script>
+const args = new URLSearchParams(location.hash.slice(1));
+const token = args.get("token"), account = args.get("account") || "demo";
+const esc = v => String(v ?? "").replace(/[&<>"]/g, c => ({{"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}})[c]);
+async function api(op, body) {{
+  const r = await fetch("/api/v1/" + op, {{method: "POST", headers: {{"Authorization": "Bearer " + token,
+    "Content-Type": "application/json"}}, body: JSON.stringify({{account: {{account_id: account}}, ...body}})}});
+  return r.json();
+}}
+async function refresh() {{
+  const [campaigns, notes] = await Promise.all([api("list_campaigns", {{}}),
+    api("list_notifications", {{pagination: {{max_results: 20}}}})]);
+  let html = "<h2>Campaigns of " + esc(account) + "</h2><table><tr><th>campaign</th><th>health</th><th>tactics synced</th>" +
+    "<th>creatives approved</th><th>failures (window)</th><th>last issue</th><th>unread / high</th></tr>";
+  for (const c of campaigns.campaigns || []) {{
+    const h = c.syncHealth || {{}};
+    html += `<tr><td>${{esc(c.name)}}</td><td class="${{esc(h.status)}}">${{esc(h.status || "…")}}</td>` +
+      `<td>${{esc(h.syncedTactics)}}/${{esc(h.totalTactics)}}</td><td>${{esc(h.approvedCreatives)}}/${{esc(h.totalCreatives)}}</td>` +
+      `<td>${{esc(h.failuresInWindow)}}</td><td>${{esc(h.lastSyncIssue)}}</td>` +
+      `<td>${{c.notifications.unread}} / ${{c.notifications.highPriority}}</td></tr>`;
+  }}
+  html += "</table><h2>Notifications</h2><table><tr><th>when</th><th>type</th><th>urgency</th><th>message</th><th>action</th></tr>";
+  for (const n of notes.notifications || []) {{
+    html += `<tr><td>${{esc(n.created_at.slice(11, 19))}}</td><td>${{esc(n.type)}}</td><td class="${{esc(n.urgency)}}">` +
+      `${{esc(n.urgency)}}</td><td>${{esc(n.message)}}</td><td>${{esc(n.action_required)}}</td></tr>`;
+  }}
+  document.getElementById("live").innerHTML = html + "</table>";
+}}
+if (token) {{ refresh(); setInterval(refresh, 2000); }}
+</script>
 </body></html>"""
     return web.Response(text=html, content_type="text/html")

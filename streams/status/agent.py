@@ -86,8 +86,9 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             metrics.status_changes.labels(cause).inc(work.rows)
 
     def left_without_approval(state: CreativeSyncState, agent_id: str) -> list[CampaignRef]:
-        """The campaigns with an active tactic on `agent_id` that have no approved creative there
-        once `state` (this creative, just rejected) counts (others: the process-wide status view)."""
+        """The campaigns with an active tactic on `agent_id` left with nothing to run there once this
+        creative is rejected: no other creative approved, nor on its way (queued or under review).
+        Others are read from the process-wide status view."""
         view, status_view = pipeline.campaigns, pipeline.status_view
         found = []
         for campaign_id in view.campaigns_of(state.account_id, state.creative_id):
@@ -96,7 +97,8 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
                 continue
             others = (r for c in view.assigned(campaign_id) if c != state.creative_id
                       for r in status_view.rows(state.account_id, c) if r.sales_agent_id == agent_id)
-            if not any(r.approval_status == "approved" for r in others):
+            if not any(r.sync_status.value in ("PENDING", "SYNCING", "SYNCED") and r.approval_status not in ("rejected", "suspended")
+                       for r in others):
                 found.append(CampaignRef(campaign_id, campaign.brand_agent_id, str(campaign.name)))
         return found
 

@@ -11,11 +11,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from creative_sync.samples import sync_request, video_creative
 from creative_sync.sim_agents import Behaviour, SimAgentConfig
+from gateway.app import create_app
+from gateway.auth import PrincipalStore
 from gateway.webhooks import hmac_headers
-from tests.integration.sales_agents import eventually, image_kind_creative, register
+from tests.integration.sales_agents import Api, eventually, image_kind_creative, register
 from tests.support import read_topic, topic_name
 from topics.catalogue import Codecs
 
@@ -150,3 +153,19 @@ async def test_holiday_campaign_warning_rejection_and_recovery(api, agents, sett
     assert video["syncStatusSummary"]["totalRelevantAgents"] == 1 and video["syncStatusSummary"]["approved"] == 1
     assert video["syncStatusSummary"]["skipped"] == 4 and video["campaign_ids"] == ["holiday"]
     assert {d["salesAgentId"]: d["status"] for d in video["syncDetails"]}["mobile"] == "synced"
+
+    # Another account sees none of it, and cannot act on it.
+    store = PrincipalStore(settings.principals_file)
+    rival = TestClient(TestServer(create_app(settings, principals=store)))
+    await rival.start_server()
+    try:
+        others = Api(rival, store.add("rival", ["acct-2"])[1])
+        theirs = {"account_id": "acct-2"}
+        assert (await others.call("list_notifications", {"account": theirs}))["notifications"] == []
+        assert (await others.call("list_campaigns", {"account": theirs}))["campaigns"] == []
+        acted = await others.call("acknowledge_notifications", {"account": theirs, "notification_ids": ids[:3]})
+        assert acted["acknowledged"] == []
+        await others.call("list_notifications", {"account": ACCOUNT}, status=403)
+        await others.call("get_creative", {"account": theirs, "creative_id": "holiday-video"}, status=404)
+    finally:
+        await rival.close()
