@@ -18,10 +18,10 @@ from gateway.operations import Registry
 from gateway.read_model import LibraryView
 from gateway.tasks import Tasks
 from gateway.webhooks import Rfc9421Signer, TaskWebhooks
-from topics.catalogue import Codecs
+from topics.catalogue import Codecs, table
 from topics.credentials import SecretBox
 from topics.registry import SchemaRegistryClient
-from topics.views import AgentDirectory, CampaignDirectory, SyncStatusView
+from topics.views import AgentDirectory, CampaignDirectory, CompactedView, SyncStatusView
 
 
 def _version() -> str:
@@ -51,6 +51,9 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     app[keys.INBOUND] = agent_webhooks.Inbound()
     app[keys.SYNC_STATUS] = SyncStatusView(settings.bootstrap_servers, codecs, settings.topic_prefix)
     app[keys.CAMPAIGNS] = CampaignDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix)
+    activity = table("campaign_activity").changelog_name(settings.app_id)
+    app[keys.ACTIVITY] = CompactedView(settings.bootstrap_servers, activity, codecs.schema("campaign_activity", f"{activity}-value"),
+                                       lambda a: a.campaign_id)
     app[keys.NOTIFICATIONS] = notifications.NotificationsView(settings.bootstrap_servers, codecs, settings.topic_prefix)
     key = settings.webhook_signing_key_file.read_bytes() if settings.webhook_signing_key_file else None
     webhooks = webhooks or TaskWebhooks(Rfc9421Signer(key))
@@ -76,8 +79,10 @@ def _lifecycle(webhooks: TaskWebhooks):  # noqa: ANN202
         await app[keys.SYNC_STATUS].start()
         await app[keys.CAMPAIGNS].start()
         await app[keys.NOTIFICATIONS].start()
+        await app[keys.ACTIVITY].start()
         yield
         await webhooks.close()
+        await app[keys.ACTIVITY].stop()
         await app[keys.NOTIFICATIONS].stop()
         await app[keys.CAMPAIGNS].stop()
         await app[keys.SYNC_STATUS].stop()

@@ -12,7 +12,7 @@ from gateway.operations import Registry
 from gateway.read_model import LibraryView
 from gateway.tasks import Tasks
 from topics.catalogue import Codecs
-from topics.views import AgentDirectory, CampaignDirectory, SyncStatusView
+from topics.views import AgentDirectory, CampaignDirectory, CompactedView, SyncStatusView
 
 SETTINGS = web.AppKey("settings", Settings)
 PRINCIPALS = web.AppKey("principals", PrincipalStore)
@@ -25,6 +25,7 @@ LIBRARY_VIEW = web.AppKey("library_view", LibraryView)
 AGENTS = web.AppKey("agents", AgentDirectory)
 SYNC_STATUS = web.AppKey("sync_status", SyncStatusView)
 CAMPAIGNS = web.AppKey("campaigns", CampaignDirectory)
+ACTIVITY = web.AppKey("activity", CompactedView)  # the campaign_activity table's changelog, by campaign_id
 NOTIFICATIONS = web.AppKey("notifications", object)  # gateway.notifications.NotificationsView (it imports keys)
 INBOUND = web.AppKey("inbound", object)  # gateway.agent_webhooks.Inbound (it imports keys)
 TASKS = web.AppKey("tasks", Tasks)

@@ -221,7 +221,7 @@ def _detected(call: Call, account_id: str, creative_ids: list[str]) -> tuple[lis
     tactics (`campaign_id`); else the 30-day tactic activity of the brand agent (`brand_agent_id`,
     or the brand agents of the creatives' campaigns, or all of the account's); an account without
     any tactic: every registered agent (format compatibility filters all three)."""
-    view, directory, status = call.app[keys.CAMPAIGNS], call.app[keys.AGENTS], call.app[keys.SYNC_STATUS]
+    view, directory = call.app[keys.CAMPAIGNS], call.app[keys.AGENTS]
     campaign_id, brand_agent_id = call.params.get("campaign_id"), call.params.get("brand_agent_id")
     if campaign_id is not None:
         brands = {str(owned(call, EntityType.CAMPAIGN, "campaign_id", account_id).brand_agent_id)}
@@ -238,17 +238,22 @@ def _detected(call: Call, account_id: str, creative_ids: list[str]) -> tuple[lis
     if not tactics and campaign_id is None and brand_agent_id is None:
         agents = (a for a in directory.active() if visible_to(a, account_id))
         return sorted(agents, key=lambda a: a.sales_agent_id), "every registered sales agent (no tactics yet)"
+    # Now: the active tactics of active campaigns (the registry view, current as of this request);
+    # the last 30 days: the worker's campaign_activity table (tactics since paused, past syncs).
     activity = []
     for tactic in tactics:
         campaign = view.get(EntityType.CAMPAIGN.value, str(tactic.campaign_id))
-        if campaign is None:
+        if campaign is not None:
+            activity.append(TacticActivity(str(tactic.brand_agent_id), campaign.entity_id, str(tactic.sales_agent_id),
+                                           active=tactic.status == "active" and campaign.status == "active",
+                                           created_at=tactic.created_at))
+    for record in call.app[keys.ACTIVITY].items.values():
+        if record.account_id != account_id:
             continue
-        synced = [r.last_sync_at for i in view.assigned(campaign.entity_id) for r in status.rows(account_id, i)
-                  if r.sales_agent_id == tactic.sales_agent_id and r.last_sync_at is not None]
-        activity.append(TacticActivity(
-            str(tactic.brand_agent_id), campaign.entity_id, str(tactic.sales_agent_id),
-            active=tactic.status == "active" and campaign.status == "active", created_at=tactic.created_at,
-            updated_at=tactic.updated_at if tactic.status != "draft" else None, last_synced_at=max(synced, default=None)))
+        for past in record.tactics:
+            activity.append(TacticActivity(str(record.brand_agent_id), record.campaign_id, past.sales_agent_id, active=False,
+                                           created_at=past.created_at, updated_at=past.last_active_at,
+                                           last_synced_at=past.last_synced_at))
     found = detected_agents(activity, brands, datetime.now(UTC), campaign_id=campaign_id)
     agents = [a for a in (directory.get(i) for i in found) if visible_to(a, account_id)]
     return agents, chosen_by

@@ -108,6 +108,9 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("campaign_health", "campaigns", "campaign_id", "campaign_health",
               "Per campaign, the health last published (transitions and their notifications are decided against it).",
               written_by_timers=True),
+    TableSpec("campaign_activity", "campaigns", "campaign_id", "campaign_activity",
+              "Per campaign, when each tactic was last active and last synced (the gateway's 30-day auto-detection "
+              "reads its changelog).", written_by_timers=True),
 )
 
 BY_ROLE: dict[str, TopicSpec] = {t.role: t for t in TOPICS}
@@ -115,6 +118,13 @@ BY_ROLE: dict[str, TopicSpec] = {t.role: t for t in TOPICS}
 
 def topic(role: str) -> TopicSpec:
     return BY_ROLE[role]
+
+
+BY_TABLE: dict[str, TableSpec] = {t.name: t for t in TABLES}
+
+
+def table(name: str) -> TableSpec:
+    return BY_TABLE[name]
 
 
 def table_partitions(table: TableSpec) -> int:

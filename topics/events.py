@@ -316,6 +316,22 @@ class CampaignEntity(Event):
         return f"{self.owner_id}/{self.entity_type.value}/{self.entity_id}"
 
 
+class TacticActivityRecord(Event):
+    tactic_id: str
+    sales_agent_id: str
+    active: bool
+    created_at: datetime | None = None
+    last_active_at: datetime | None = None
+    last_synced_at: datetime | None = None
+
+
+class CampaignActivity(Event):
+    campaign_id: str
+    account_id: str
+    brand_agent_id: str | None = None
+    tactics: list[TacticActivityRecord] = Field(default_factory=list)
+
+
 class HealthStatus(StrEnum):
     HEALTHY = "HEALTHY"
     WARNING = "WARNING"
@@ -435,6 +451,7 @@ MODELS: dict[str, type[Event]] = {
     "creative_sync_state": CreativeSyncState,
     "campaign_entity": CampaignEntity,
     "campaign_health": CampaignHealth,
+    "campaign_activity": CampaignActivity,
     "notification": Notification,
     "notification_state": NotificationState,
     "task_result": TaskResult,

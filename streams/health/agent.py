@@ -4,7 +4,9 @@ notifications its transitions are worth.
 Reads: campaigns (entities; this worker owns the campaigns of its partitions), and, through the
 process-wide views, every creative's sync status and the sales-agent registry. Writes: the
 campaign_health table (the health last published, so a restart neither forgets nor repeats a
-transition), campaign_health (on every change and on a heartbeat), notifications.
+transition), the campaign_activity table (when each tactic was last active and synced: the
+gateway's 30-day auto-detection reads its changelog), campaign_health (on every change and on a
+heartbeat), notifications.
 
 The window: failures count per (creative, agent) pair whose latest outcome, within the last
 `health_window_s` (a hopping window advancing every evaluation), failed (streams.health.logic).
@@ -20,7 +22,7 @@ from streams.health import logic
 from streams.notify import agent as notify
 from streams.notify.logic import campaign_notifications
 from streams.runtime import consume
-from topics.events import CampaignEntity, CampaignHealth, CreativeSyncState, EntityType
+from topics.events import CampaignActivity, CampaignEntity, CampaignHealth, CreativeSyncState, EntityType
 
 PROCESSOR = "health"
 _NOT_RUNNING = ("completed", "archived")  # campaigns that will not run again: no notifications
@@ -49,7 +51,7 @@ class HealthMonitor:
     def __init__(self, pipeline) -> None:  # noqa: ANN001
         self.pipeline, settings = pipeline, pipeline.settings
         self.campaigns, self.status = pipeline.campaigns, pipeline.status_view
-        self.table = pipeline.tables["campaign_health"]
+        self.table, self.activity = pipeline.tables["campaign_health"], pipeline.tables["campaign_activity"]
         self.partition_of = pipeline.codecs.partition_of("campaigns")
         self.rules = logic.HealthRules(window=timedelta(seconds=settings.health_window_s),
                                        critical_failure_rate=settings.health_critical_failure_rate,
@@ -116,7 +118,25 @@ class HealthMonitor:
             window_start=now - self.rules.window, window_end=now, computed_at=now)
         return record, health
 
+    def _record_activity(self, campaign: CampaignEntity, now: datetime) -> None:
+        entities = self.campaigns.tactics(campaign.entity_id)
+        tactics = [logic.Tactic(t.entity_id, str(t.name or t.entity_id), str(t.sales_agent_id), str(t.status or "active"))
+                   for t in entities]
+        last_synced: dict[str, datetime] = {}
+        for creative_id in self.campaigns.assigned(campaign.entity_id):
+            for row in self.status.rows(campaign.account_id, creative_id):
+                if row.last_sync_at is not None and row.sync_status.value == "SYNCED":
+                    last_synced[row.sales_agent_id] = max(last_synced.get(row.sales_agent_id, row.last_sync_at), row.last_sync_at)
+        previous: CampaignActivity | None = self.activity.get(campaign.entity_id)
+        record = CampaignActivity(campaign_id=campaign.entity_id, account_id=campaign.account_id,
+                                  brand_agent_id=campaign.brand_agent_id, tactics=logic.tactic_activity(
+                                      tactics, {t.entity_id: t.created_at for t in entities}, campaign.status == "active",
+                                      previous.tactics if previous else [], last_synced, now))
+        if record != previous:
+            self.activity[campaign.entity_id] = record
+
     async def _evaluate(self, campaign: CampaignEntity, now: datetime, heartbeat: bool) -> None:
+        self._record_activity(campaign, now)
         record, _ = self.health_of(campaign, now)
         previous: CampaignHealth | None = self.table.get(campaign.entity_id)
         changed = previous is None or _essence(previous) != _essence(record)

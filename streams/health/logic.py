@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from topics.events import HealthStatus, SyncState, SyncStatus
+from topics.events import HealthStatus, SyncState, SyncStatus, TacticActivityRecord
 
 
 @dataclass(frozen=True)
@@ -190,3 +190,28 @@ def campaign_health(tactics: Sequence[Tactic], creatives: Mapping[str, Sequence[
 def lost_last_approval(before: TacticHealth, after: TacticHealth) -> bool:
     """A rejection that leaves an active tactic without any approved creative: high urgency."""
     return before.approved > 0 and after.approved == 0 and after.rejected > before.rejected
+
+
+# -- activity (for the 30-day auto-detection of sales agents) -------------------------------------
+def tactic_activity(tactics: Sequence[Tactic], created: Mapping[str, datetime | None], campaign_active: bool,
+                    previous: Sequence[TacticActivityRecord], last_synced: Mapping[str, datetime], now: datetime
+                    ) -> list[TacticActivityRecord]:
+    """When each tactic was last active and last synced. Active means active now (in an active
+    campaign); a tactic that stops keeps the time it stopped, observed `now`; one never active has
+    none. `last_synced` holds, per sales agent, the latest delivery of the campaign's creatives."""
+    before = {r.tactic_id: r for r in previous}
+    out = []
+    for tactic in tactics:
+        was = before.get(tactic.tactic_id)
+        active = tactic.active and campaign_active
+        if active:
+            stopped = None
+        elif was is not None and was.active:
+            stopped = now
+        else:
+            stopped = was.last_active_at if was is not None else None
+        synced = [t for t in (was.last_synced_at if was else None, last_synced.get(tactic.sales_agent_id)) if t is not None]
+        out.append(TacticActivityRecord(tactic_id=tactic.tactic_id, sales_agent_id=tactic.sales_agent_id, active=active,
+                                        created_at=created.get(tactic.tactic_id), last_active_at=stopped,
+                                        last_synced_at=max(synced) if synced else None))
+    return out

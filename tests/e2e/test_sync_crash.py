@@ -11,7 +11,7 @@ from creative_sync.samples import display_creative, sync_request
 from creative_sync.sim_agents import SimAgentConfig
 from gateway.app import create_app
 from gateway.auth import PrincipalStore
-from tests.integration.test_sync_engine import Agents, Api, eventually, register
+from tests.integration.sales_agents import Agents, Api, eventually, register
 from tests.support import WorkerProcess
 
 CREATIVES, AGENTS = 1000, 5

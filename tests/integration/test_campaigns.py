@@ -86,6 +86,18 @@ async def test_assignment_new_tactic_and_manual_sync_reach_only_compatible_agent
     assert [a["sales_agent_id"] for a in explicit["queued"]] == ["elsewhere"]
     assert received("elsewhere") <= {"banner"}  # (only ever by the explicit request)
 
+    # A tactic paused today still counts for the brand agent's last 30 days (the worker's
+    # campaign_activity table), but no longer for its campaign's active tactics.
+    await api.call("update_tactic", {"account": ACCOUNT, "tactic_id": "t-display-2", "status": "paused"})
+
+    async def paused_but_recent() -> dict | None:
+        answer = await api.call("sync_creative_to_sales_agents", {"account": ACCOUNT, "creative_id": "banner",
+                                                                   "brand_agent_id": brand["brand_agent_id"]})
+        return answer if "display-2" in [a["sales_agent_id"] for a in answer["queued"]] else None
+    await eventually(paused_but_recent, timeout=30, what="the paused tactic's agent detected from its recent activity")
+    limited = await api.call("sync_creative_to_sales_agents", {"account": ACCOUNT, "creative_id": "banner", "campaign_id": "holiday"})
+    assert [a["sales_agent_id"] for a in limited["queued"]] == ["display"]
+
     listed = await api.call("list_campaigns", {"account": ACCOUNT, "brand_agent_id": brand["brand_agent_id"]})
     assert [(c["campaign_id"], c["tactics"], c["creatives"]) for c in listed["campaigns"]] == [("holiday", 4, 1)]
 

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from streams.health.logic import HealthRules, RecentOutcomes, Tactic, campaign_health, lost_last_approval, tactic_health
+from streams.health.logic import (HealthRules, RecentOutcomes, Tactic, campaign_health, lost_last_approval, tactic_activity,
+                                  tactic_health)
 from topics.events import HealthStatus, SyncState, SyncStatus
 
 pytestmark = pytest.mark.unit
@@ -113,3 +114,16 @@ def test_losing_the_last_approved_creative_of_a_tactic_is_detected():
     after = tactic_health(tactic, creatives({"c1": "R", "c2": "R"}, "a"))
     still = tactic_health(tactic, creatives({"c1": "A", "c2": "R", "c3": "R"}, "a"))
     assert lost_last_approval(before, after) and not lost_last_approval(before, still)
+
+
+def test_tactic_activity_keeps_when_a_tactic_stopped_and_when_it_last_synced():
+    live, paused = Tactic("t1", "Live", "a"), Tactic("t2", "Paused", "b", "paused")
+    created = {"t1": NOW - timedelta(days=40), "t2": NOW - timedelta(days=40)}
+    first = tactic_activity([live, Tactic("t2", "Paused", "b")], created, True, [], {"a": NOW - timedelta(days=1)}, NOW)
+    assert [(r.active, r.last_active_at) for r in first] == [(True, None), (True, None)]
+    later = NOW + timedelta(days=2)
+    second = tactic_activity([live, paused], created, True, first, {}, later)
+    assert [(r.active, r.last_active_at) for r in second] == [(True, None), (False, later)]
+    assert second[0].last_synced_at == NOW - timedelta(days=1)  # kept when nothing newer came
+    third = tactic_activity([live, paused], created, False, second, {}, later + timedelta(days=1))
+    assert [(r.active, r.last_active_at) for r in third] == [(False, later + timedelta(days=1)), (False, later)]
