@@ -17,11 +17,25 @@ async def agents():
     await served.close()
 
 
+async def _gateway(settings):  # noqa: ANN001, ANN202
+    store = PrincipalStore(settings.principals_file)
+    token = store.add("buyer", ["acct-1"])[1]
+    client = TestClient(TestServer(create_app(settings.with_(request_budget_s=20), principals=store)))
+    await client.start_server()
+    return Api(client, token)
+
+
 @pytest.fixture
 async def api(topics_created, ready_worker):
-    store = PrincipalStore(topics_created.principals_file)
-    token = store.add("buyer", ["acct-1"])[1]
-    client = TestClient(TestServer(create_app(topics_created.with_(request_budget_s=20), principals=store)))
-    await client.start_server()
-    yield Api(client, token)
-    await client.close()
+    """The gateway of acct-1's principal, with a worker behind it."""
+    served = await _gateway(topics_created)
+    yield served
+    await served.client.close()
+
+
+@pytest.fixture
+async def gateway_api(topics_created):
+    """The gateway of acct-1's principal alone: for what needs no worker (entities, scoping)."""
+    served = await _gateway(topics_created)
+    yield served
+    await served.client.close()
