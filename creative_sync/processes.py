@@ -39,11 +39,12 @@ class ChildProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
 
-    def stop(self) -> None:
+    def stop(self, *, grace_s: float = 20.0) -> None:
+        """SIGTERM, and SIGKILL if it is still running after `grace_s` (0: at once)."""
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
             try:
-                self.process.wait(20)
+                self.process.wait(grace_s or 5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)

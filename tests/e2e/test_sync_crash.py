@@ -72,6 +72,6 @@ async def test_killed_worker_resumes_every_delivery_under_its_original_key(worke
             assert not twice, f"{name} received creatives under two idempotency keys: {list(twice.items())[:3]}"
     finally:
         if restarted is not None:
-            restarted.stop()
+            restarted.stop(grace_s=0)
         await client.close()
         await agents.close()

@@ -89,5 +89,5 @@ async def test_killed_worker_resumes_without_losing_or_double_applying(worker, s
         latest = [e for e in after if int(e.command_id[4:]) >= EVENTS]
         assert {e.content_version for e in latest} == {UPDATES_PER_CREATIVE + 1}
     finally:
-        restarted.stop()
+        restarted.stop(grace_s=0)
         await asyncio.sleep(0)

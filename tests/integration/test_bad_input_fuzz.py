@@ -39,7 +39,7 @@ def gateway_process(topics_created, tmp_path):
     process = GatewayProcess(topics_created, tmp_path / "gateway.log").start()
     process.token = token
     yield process
-    process.stop()
+    process.stop(grace_s=0)
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:

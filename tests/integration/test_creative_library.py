@@ -241,7 +241,7 @@ async def test_a_request_outliving_the_budget_is_submitted_then_completes_with_s
                     break
                 await asyncio.sleep(0.1)
         finally:
-            worker.stop()
+            worker.stop(grace_s=0)
         status = assert_adcp("get_task_status", await (await client.post(
             "/api/v1/get_task_status", headers=headers, json={"task_id": tasks["hmac"]})).json())
         assert status["status"] == "completed"
