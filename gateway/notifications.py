@@ -232,10 +232,9 @@ async def acknowledge_notifications(call: Call) -> dict[str, Any]:
 
 async def mark_all_notifications_read(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
-    view = call.app[keys.NOTIFICATIONS]
+    view, filters = call.app[keys.NOTIFICATIONS], _filters(call, account_id)
     unread = [n.notification_id for n in view.of_account(account_id)
-              if matches(n, view.state(n.notification_id), _filters(call, account_id))
-              and not ((s := view.state(n.notification_id)) and s.read)]
+              if not ((state := view.state(n.notification_id)) and state.read) and matches(n, state, filters)]
     return {"marked_read": len(await _mark(call, account_id, unread, read=True, acknowledged=False))}
 
 

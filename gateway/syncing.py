@@ -326,7 +326,7 @@ async def get_creative_sync_status(call: Call) -> dict[str, Any]:
             "summary": {"total_agents": len(rows), **summary(rows)},
             "sales_agents": [{
                 "sales_agent_id": r.sales_agent_id,
-                "name": (directory.agents.get(r.sales_agent_id).name if directory.agents.get(r.sales_agent_id) else r.sales_agent_id),
+                "name": _agent_name(directory, r.sales_agent_id),
                 "sync_status": r.sync_status.value.lower(), "approval_status": r.approval_status,
                 "reason": r.rejection_reason or r.skip_reason or r.last_error,
                 "attempts": r.attempts, "content_version_synced": r.content_version_synced,
@@ -335,6 +335,12 @@ async def get_creative_sync_status(call: Call) -> dict[str, Any]:
                 "updated_at": r.updated_at.isoformat()} for r in rows],
         })
     return {"creatives": creatives}
+
+
+def _agent_name(directory: Any, agent_id: str) -> str:
+    """The agent's name, also once it is removed (status rows outlive it)."""
+    agent = directory.agents.get(agent_id)
+    return agent.name if agent is not None else agent_id
 
 
 async def get_creative(call: Call) -> dict[str, Any]:
@@ -356,7 +362,7 @@ async def get_creative(call: Call) -> dict[str, Any]:
                               "lastSyncDate": max(synced_at).isoformat() if synced_at else None},
         "syncDetails": [{
             "salesAgentId": r.sales_agent_id,
-            "salesAgentName": directory.agents.get(r.sales_agent_id).name if directory.agents.get(r.sales_agent_id) else r.sales_agent_id,
+            "salesAgentName": _agent_name(directory, r.sales_agent_id),
             "status": r.sync_status.value.lower(), "approvalStatus": r.approval_status,
             "rejectionReason": r.rejection_reason, "skipReason": r.skip_reason, "lastError": r.last_error,
             "contentVersionSynced": r.content_version_synced,

@@ -98,8 +98,7 @@ class HealthMonitor:
                 log.exception("health of campaign %s failed", campaign_id)
 
     def health_of(self, campaign: CampaignEntity, now: datetime) -> tuple[CampaignHealth, logic.Health]:
-        tactics = [logic.Tactic(t.entity_id, str(t.name or t.entity_id), str(t.sales_agent_id), str(t.status or "active"))
-                   for t in self.campaigns.tactics(campaign.entity_id)]
+        tactics = [_tactic(t) for t in self.campaigns.tactics(campaign.entity_id)]
         creatives = {c: self.status.rows(campaign.account_id, c) for c in self.campaigns.assigned(campaign.entity_id)}
         recent = logic.RecentOutcomes()
         for creative_id, rows in creatives.items():
@@ -120,8 +119,7 @@ class HealthMonitor:
 
     def _record_activity(self, campaign: CampaignEntity, now: datetime) -> None:
         entities = self.campaigns.tactics(campaign.entity_id)
-        tactics = [logic.Tactic(t.entity_id, str(t.name or t.entity_id), str(t.sales_agent_id), str(t.status or "active"))
-                   for t in entities]
+        tactics = [_tactic(t) for t in entities]
         last_synced: dict[str, datetime] = {}
         for creative_id in self.campaigns.assigned(campaign.entity_id):
             for row in self.status.rows(campaign.account_id, creative_id):
@@ -151,6 +149,11 @@ class HealthMonitor:
         await pipeline.topics["campaign_health"].send(key=codecs.key("campaign_health").encode(campaign.entity_id),
                                                       value=codecs.value("campaign_health").encode(record))
         self.table[campaign.entity_id] = record  # after the notifications: a crash in between repeats them under the same ids
+
+
+def _tactic(entity: CampaignEntity) -> logic.Tactic:
+    return logic.Tactic(entity.entity_id, str(entity.name or entity.entity_id), str(entity.sales_agent_id),
+                        str(entity.status or "active"))
 
 
 def _essence(health: CampaignHealth) -> str:
