@@ -30,7 +30,6 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         prefix = logic.creative_key(account_id, "")
         return [key[len(prefix):] for key in creatives.keys() if key.startswith(prefix)]
 
-    state_topic, results_topic = pipeline.topics["creative_state"], pipeline.topics["task_results"]
     state_key, state_value = codecs.key("creative_state"), codecs.value("creative_state")
     result_key, result_value = codecs.key("task_results"), codecs.value("task_results")
 
@@ -38,7 +37,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         result = TaskResult(task_id=command.command_id, account_id=command.account_id, task_type="sync_creatives",
                             status=TaskStatus.FAILED if failed else TaskStatus.COMPLETED, result_json=to_json(body),
                             completed_at=datetime.now(UTC))
-        await results_topic.send(key=result_key.encode(command.command_id), value=result_value.encode(result))
+        await pipeline.publish("task_results", result_key.encode(command.command_id), result_value.encode(result))
 
     async def handle(command: LibraryCommand, event) -> None:  # noqa: ANN001
         if command.operation is not LibraryOperation.SYNC_CREATIVES:
@@ -72,17 +71,19 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         existing = {cid: creatives.get(logic.creative_key(command.account_id, cid)) for cid in wanted}
         decision = logic.apply_sync(request, command_id=command.command_id, existing=existing, library_ids=library_ids,
                                     now=now, source_offset=offset, validate=creative_problems)
-        for stored in decision.writes:
-            creatives[logic.creative_key(stored.account_id, stored.creative_id)] = stored
+        partition = event.message.partition  # the tables follow the commands' partitions
+        await pipeline.write_rows("creatives", ((logic.creative_key(stored.account_id, stored.creative_id), stored)
+                                                for stored in decision.writes), partition=partition)
         for change in decision.events:
-            await state_topic.send(key=state_key.encode(logic.creative_key(change.account_id, change.creative_id)),
-                                   value=state_value.encode(change))
+            await pipeline.publish("creative_state", state_key.encode(logic.creative_key(change.account_id, change.creative_id)),
+                                   state_value.encode(change))
         for outcome in decision.outcomes:
             metrics.creatives.labels(outcome.action).inc()
         body = logic.sync_response_for(decision)
-        idempotency[idempotency_key] = IdempotencyRecord(
+        record = IdempotencyRecord(
             account_id=command.account_id, idempotency_key=request.idempotency_key, payload_hash=request_hash,
             task_id=command.command_id, response_json=to_json(body), source_offset=offset, recorded_at=now)
+        await pipeline.write_rows("idempotency", [(idempotency_key, record)], partition=partition)
         await answer(command, body, failed=bool(decision.errors))
 
     @app.agent(pipeline.topics["library_commands"], name=PROCESSOR)

@@ -80,8 +80,10 @@ _ACTION_OF_CHANGE = {ChangeKind.CREATED: "created", ChangeKind.CONTENT: "updated
                      ChangeKind.ARCHIVED: "deleted"}
 
 
-def event_for(stored: StoredCreative, change: ChangeKind, fields: list[str], command_id: str) -> CreativeChanged:
-    creative = json.loads(stored.creative_json)
+def event_for(stored: StoredCreative, change: ChangeKind, fields: list[str], command_id: str,
+              creative: Mapping[str, Any] | None = None) -> CreativeChanged:
+    """The event of `stored`'s change; `creative` is its creative_json parsed, when the caller has it."""
+    creative = creative if creative is not None else json.loads(stored.creative_json)
     return CreativeChanged(
         event_id=digest([command_id, stored.account_id, stored.creative_id])[:32],
         account_id=stored.account_id,
@@ -162,21 +164,21 @@ def apply_upserts(
         else:
             decision.outcomes.append(CreativeOutcome(creative_id, "unchanged"))
             continue
+        creative_json = to_json(creative)
+        remembered = RecentChange(command_id=command_id, source_offset=source_offset, change=change.value,
+                                  changed_fields=fields, content_version=version, content_hash=content_hash,
+                                  creative_json=creative_json, status=status, updated_at=now)
         stored = StoredCreative(
             account_id=account_id, creative_id=creative_id, content_version=version, content_hash=content_hash,
-            metadata_hash=metadata_hash, creative_json=to_json(creative), status=status, assigned_to=assigned_to,
+            metadata_hash=metadata_hash, creative_json=creative_json, status=status, assigned_to=assigned_to,
             assigned_at=_assignment_dates(assigned_to, previous, now),
             created_at=created_at, updated_at=now, last_command_id=command_id, last_change=change.value,
             last_changed_fields=fields, last_source_offset=max(source_offset, previous.last_source_offset if previous else -1),
+            recent_changes=[*(previous.recent_changes if previous else []), remembered][-RECENT_CHANGES:],
         )
-        remembered = RecentChange(command_id=command_id, source_offset=source_offset, change=change.value,
-                                  changed_fields=fields, content_version=version, content_hash=content_hash,
-                                  creative_json=stored.creative_json, status=stored.status, updated_at=now)
-        history = [*(previous.recent_changes if previous else []), remembered][-RECENT_CHANGES:]
-        stored = stored.model_copy(update={"recent_changes": history})
         current[creative_id] = stored
         decision.writes.append(stored)
-        decision.events.append(event_for(stored, change, fields, command_id))
+        decision.events.append(event_for(stored, change, fields, command_id, creative=creative))
         decision.outcomes.append(CreativeOutcome(creative_id, _ACTION_OF_CHANGE[change], tuple(fields)))
     return decision
 

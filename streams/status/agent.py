@@ -21,7 +21,7 @@ from faust.types import EventT
 
 from streams.notify import agent as notify
 from streams.notify.logic import CampaignRef, creative_notifications
-from streams.runtime import consume_batches, writing_as
+from streams.runtime import consume_batches, stored_row, writing_as
 from streams.status import logic
 from streams.status.logic import StatusChange
 from streams.sync.logic import deliver_entries
@@ -61,7 +61,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             key = logic.state_key(account_id, creative_id)
             work = pending.get(key)
             if work is None:
-                before = states.get(key) or logic.empty_state(account_id, creative_id)
+                before = stored_row(states, key) or logic.empty_state(account_id, creative_id)
                 work = pending[key] = _Pending(before, before, event)
             change = step(work.state)
             work.state, work.event, work.rows = change.state, event, work.rows + len(change.rows)
