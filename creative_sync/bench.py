@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -35,6 +36,41 @@ def percentile(values: list[float], q: float) -> float:
 
 
 _last_drawn: dict[str, int] = {}
+
+
+class CpuMeter:
+    """CPU seconds used so far by each process of the run (Linux /proc; empty elsewhere).
+
+    On a shared two-core machine rates move with whatever else runs; the CPU a part costs per
+    1,000 creatives or deliveries, per process, moves far less and says where the time goes.
+    """
+
+    def __init__(self) -> None:
+        self.pids: dict[str, int] = {}
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def watch(self, name: str, pid: int | None) -> None:
+        if pid:
+            self.pids[name] = pid
+
+    def snapshot(self) -> dict[str, float]:
+        seconds = {"bench": sum(os.times()[:2])}  # this process: clients and, in the sync part, the sim agents
+        for name, pid in self.pids.items():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            seconds[name] = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
+        return seconds
+
+    @staticmethod
+    def per_thousand(before: dict[str, float], after: dict[str, float], units: int) -> dict[str, float]:
+        """Milliseconds of CPU per 1,000 units, per process."""
+        return {name: (after[name] - before[name]) * 1e6 / max(units, 1) for name in after if name in before}
+
+
+def cpu_text(per_thousand: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ms:,.0f} ms" for name, ms in per_thousand.items())
 
 
 def progress(label: str, done: int, total: int) -> None:
@@ -160,7 +196,7 @@ class Bench:
                 "mean_ms": statistics.fmean(latencies)}
 
     async def gateway_sync(self, gateway: GatewayProcess, token: str, requests: int, *, per_request: int = 100,
-                           concurrency: int = 8) -> dict[str, float]:
+                           concurrency: int = 8, cpu: CpuMeter | None = None) -> dict[str, object]:
         """sync_creatives through the real gateway (REST), `per_request` creatives a request, answered
         `completed` by the pipeline; a request answered `submitted` counts as accepted, not completed."""
         import aiohttp
@@ -187,11 +223,13 @@ class Bench:
                 outcomes["submitted" if status == "submitted" else "failed" if status == "failed" else "completed"] += 1
                 progress("sync_creatives via gateway", len(latencies), requests)
 
-        started = time.perf_counter()
+        cpu = cpu or CpuMeter()
+        started, cpu_before = time.perf_counter(), cpu.snapshot()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             await asyncio.gather(*(client(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-        return {"creatives_per_s": outcomes["completed"] * per_request / elapsed,
+        return {"cpu_ms_per_1000_creatives": cpu.per_thousand(cpu_before, cpu.snapshot(), requests * per_request),
+                "creatives_per_s": outcomes["completed"] * per_request / elapsed,
                 "requests_per_s": requests / elapsed, "p50_ms": percentile(latencies, 0.5) * 1000,
                 "p99_ms": percentile(latencies, 0.99) * 1000, **{f"requests_{k}": v for k, v in outcomes.items()}}
 
@@ -247,15 +285,18 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
 
         token = PrincipalStore(settings.principals_file).add("bench", [f"bench-{i}" for i in range(16)])[1]
         gateway = GatewayProcess(settings, workdir / "gateway.log").start()
+        cpu = CpuMeter()
+        for name, process in (("worker", worker.process), ("gateway", gateway.process), ("broker", broker and broker.process)):
+            cpu.watch(name, process.pid if process else None)
         via_gateway = report["sync_creatives"] = asyncio.run(
-            bench.gateway_sync(gateway, token, args.requests, concurrency=args.concurrency))
+            bench.gateway_sync(gateway, token, args.requests, concurrency=args.concurrency, cpu=cpu))
         synced = None
         if args.sync_creatives:
             from creative_sync.bench_sync import sync_part
 
             synced = report["sync"] = asyncio.run(sync_part(
                 gateway.base_url, token, agents=args.agents, creatives=args.sync_creatives, rate=args.update_rate,
-                updates=args.updates, progress=progress))
+                updates=args.updates, progress=progress, cpu=cpu))
         if args.json:
             print(json.dumps(report, indent=2))
             return 0
@@ -272,11 +313,14 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
               f"({args.concurrency} clients, 100 a request; {via_gateway['creatives_per_s'] / raw['produce_per_s']:.3f} "
               f"× raw produce)   request p50 {via_gateway['p50_ms']:.0f} ms   p99 {via_gateway['p99_ms']:.0f} ms   "
               f"({via_gateway['requests_submitted']} of {args.requests} requests answered `submitted`)")
+        print(f"{'  CPU per 1,000 creatives':34} {cpu_text(via_gateway['cpu_ms_per_1000_creatives'])}")
         if synced:
             print(f"{'deliveries to sim agents':34} {synced['deliveries_per_s']:>9,.0f} (creative, agent)/s "
                   f"({synced['deliveries']:,} to {synced['agents']} agents; "
                   f"{synced['deliveries_per_s'] / raw['produce_per_s']:.3f} × raw produce)   "
                   f"approvals in the status {synced['approvals_per_s']:,.0f}/s")
+            print(f"{'  CPU per 1,000 deliveries':34} {cpu_text(synced['cpu_ms_per_1000_deliveries'])} "
+                  "(until every approval is recorded; bench: the sim agents and the clients)")
             print(f"{'content update → receipt at agent':34} p50 {synced['latency_p50_ms']:7.0f} ms   "
                   f"p99 {synced['latency_p99_ms']:7.0f} ms   (updates offered at {synced['update_rate_offered_per_s']:,.0f} "
                   f"creatives/s × {synced['agents']} agents; {synced['update_deliveries']:,} of "

@@ -29,7 +29,13 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def sync_part(base: str, token: str, *, agents: int = 10, creatives: int = 2000, rate: float = 100.0,
-                    updates: int = 500, progress=lambda label, done, total: None) -> dict[str, Any]:  # noqa: ANN001
+                    updates: int = 500, progress=lambda label, done, total: None,  # noqa: ANN001
+                    cpu: Any = None) -> dict[str, Any]:
+    """`cpu`: a creative_sync.bench.CpuMeter, for the CPU each process spends on the deliveries."""
+    if cpu is None:
+        from creative_sync.bench import CpuMeter
+
+        cpu = CpuMeter()
     sims, runners = [], []
     account = "bench-0"
     headers = {"Authorization": f"Bearer {token}"}
@@ -74,7 +80,7 @@ async def sync_part(base: str, token: str, *, agents: int = 10, creatives: int =
 
             # 1. throughput: every creative to every agent
             total = creatives * agents
-            started = time.time()
+            started, cpu_before = time.time(), cpu.snapshot()
             for chunk in chunks:
                 await call("sync_creative_to_sales_agents", {"account": {"account_id": account}, "creative_ids": chunk})
             while received() < total:
@@ -95,6 +101,9 @@ async def sync_part(base: str, token: str, *, agents: int = 10, creatives: int =
                 progress("approvals in the status", done, total)
                 await asyncio.sleep(0.5)
             progress("approvals in the status", total, total)
+            # Until the last approval is recorded: a status processor that lags would otherwise
+            # spend part of its share after the clock stops.
+            cpu_per_thousand = cpu.per_thousand(cpu_before, cpu.snapshot(), total)
             approvals_per_s = total / (time.time() - started)
 
             # 3. latency: content updates at `rate` creatives/s, each re-synced to every agent
@@ -120,6 +129,7 @@ async def sync_part(base: str, token: str, *, agents: int = 10, creatives: int =
                          for s, first in zip(sims, before) for i in range(first, len(s.received))
                          if s.received[i][1] in completed_at]
             return {"agents": agents, "deliveries": total, "deliveries_per_s": deliveries_per_s,
+                    "cpu_ms_per_1000_deliveries": cpu_per_thousand,
                     "approvals_per_s": approvals_per_s, "update_rate_offered_per_s": rate,
                     "update_deliveries": len(latencies), "update_deliveries_expected": want - sum(before),
                     "latency_p50_ms": _percentile(latencies, 0.5) * 1000, "latency_p99_ms": _percentile(latencies, 0.99) * 1000}

@@ -130,7 +130,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
                                                     SecretBox.from_file(settings.secrets_key_path))
     pipeline.campaigns = CampaignDirectory(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix)
     pipeline.status_view = SyncStatusView(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix,
-                                          on_change=lambda before, after: pipeline.health_monitor.creative_changed(before, after))
+                                          on_change=lambda account_id, creative_id: pipeline.health_monitor.creative_changed(account_id, creative_id))
     _expose_metrics(pipeline)
 
     @app.task

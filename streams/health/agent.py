@@ -22,7 +22,7 @@ from streams.health import logic
 from streams.notify import agent as notify
 from streams.notify.logic import campaign_notifications
 from streams.runtime import consume
-from topics.events import CampaignActivity, CampaignEntity, CampaignHealth, CreativeSyncState, EntityType
+from topics.events import CampaignActivity, CampaignEntity, CampaignHealth, EntityType
 
 PROCESSOR = "health"
 _NOT_RUNNING = ("completed", "archived")  # campaigns that will not run again: no notifications
@@ -67,8 +67,8 @@ class HealthMonitor:
             return
         self.dirty.add(str(entity.campaign_id))
 
-    def creative_changed(self, before: CreativeSyncState | None, after: CreativeSyncState) -> None:
-        self.dirty.update(self.campaigns.campaigns_of(after.account_id, after.creative_id))
+    def creative_changed(self, account_id: str, creative_id: str) -> None:
+        self.dirty.update(self.campaigns.campaigns_of(account_id, creative_id))
 
     def _owned_partitions(self) -> set[int]:
         name = self.pipeline.topics["campaigns"].get_topic_name()

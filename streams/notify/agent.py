@@ -7,6 +7,6 @@ from topics.events import Notification
 
 async def publish(pipeline, note: Notification) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
     codecs = pipeline.codecs
-    await pipeline.topics["notifications"].send(key=codecs.key("notifications").encode(note.account_id),
-                                                value=codecs.value("notifications").encode(note))
+    await pipeline.publish("notifications", codecs.key("notifications").encode(note.account_id),
+                           codecs.value("notifications").encode(note))
     pipeline.metrics.notifications.labels(note.type).inc()

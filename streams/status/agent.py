@@ -42,7 +42,6 @@ class _Pending:
 def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
     app, codecs, metrics = pipeline.app, pipeline.codecs, pipeline.metrics
     states = pipeline.tables["sync_state"]
-    status_topic, jobs_topic = pipeline.topics["sync_status"], pipeline.topics["sync_jobs"]
     status_key, status_value = codecs.key("sync_status"), codecs.value("sync_status")
     job_key, job_value = codecs.key("sync_jobs"), codecs.value("sync_jobs")
     # The three processors share the table and a take's writes come after awaited sends: one at a
@@ -72,7 +71,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         # again (a creative delivered twice, harmlessly) rather than never.
         for (agent_id, account_id), jobs in resyncs.items():
             for entry in deliver_entries(agent_id, account_id, jobs, trigger=SyncTrigger.CONTENT_CHANGE, now=now):
-                await jobs_topic.send(key=job_key.encode(agent_id), value=job_value.encode(entry))
+                await pipeline.publish("sync_jobs", job_key.encode(agent_id), job_value.encode(entry))
         names = {a.sales_agent_id: a.name for a in pipeline.directory.active()}
         for key, work in pending.items():
             if work.state == work.before:
@@ -81,8 +80,8 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
                                                losing_last_approval=lambda agent, s=work.state: left_without_approval(s, agent)):
                 await notify.publish(pipeline, note)
             with writing_as(work.event):  # the creative's partition, whatever else the take held
-                states[key] = work.state
-            await status_topic.send(key=status_key.encode(key), value=status_value.encode(work.state))
+                await pipeline.write_rows("sync_state", [(key, work.state)], partition=work.event.message.partition)
+            await pipeline.publish("sync_status", status_key.encode(key), status_value.encode(work.state))
             metrics.status_changes.labels(cause).inc(work.rows)
 
     def left_without_approval(state: CreativeSyncState, agent_id: str) -> list[CampaignRef]:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from streams.library.requests import SUPPORTED_VERSIONS
 from streams.notify import agent as notify
 from streams.notify.logic import agent_unavailable
-from streams.runtime import consume
+from streams.runtime import consume, stored_row
 from streams.sync import logic
 from streams.sync.client import AgentClient, CallError, discover
 from topics.events import ApprovalEvent, ApprovalSource, QueuedBatch, SalesAgent, SyncJob, SyncOutcome, SyncResult
@@ -43,14 +43,15 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
 
     async def handle(entry: SyncJob, event) -> None:  # noqa: ANN001
         key = logic.queue_key(entry.sales_agent_id, entry.account_id)
-        change = logic.apply_entry(queues.get(key), entry, partition=event.message.partition, offset=event.message.offset)
+        partition = event.message.partition
+        change = logic.apply_entry(stored_row(queues, key), entry, partition=partition, offset=event.message.offset)
         if change is None:
             return
-        for seq, job in change.store.items():
-            pending[logic.pending_key(entry.sales_agent_id, entry.account_id, seq)] = job
+        await pipeline.write_rows("sync_pending", ((logic.pending_key(entry.sales_agent_id, entry.account_id, seq), job)
+                                                   for seq, job in change.store.items()), partition=partition)
         for seq in change.drop:
             pending.pop(logic.pending_key(entry.sales_agent_id, entry.account_id, seq), None)
-        queues[key] = change.queue
+        await pipeline.write_rows("sync_queues", [(key, change.queue)], partition=partition)
         engine.wake(entry.sales_agent_id, entry.account_id)
 
     @app.agent(jobs_topic, name=PROCESSOR)
@@ -291,14 +292,14 @@ class AgentSupervisor:
 
     async def _publish_results(self, results: list[SyncResult]) -> None:
         pipeline = self.engine.pipeline
-        topic, key, value = pipeline.topics["sync_results"], pipeline.codecs.key("sync_results"), pipeline.codecs.value("sync_results")
+        key, value = pipeline.codecs.key("sync_results"), pipeline.codecs.value("sync_results")
         for group_key, group in logic.by_partition(results, self.engine.result_partition):
-            await topic.send(key=key.encode(group_key), value=value.encode(group))
+            await pipeline.publish("sync_results", key.encode(group_key), value.encode(group))
 
     async def _publish_entry(self, entry: SyncJob) -> None:
         pipeline = self.engine.pipeline
-        await pipeline.topics["sync_jobs"].send(key=pipeline.codecs.key("sync_jobs").encode(entry.sales_agent_id),
-                                                value=pipeline.codecs.value("sync_jobs").encode(entry))
+        await pipeline.publish("sync_jobs", pipeline.codecs.key("sync_jobs").encode(entry.sales_agent_id),
+                               pipeline.codecs.value("sync_jobs").encode(entry))
 
     # -- discovery ------------------------------------------------------------------------------
     async def _discover(self, agent: SalesAgent) -> None:
@@ -384,9 +385,9 @@ class AgentSupervisor:
                     break
         self._swept, self._polled_at = True, started
         pipeline = self.engine.pipeline
-        topic, key, value = pipeline.topics["approval_events"], pipeline.codecs.key("approval_events"), pipeline.codecs.value("approval_events")
+        key, value = pipeline.codecs.key("approval_events"), pipeline.codecs.value("approval_events")
         for event in events:
-            await topic.send(key=key.encode(f"{event.account_id}/{event.creative_id}"), value=value.encode(event))
+            await pipeline.publish("approval_events", key.encode(f"{event.account_id}/{event.creative_id}"), value.encode(event))
 
     def _approval(self, account_id: str, creative_id: str, status: str, item: dict) -> ApprovalEvent:
         updated = item.get("updated_date")

@@ -159,6 +159,19 @@ def _legacy_format_id(kind: str, creative: Mapping[str, Any]) -> str | None:
     return _LEGACY_FORMAT_OF_KIND.get(kind)
 
 
+class CallCreatives(list):
+    """A call's creatives, which `copy.deepcopy` hands back as they are.
+
+    The adcp client deep-copies a request up to three times (version conversion, account
+    continuity) so as never to change the caller's data: for 100 creatives that was ~12 % of a
+    worker's CPU. These creatives are built for the agent's own AdCP version (`for_version`), so
+    the client converts nothing in them and only the small envelope around them is copied.
+    """
+
+    def __deepcopy__(self, memo: dict) -> "CallCreatives":
+        return self
+
+
 @dataclass(frozen=True)
 class Batch:
     """What one sync_creatives call carries, and the jobs it settles."""
@@ -180,7 +193,7 @@ def build_batch(batch: QueuedBatch, agent_id: str, account_id: str, entries: Seq
         settles.setdefault(job.creative_id, []).append(job)
         if job.creative_id not in latest or job.content_version >= latest[job.creative_id].content_version:
             latest[job.creative_id] = job
-    creatives, unsendable = [], {}
+    creatives, unsendable = CallCreatives(), {}
     for creative_id, job in latest.items():
         creative, why = for_version(json.loads(job.creative_json or "{}"), version)
         if creative is None:
