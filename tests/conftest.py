@@ -55,13 +55,13 @@ def namespace() -> str:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> Settings:
+def settings(kafka_bootstrap: str, namespace: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """Settings of an isolated deployment: its own topics, consumer group, ports and files."""
     return Settings(
         bootstrap_servers=kafka_bootstrap,
         topic_prefix=f"t{namespace}.",
         app_id=f"cs-{namespace}",
-        store="memory://",
+        store="rocksdb://" if request.node.get_closest_marker("rocksdb") else "memory://",
         data_dir=tmp_path / "var",
         worker_port=free_port(),
         gateway_port=free_port(),

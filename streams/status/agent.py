@@ -60,7 +60,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             key = logic.state_key(account_id, creative_id)
             work = pending.get(key)
             if work is None:
-                before = stored_row(states, key) or logic.empty_state(account_id, creative_id)
+                before = stored_row(states, key, event) or logic.empty_state(account_id, creative_id)
                 work = pending[key] = _Pending(before, before, event)
             change = step(work.state)
             work.state, work.event, work.rows = change.state, event, work.rows + len(change.rows)
@@ -114,14 +114,26 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         await apply(((a.account_id, a.creative_id, event, lambda state, a=a: logic.apply_approval(state, a))
                      for a, event in batch), "approval")
 
-    for role, name, handle in (("creative_state", "status-changes", on_changes), ("sync_results", "status-results", on_results),
-                               ("approval_events", "status-approvals", on_approvals)):
-        def make(role: str = role, name: str = name, handle=handle):  # noqa: ANN001, ANN202 - one agent per topic
+    creative_key = codecs.key("creative_state")
+
+    def synced_somewhere(event: EventT) -> bool:
+        """A library change matters here only for a creative with a status row (apply_change does
+        nothing for the others): most changes are not decoded at all."""
+        try:
+            key = creative_key.decode(event.message.key)
+        except Exception:  # an unreadable key: let the value's decoding decide (dead letter)
+            return True
+        return stored_row(states, key, event) is not None
+
+    for role, name, handle, wanted in (("creative_state", "status-changes", on_changes, synced_somewhere),
+                                       ("sync_results", "status-results", on_results, None),
+                                       ("approval_events", "status-approvals", on_approvals, None)):
+        def make(role: str = role, name: str = name, handle=handle, wanted=wanted):  # noqa: ANN001, ANN202 - one agent per topic
             async def agent(stream):  # noqa: ANN001
                 # A take of up to 0.2 s: the answers of many agents about one creative make one write
                 # (a creative's state with ten rows costs ~0.4 ms to encode for table and topic).
                 await consume_batches(stream, processor=name, codec=codecs.value(role), handle=handle,
-                                      dead_letters=pipeline.dead_letters, metrics=metrics, within_s=0.2)
+                                      dead_letters=pipeline.dead_letters, metrics=metrics, within_s=0.2, wanted=wanted)
             agent.__name__ = agent.__qualname__ = name.replace("-", "_")
             return app.agent(pipeline.topics[role], name=name)(agent)
         make()

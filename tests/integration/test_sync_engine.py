@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from dataclasses import replace
+import pytest
 
 from creative_sync.samples import display_creative, sync_request, video_creative
 from creative_sync.sim_agents import Behaviour, SimAgentConfig
@@ -37,6 +38,7 @@ async def test_an_a2a_agent_is_discovered_and_receives_creatives(api, agents):
     assert a2a.creatives[("acct-1", "banner")].creative["format_id"]["id"] == "display_300x250"  # the 3.1 dialect
 
 
+@pytest.mark.rocksdb  # the deployed store: table rows written and read through RocksDB, not a dict
 async def test_creatives_reach_compatible_agents_and_their_reviews_come_back(api, agents, settings):
     display = await agents.add(SimAgentConfig("display", "Daily News", ("image", "html5")))
     video = await agents.add(SimAgentConfig("video", "StreamCo", ("video_hosted",),
