@@ -274,6 +274,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         first = asyncio.run(bench.first_result_after(worker, "join"))
         report["join"] = {"assigned_s": joined, "first_event_s": first}
         throughput = report["library"] = asyncio.run(bench.throughput(args.events))
+        worker.wait_idle()  # the hop is timed on a quiet pipeline, not behind what the part above left
         hop = report["hop"] = asyncio.run(bench.hop_latency(300))
         rejoins = []  # on an idle pipeline: nothing queued ahead of the probe
         for round_ in range(args.rejoins):

@@ -72,6 +72,21 @@ class WorkerProcess(ChildProcess):
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.read().decode()
 
+    def events_handled(self) -> float:
+        """Events the worker's processors have handled so far (all processors)."""
+        return sum(float(line.rsplit(" ", 1)[1]) for line in self.metrics().splitlines()
+                   if line.startswith("creative_sync_worker_events_total{"))
+
+    def wait_idle(self, quiet_s: float = 1.0, timeout_s: float = 60.0) -> None:
+        """Until the worker has handled no event for `quiet_s` (what an earlier load left is done)."""
+        deadline, last = time.monotonic() + timeout_s, -1.0
+        while time.monotonic() < deadline:
+            handled = self.events_handled()
+            if handled == last:
+                return
+            last = handled
+            time.sleep(quiet_s)
+
     def wait_assigned(self, timeout_s: float = 60.0) -> float:
         """Seconds from start until the worker owns partitions (it has joined its group)."""
         deadline = time.monotonic() + timeout_s

@@ -20,6 +20,7 @@ from streams.runtime import DeadLetters
 from streams import serdes
 from streams.serdes import FaustAvroCodec
 from topics.catalogue import TABLES, TOPICS, Codecs, table_partitions
+from topics.codec import AvroCodec
 from topics.credentials import SecretBox
 from topics.registry import SchemaRegistryClient
 from topics.views import AgentDirectory, CampaignDirectory, SyncStatusView
@@ -52,8 +53,9 @@ class Pipeline:
         """
         await self.app.producer._ensure_producer().send(self.topics[role].get_topic_name(), key=key, value=value)
 
-    async def write_rows(self, table_name: str, rows: Iterable[tuple[Any, Any]], *, partition: int) -> None:
-        """`table[key] = value` for every row, their changelog records sent like `publish` above.
+    async def write_rows(self, table_name: str, rows: Iterable[tuple[Any, ...]], *, partition: int) -> None:
+        """`table[key] = value` for every row `(key, value)` or `(key, value, value_bytes)` (the value
+        already encoded, see `row_bytes`), their changelog records sent like `publish` above.
 
         What faust's `table[key] = value` does, less its per-record send machinery: the row goes to
         the table's store, and its changelog record to the changelog partition of the event being
@@ -66,12 +68,22 @@ class Pipeline:
         encode_key, encode_value = table.key_serializer.dumps, table.value_serializer.dumps
         producer = self.app.producer._ensure_producer()
         sent = None
-        for key, value in rows:
+        for key, value, *encoded in rows:
             store[key] = value
-            sent = await producer.send(changelog, key=encode_key(key), value=encode_value(value), partition=partition)
+            sent = await producer.send(changelog, key=encode_key(key), value=encoded[0] if encoded else encode_value(value),
+                                       partition=partition)
         if sent is not None:
             sent.add_done_callback(lambda done: done.cancelled() or done.exception() or store.set_persisted_offset(
                 TP(changelog, partition), done.result().offset))
+
+    def row_bytes(self, table_name: str, value: Any, like: AvroCodec) -> tuple[bytes, bytes | None]:
+        """`value` encoded by codec `like` (for a topic), and the same bytes again when the table's
+        changelog would hold exactly those (same schema, same framing): a creative's status, with a
+        row per agent, is then encoded once for both."""
+        encoded = like.encode(value)
+        table_codec = self.tables[table_name].value_serializer.avro
+        same = table_codec.reader.fingerprint == like.reader.fingerprint and table_codec.header() == like.header()
+        return encoded, encoded if same else None
 
 
 def faust_settings(settings: Settings) -> dict:

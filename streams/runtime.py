@@ -117,6 +117,7 @@ class _Intake:
         self.wanted = wanted
         self.processed = metrics.events.labels(processor, "processed")
         self.failed = metrics.events.labels(processor, "dead_lettered")
+        self.passed_over = metrics.events.labels(processor, "passed_over")  # not wanted: nothing to do
         self.timing = metrics.processing.labels(processor)
         self.hop = metrics.hop_latency.labels(processor)
         self.order = PartitionOrder()
@@ -141,6 +142,7 @@ class _Intake:
         if message.timestamp:
             self.hop.observe(max(0.0, time.time() - message.timestamp))
         if self.wanted is not None and not self.wanted(event):
+            self.passed_over.inc()
             return self.SKIP  # handled: nothing to do with it here
         try:
             return self.codec.decode(message.value)

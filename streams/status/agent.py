@@ -79,9 +79,11 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             for note in creative_notifications(work.before, work.state, names=names, now=now,
                                                losing_last_approval=lambda agent, s=work.state: left_without_approval(s, agent)):
                 await notify.publish(pipeline, note)
+            encoded, as_row = pipeline.row_bytes("sync_state", work.state, like=status_value)
             with writing_as(work.event):  # the creative's partition, whatever else the take held
-                await pipeline.write_rows("sync_state", [(key, work.state)], partition=work.event.message.partition)
-            await pipeline.publish("sync_status", status_key.encode(key), status_value.encode(work.state))
+                row = (key, work.state, as_row) if as_row is not None else (key, work.state)
+                await pipeline.write_rows("sync_state", [row], partition=work.event.message.partition)
+            await pipeline.publish("sync_status", status_key.encode(key), encoded)
             metrics.status_changes.labels(cause).inc(work.rows)
 
     def left_without_approval(state: CreativeSyncState, agent_id: str) -> list[CampaignRef]:

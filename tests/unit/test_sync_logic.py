@@ -2,6 +2,7 @@
 version, per-creative outcomes, retry delays, the circuit breaker."""
 from __future__ import annotations
 
+import copy
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -95,6 +96,17 @@ def test_an_entry_of_many_jobs_is_delivered_as_one_batch_of_them():
     results = results_for(batch, attempt=1, now=T0, response={"creatives": [
         {"creative_id": c, "action": "created"} for c in "abc"]})
     assert [(r.sales_agent_id, r.account_id, r.creative_id) for r in results] == [("ag", "acct", c) for c in "abc"]
+
+
+def test_a_deep_copy_of_a_call_copies_its_envelope_but_shares_its_creatives():
+    # The adcp client deep-copies each request (up to three times) before it is sent.
+    entries = logic.deliver_entries("ag", "acct", items("a", "b"), trigger=SyncTrigger.MANUAL, now=T0)
+    _, stored, batches = replay([*entries, logic.flush_entry("ag", "acct", T0)])
+    payload = build_batch(batches[0], "ag", "acct", [stored[0]], "3.2").payload
+    copied = copy.deepcopy(payload)
+    assert copied == payload and copied["account"] is not payload["account"]
+    assert copied["creatives"] is payload["creatives"]
+    assert json.loads(json.dumps(copied)) == payload  # still plain JSON on the wire
 
 
 def test_results_are_grouped_by_the_partition_of_their_creative_each_group_keyed_to_land_there():
