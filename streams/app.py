@@ -55,7 +55,8 @@ class Pipeline:
 
     async def write_rows(self, table_name: str, rows: Iterable[tuple[Any, ...]], *, partition: int) -> None:
         """`table[key] = value` for every row `(key, value)` or `(key, value, value_bytes)` (the value
-        already encoded, see `row_bytes`), their changelog records sent like `publish` above.
+        already encoded, see `row_bytes`; None: encode it here), their changelog records sent like
+        `publish` above.
 
         What faust's `table[key] = value` does, less its per-record send machinery: the row goes to
         the table's store, and its changelog record to the changelog partition of the event being
@@ -70,8 +71,8 @@ class Pipeline:
         sent = None
         for key, value, *encoded in rows:
             store[key] = value
-            sent = await producer.send(changelog, key=encode_key(key), value=encoded[0] if encoded else encode_value(value),
-                                       partition=partition)
+            value_bytes = encoded[0] if encoded and encoded[0] is not None else encode_value(value)
+            sent = await producer.send(changelog, key=encode_key(key), value=value_bytes, partition=partition)
         if sent is not None:
             sent.add_done_callback(lambda done: done.cancelled() or done.exception() or store.set_persisted_offset(
                 TP(changelog, partition), done.result().offset))

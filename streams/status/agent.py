@@ -81,8 +81,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
                 await notify.publish(pipeline, note)
             encoded, as_row = pipeline.row_bytes("sync_state", work.state, like=status_value)
             with writing_as(work.event):  # the creative's partition, whatever else the take held
-                row = (key, work.state, as_row) if as_row is not None else (key, work.state)
-                await pipeline.write_rows("sync_state", [row], partition=work.event.message.partition)
+                await pipeline.write_rows("sync_state", [(key, work.state, as_row)], partition=work.event.message.partition)
             await pipeline.publish("sync_status", status_key.encode(key), encoded)
             metrics.status_changes.labels(cause).inc(work.rows)
 
