@@ -21,7 +21,7 @@ from gateway.scope import account_of
 from streams.notify.logic import TYPES
 from topics.catalogue import topic
 from topics.events import CampaignHealth, Notification, NotificationState
-from topics.views import CompactedView
+from topics.views import CompactedView, GroupedLazyView
 
 MAX_PAGE = 100
 URGENCIES = ("low", "medium", "high")
@@ -32,8 +32,8 @@ class NotificationsView:
     campaign's latest health."""
 
     def __init__(self, bootstrap_servers: str, codecs: Any, topic_prefix: str) -> None:
-        self.notes = CompactedView(bootstrap_servers, topic("notifications").full_name(topic_prefix),
-                                   codecs.value("notifications"), lambda n: n.notification_id)
+        self.notes = GroupedLazyView(bootstrap_servers, topic("notifications").full_name(topic_prefix),
+                                     codecs.value("notifications"), codecs.key("notifications"), lambda n: n.notification_id)
         self.states = CompactedView(bootstrap_servers, topic("notification_state").full_name(topic_prefix),
                                     codecs.value("notification_state"), lambda s: s.notification_id)
         self.health = CompactedView(bootstrap_servers, topic("campaign_health").full_name(topic_prefix),
@@ -48,7 +48,7 @@ class NotificationsView:
             await view.stop()
 
     def of_account(self, account_id: str) -> list[Notification]:
-        return [n for n in self.notes.items.values() if n.account_id == account_id]
+        return self.notes.group(account_id)  # the topic is keyed by account
 
     def state(self, notification_id: str) -> NotificationState | None:
         return self.states.get(notification_id)

@@ -51,8 +51,8 @@ def _plural(n: int, word: str) -> str:
 def creative_notifications(before: CreativeSyncState | None, after: CreativeSyncState, *, names: Mapping[str, str],
                            now: datetime, losing_last_approval: Callable[[str], list[CampaignRef]] = lambda agent: []
                            ) -> list[Notification]:
-    """What one change of a creative's rows is worth telling: syncs started and completed (one
-    notification per change, naming the agents), each failure or skip, each approval and rejection.
+    """What one change of a creative's rows is worth telling: syncs started, completed and approved
+    (one notification each per change, naming the agents), each failure or skip, each rejection.
     `losing_last_approval(agent)` names the campaigns whose tactic on that agent has no approved
     creative left once this one is rejected: such a rejection is high urgency."""
     old, new = _rows(before), _rows(after)
@@ -77,6 +77,7 @@ def creative_notifications(before: CreativeSyncState | None, after: CreativeSync
     if completed:
         note("creative.sync_completed", Urgency.LOW, f"Creative {creative} synced to {_names(completed, names)}",
              [(a, new[a].content_version_synced) for a in completed])
+    approvals: list[tuple[str, int | None, datetime | None]] = []  # (agent, version, episode)
     for agent, row in sorted(new.items()):
         was = old.get(agent)
         episode = was.updated_at if was is not None else None  # the state it left: one notification per episode
@@ -92,8 +93,7 @@ def creative_notifications(before: CreativeSyncState | None, after: CreativeSync
         approval = row.approval_status
         if row.sync_status is SyncState.SYNCED and approval != (was.approval_status if was else None):
             if approval == "approved":
-                note("creative.approved", Urgency.LOW, f"Creative {creative} approved by {agent_name}", agent,
-                     row.content_version_synced, episode, sales_agent_id=agent)
+                approvals.append((agent, row.content_version_synced, episode))
             elif approval in ("rejected", "suspended"):
                 campaigns = losing_last_approval(agent)
                 reason = row.rejection_reason or "no reason given"
@@ -106,6 +106,13 @@ def creative_notifications(before: CreativeSyncState | None, after: CreativeSync
                      campaign_id=campaigns[0].campaign_id if campaigns else None,
                      brand_agent_id=campaigns[0].brand_agent_id if campaigns else None,
                      action_required="Fix the creative and sync it again, or assign another creative to the campaign")
+    if approvals:
+        # One per change, like sync_completed: ten agents approving in one answer are one piece of
+        # news (and one record, not ten, for every delivery of a ten-agent sync).
+        agents = [a for a, _, _ in approvals]
+        id_parts = approvals[0] if len(approvals) == 1 else (approvals,)  # one agent: the id it always had
+        note("creative.approved", Urgency.LOW, f"Creative {creative} approved by {_names(agents, names)}", *id_parts,
+             sales_agent_id=agents[0] if len(agents) == 1 else None)
     return out
 
 

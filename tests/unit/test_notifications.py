@@ -39,6 +39,17 @@ def test_a_sync_starting_completing_and_being_approved_is_told_once_each():
     assert creative_notifications(synced, synced, names=NAMES, now=T0) == []
 
 
+def test_approvals_in_one_change_are_one_notification_naming_the_agents():
+    synced = state(row("ag", "SYNCED", "approved", minute=2, content_version_synced=1),
+                   row("vid", "SYNCED", "approved", minute=2, content_version_synced=1))
+    notes = [n for n in creative_notifications(None, synced, names=NAMES, now=T0) if n.type == "creative.approved"]
+    assert len(notes) == 1 and notes[0].sales_agent_id is None
+    assert all(NAMES[a] in notes[0].message for a in ("ag", "vid"))
+    one = state(row("ag", "SYNCED", "approved", minute=2, content_version_synced=1))
+    alone = [n for n in creative_notifications(None, one, names=NAMES, now=T0) if n.type == "creative.approved"]
+    assert [n.sales_agent_id for n in alone] == ["ag"] and alone[0].notification_id != notes[0].notification_id
+
+
 def test_the_same_transition_twice_has_the_same_id_and_a_new_episode_a_new_one():
     before, failed = state(row("ag", "SYNCING", minute=1)), state(row("ag", "FAILED", minute=2, last_error="timeout"))
     first = creative_notifications(before, failed, names=NAMES, now=T0)

@@ -1,0 +1,53 @@
+"""The views that keep compacted topics' records as bytes until read (no broker: records are
+handed to the view as its consumer would)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from topics.catalogue import Codecs
+from topics.events import CreativeSyncState, Notification, Urgency
+from topics.views import GroupedLazyView, LazyCompactedView
+
+CODECS = Codecs()
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@dataclass
+class Record:  # what aiokafka hands a consumer: raw key and value
+    key: bytes
+    value: bytes
+
+
+def notification(account: str, note_id: str, message: str) -> Record:
+    note = Notification(notification_id=note_id, account_id=account, type="creative.approved", urgency=Urgency.LOW,
+                        message=message, created_at=T0)
+    return Record(CODECS.key("notifications").encode(account), CODECS.value("notifications").encode(note))
+
+
+def test_notifications_are_decoded_per_account_when_read_latest_per_id():
+    view = GroupedLazyView("unused:9092", "notifications", CODECS.value("notifications"), CODECS.key("notifications"),
+                           lambda n: n.notification_id)
+    for record in (notification("a", "n1", "first"), notification("b", "n2", "other account"),
+                   notification("a", "n1", "first, again"), notification("a", "n3", "second"),
+                   Record(CODECS.key("notifications").encode("a"), b"not avro")):
+        view._take(record)
+    assert sorted((n.notification_id, n.message) for n in view.group("a")) == [("n1", "first, again"), ("n3", "second")]
+    assert [n.account_id for n in view.group("b")] == ["b"] and view.group("nobody") == []
+    view._take(notification("a", "n4", "later"))
+    assert sorted(n.notification_id for n in view.group("a")) == ["n1", "n3", "n4"]
+
+
+def test_a_status_is_decoded_when_read_and_its_change_is_told_by_key():
+    changed = []
+    view = LazyCompactedView("unused:9092", "status", CODECS.value("sync_status"), CODECS.key("sync_status"),
+                             on_change=changed.append)
+
+    def status(version: int) -> Record:
+        state = CreativeSyncState(account_id="acct", creative_id="c1", content_version=version)
+        return Record(CODECS.key("sync_status").encode("acct/c1"), CODECS.value("sync_status").encode(state))
+    view._take(status(1))
+    assert view.get("acct/c1").content_version == 1
+    view._take(status(2))
+    assert changed == ["acct/c1", "acct/c1"] and view.get("acct/c1").content_version == 2
+    assert view.get("acct/other") is None
