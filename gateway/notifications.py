@@ -197,8 +197,7 @@ async def _mark(call: Call, account_id: str, ids: Iterable[str], *, read: bool, 
     settings, codecs, broker = app[keys.SETTINGS], app[keys.CODECS], app[keys.BROKER]
     done = []
     for note_id in dict.fromkeys(ids):
-        note = view.notes.get(note_id)
-        if note is None or note.account_id != account_id:
+        if view.notes.find(account_id, note_id) is None:
             continue  # unknown, or another account's: nothing to do, nothing to tell
         before = view.state(note_id)
         state = NotificationState(notification_id=note_id, account_id=account_id,

@@ -233,6 +233,16 @@ class GroupedLazyView(CompactedView):
         self._groups: dict[str, dict[str, Any]] = {}
 
     def group(self, group_key: str) -> list[Any]:
+        return list(self._decoded(group_key).values())
+
+    def find(self, group_key: str, key: str) -> Any:
+        """The item `key` of group `group_key` (None if that group has no such item)."""
+        return self._decoded(group_key).get(key)
+
+    def get(self, key: str) -> Any:
+        raise TypeError("a GroupedLazyView is read by group: find(group_key, key)")
+
+    def _decoded(self, group_key: str) -> dict[str, Any]:
         items = self._groups.setdefault(group_key, {})
         for raw in self._pending.pop(group_key, ()):
             try:
@@ -241,7 +251,7 @@ class GroupedLazyView(CompactedView):
                 log.warning("skipping an unreadable record on %s", self._topic)
                 continue
             items[self._key_of(value)] = value
-        return list(items.values())
+        return items
 
     def _take(self, record: Any) -> None:
         try:

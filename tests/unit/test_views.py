@@ -34,6 +34,7 @@ def test_notifications_are_decoded_per_account_when_read_latest_per_id():
         view._take(record)
     assert sorted((n.notification_id, n.message) for n in view.group("a")) == [("n1", "first, again"), ("n3", "second")]
     assert [n.account_id for n in view.group("b")] == ["b"] and view.group("nobody") == []
+    assert view.find("a", "n3").message == "second" and view.find("b", "n3") is None  # another account's: not found
     view._take(notification("a", "n4", "later"))
     assert sorted(n.notification_id for n in view.group("a")) == ["n1", "n3", "n4"]
 
