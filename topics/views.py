@@ -67,10 +67,24 @@ class CompactedView:
             self._on_change(key, value)
 
     def _take(self, record: Any) -> None:
+        value = self._value_of(record.value)
+        if value is not None:
+            self.apply(value)
+
+    def _value_of(self, raw: bytes) -> Any:
+        """The decoded value, or None for a record that does not decode (skipped, with a warning)."""
         try:
-            self.apply(self._codec.decode(record.value))
+            return self._codec.decode(raw)
         except CodecError:
             log.warning("skipping an unreadable record on %s", self._topic)
+            return None
+
+    def _key_of_record(self, record: Any, key_codec: AvroCodec) -> str | None:
+        try:
+            return key_codec.decode(record.key)
+        except CodecError:
+            log.warning("skipping a record with an unreadable key on %s", self._topic)
+            return None
 
     async def _run(self) -> None:
         while True:
@@ -197,18 +211,13 @@ class LazyCompactedView(CompactedView):
 
     def get(self, key: str) -> Any:
         raw = self._raw.pop(key, None)
-        if raw is not None:
-            try:
-                self.items[key] = self._codec.decode(raw)
-            except CodecError:
-                log.warning("skipping an unreadable record on %s", self._topic)
+        if raw is not None and (value := self._value_of(raw)) is not None:
+            self.items[key] = value
         return self.items.get(key)
 
     def _take(self, record: Any) -> None:
-        try:
-            key = self._key_codec.decode(record.key)
-        except CodecError:
-            log.warning("skipping a record with an unreadable key on %s", self._topic)
+        key = self._key_of_record(record, self._key_codec)
+        if key is None:
             return
         self.items.pop(key, None)
         self._raw[key] = record.value
@@ -245,21 +254,14 @@ class GroupedLazyView(CompactedView):
     def _decoded(self, group_key: str) -> dict[str, Any]:
         items = self._groups.setdefault(group_key, {})
         for raw in self._pending.pop(group_key, ()):
-            try:
-                value = self._codec.decode(raw)
-            except CodecError:
-                log.warning("skipping an unreadable record on %s", self._topic)
-                continue
-            items[self._key_of(value)] = value
+            if (value := self._value_of(raw)) is not None:
+                items[self._key_of(value)] = value
         return items
 
     def _take(self, record: Any) -> None:
-        try:
-            group_key = self._group_codec.decode(record.key)
-        except CodecError:
-            log.warning("skipping a record with an unreadable key on %s", self._topic)
-            return
-        self._pending.setdefault(group_key, []).append(record.value)
+        group_key = self._key_of_record(record, self._group_codec)
+        if group_key is not None:
+            self._pending.setdefault(group_key, []).append(record.value)
 
 
 class SyncStatusView:
