@@ -38,10 +38,9 @@ async def assign_from_beginning(consumer: AIOKafkaConsumer, names: list[str]) ->
 
 class CompactedView:
     def __init__(self, bootstrap_servers: str, topic_name: str, codec: AvroCodec, key_of: Callable[[Any], str],
-                 *, on_change: Callable[[str, Any], None] | None = None,
-                 before_change: Callable[[Any, Any], None] | None = None, fetch_max_wait_ms: int = 50) -> None:
+                 *, on_change: Callable[[str, Any], None] | None = None, fetch_max_wait_ms: int = 50) -> None:
         self._bootstrap, self._topic, self._codec = bootstrap_servers, topic_name, codec
-        self._key_of, self._on_change, self._before_change, self._wait = key_of, on_change, before_change, fetch_max_wait_ms
+        self._key_of, self._on_change, self._wait = key_of, on_change, fetch_max_wait_ms
         self.items: dict[str, Any] = {}
         self.changed = asyncio.Event()  # set (and replaced) after every batch of records
         self._task: asyncio.Task | None = None
@@ -60,8 +59,6 @@ class CompactedView:
     def apply(self, value: Any) -> None:
         """Take a value now (e.g. one this process just published), before it comes back from the topic."""
         key = self._key_of(value)
-        if self._before_change:
-            self._before_change(self.items.get(key), value)
         self.items[key] = value
         if self._on_change:
             self._on_change(key, value)
@@ -209,6 +206,9 @@ class LazyCompactedView(CompactedView):
         self._key_codec, self._changed_key = key_codec, on_change
         self._raw: dict[str, bytes] = {}
 
+    def apply(self, value: Any) -> None:
+        raise TypeError("a LazyCompactedView takes records from its topic only")
+
     def get(self, key: str) -> Any:
         raw = self._raw.pop(key, None)
         if raw is not None and (value := self._value_of(raw)) is not None:
@@ -250,6 +250,9 @@ class GroupedLazyView(CompactedView):
 
     def get(self, key: str) -> Any:
         raise TypeError("a GroupedLazyView is read by group: find(group_key, key)")
+
+    def apply(self, value: Any) -> None:
+        raise TypeError("a GroupedLazyView takes records from its topic only")
 
     def _decoded(self, group_key: str) -> dict[str, Any]:
         items = self._groups.setdefault(group_key, {})

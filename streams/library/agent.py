@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from streams.library import logic
 from streams.library.logic import Verdict
 from streams.library.requests import Problem, RequestRejected, creative_problems, parse_sync_request, payload_hash
-from streams.runtime import consume
+from streams.runtime import consume, stored_row
 from topics.codec import to_json
 from topics.events import FailureStage, IdempotencyRecord, LibraryCommand, LibraryOperation, TaskResult, TaskStatus
 
@@ -55,10 +55,11 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         offset, now = event.message.offset, command.received_at
         idempotency_key = logic.creative_key(command.account_id, request.idempotency_key)
         request_hash = payload_hash(payload)
-        verdict = logic.idempotency_verdict(idempotency.get(idempotency_key), request_hash=request_hash,
+        earlier = stored_row(idempotency, idempotency_key)
+        verdict = logic.idempotency_verdict(earlier, request_hash=request_hash,
                                             source_offset=offset, now=now)
         if verdict is Verdict.REPLAY:
-            await answer(command, logic.replayed(json.loads(idempotency[idempotency_key].response_json)))
+            await answer(command, logic.replayed(json.loads(earlier.response_json)))
             return
         if verdict is Verdict.CONFLICT:
             await answer(command, logic.conflict_response(request.idempotency_key), failed=True)
@@ -68,7 +69,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         wanted = {str(c.get("creative_id")) for c in request.creatives}
         wanted |= {str(a.get("creative_id")) for a in [*request.assignments, *request.assignment_operations]}
         wanted |= set(library_ids)
-        existing = {cid: creatives.get(logic.creative_key(command.account_id, cid)) for cid in wanted}
+        existing = {cid: stored_row(creatives, logic.creative_key(command.account_id, cid)) for cid in wanted}
         decision = logic.apply_sync(request, command_id=command.command_id, existing=existing, library_ids=library_ids,
                                     now=now, source_offset=offset, validate=creative_problems)
         partition = event.message.partition  # the tables follow the commands' partitions
