@@ -63,6 +63,9 @@ TOPICS: tuple[TopicSpec, ...] = (
               "Validated creative-library requests from the gateway and upstream systems.", 7 * DAY_MS),
     TopicSpec("creative_state", "creative-sync.library.creatives", 8, "account_id/creative_id", "creative_changed", "compact",
               "Every creative change (content or metadata); the latest per key is the creative."),
+    TopicSpec("content_changes", "creative-sync.library.content-changes", 8, "account_id/creative_id", "creative_changed",
+              "delete", "The content changes among those (assets, format): the only ones that re-sync a creative. "
+              "Co-partitioned with the sync results.", 7 * DAY_MS),
     TopicSpec("sync_jobs", "creative-sync.sync.jobs", 8, "sales_agent_id", "sync_job", "delete",
               "Delivery queues, one owner per sales agent: DELIVER entries of up to 100 creatives, FLUSH, DONE.",
               7 * DAY_MS),

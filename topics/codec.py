@@ -13,6 +13,7 @@ import json
 import struct
 from typing import Any
 
+import orjson
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from pydantic import BaseModel
 
@@ -128,6 +129,30 @@ class ModelCodec(AvroCodec):
             raise MalformedMessageError(f"{self.reader.name}: decoded record is not a valid {self.model.__name__}: {exc}") from exc
 
 
+#: orjson writes what json.dumps(sort_keys, compact, ensure_ascii=False, default=str) writes, ~10 x
+#: faster (a 100-creative command hashed and serialised its creatives ~400 times: ~8 % of the worker):
+#: datetimes and dataclasses go to `default=str` as with json. Floats in exponent form differ
+#: (1e+16 there, 1e16 here) and NaN becomes null.
+_ORJSON_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
 def to_json(value: Any) -> str:
     """Compact canonical JSON for the *_json string fields of events (sorted keys: stable hashes)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return to_json_bytes(value).decode()
+
+
+def from_json(text: str | bytes) -> Any:
+    """json.loads, by orjson (~3 x faster on a 100-creative request); what orjson refuses and json
+    reads (NaN, integers beyond 64 bits) is read by json."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def to_json_bytes(value: Any) -> bytes:
+    """`to_json(value)` as UTF-8 bytes (what hashes and HTTP bodies need)."""
+    try:
+        return orjson.dumps(value, default=str, option=_ORJSON_CANONICAL)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, a recursion limit: json's way
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()

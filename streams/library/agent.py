@@ -2,19 +2,18 @@
 
 Reads: library commands (keyed by account: one owner per account, so a request's batch is applied
 atomically). Writes: the creatives and idempotency tables (changelogs), creative
-state (one event per change), task results (the AdCP answer), dead letters (invalid commands).
+state (one event per change) and content changes (those among them that re-sync), task results (the AdCP answer), dead letters (invalid commands).
 """
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 from streams.library import logic
 from streams.library.logic import Verdict
 from streams.library.requests import Problem, RequestRejected, creative_problems, parse_sync_request, payload_hash
 from streams.runtime import consume, stored_row
-from topics.codec import to_json
-from topics.events import FailureStage, IdempotencyRecord, LibraryCommand, LibraryOperation, TaskResult, TaskStatus
+from topics.codec import from_json, to_json
+from topics.events import ChangeKind, FailureStage, IdempotencyRecord, LibraryCommand, LibraryOperation, TaskResult, TaskStatus
 
 PROCESSOR = "library"
 
@@ -31,6 +30,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         return [key[len(prefix):] for key in creatives.keys() if key.startswith(prefix)]
 
     state_key, state_value = codecs.key("creative_state"), codecs.value("creative_state")
+    content_value = codecs.value("content_changes")
     result_key, result_value = codecs.key("task_results"), codecs.value("task_results")
 
     async def answer(command: LibraryCommand, body: dict, failed: bool = False) -> None:
@@ -42,7 +42,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     async def handle(command: LibraryCommand, event) -> None:  # noqa: ANN001
         if command.operation is not LibraryOperation.SYNC_CREATIVES:
             raise ValueError(f"unsupported library operation {command.operation}")
-        payload = json.loads(command.request_json)
+        payload = from_json(command.request_json)
         try:
             request = parse_sync_request(payload, schema_checked=command.schema_checked)
             if request.account_id != command.account_id:
@@ -59,7 +59,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         verdict = logic.idempotency_verdict(earlier, request_hash=request_hash,
                                             source_offset=offset, now=now)
         if verdict is Verdict.REPLAY:
-            await answer(command, logic.replayed(json.loads(earlier.response_json)))
+            await answer(command, logic.replayed(from_json(earlier.response_json)))
             return
         if verdict is Verdict.CONFLICT:
             await answer(command, logic.conflict_response(request.idempotency_key), failed=True)
@@ -76,8 +76,10 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         await pipeline.write_rows("creatives", ((logic.creative_key(stored.account_id, stored.creative_id), stored)
                                                 for stored in decision.writes), partition=partition)
         for change in decision.events:
-            await pipeline.publish("creative_state", state_key.encode(logic.creative_key(change.account_id, change.creative_id)),
-                                   state_value.encode(change))
+            key = state_key.encode(logic.creative_key(change.account_id, change.creative_id))
+            await pipeline.publish("creative_state", key, state_value.encode(change))
+            if change.change is ChangeKind.CONTENT:  # what the status processor re-syncs from (creations never)
+                await pipeline.publish("content_changes", key, content_value.encode(change))
         for outcome in decision.outcomes:
             metrics.creatives.labels(outcome.action).inc()
         body = logic.sync_response_for(decision)

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from streams.library.requests import Problem, SyncRequest
-from topics.codec import to_json
+from topics.codec import to_json, to_json_bytes
 from topics.events import ChangeKind, CreativeChanged, IdempotencyRecord, RecentChange, StoredCreative
 
 #: Fields that describe or place a creative without changing what sales agents serve.
@@ -54,7 +54,7 @@ def creative_key(account_id: str, creative_id: str) -> str:
 
 
 def digest(value: Any) -> str:
-    return hashlib.sha256(to_json(value).encode()).hexdigest()
+    return hashlib.sha256(to_json_bytes(value)).hexdigest()
 
 
 def split_creative(creative: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

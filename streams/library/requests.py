@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from typing import Any
 
 import jsonschema_rs
 from adcp.validation import get_validator, validate_request
+
+from topics.codec import to_json_bytes
 
 MAX_CREATIVES = 100
 SUPPORTED_VERSIONS = ("3.0", "3.1", "3.2")
@@ -216,7 +217,7 @@ def _complete_for_check(creative: Any) -> Any:
 
 def payload_hash(payload: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of a request: equal payloads replay, different ones conflict."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(to_json_bytes(payload)).hexdigest()
 
 
 def task_id_for(account_id: str, idempotency_key: str, request_hash: str) -> str:

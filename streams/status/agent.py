@@ -1,7 +1,8 @@
 """The status processor: where each creative stands with each sales agent, and the re-syncs a
 content change needs.
 
-Reads (all keyed account_id/creative_id, co-partitioned): creative state, sync results (records
+Reads (all keyed account_id/creative_id, co-partitioned): content changes (the library's changes
+that re-sync; creations and metadata changes never come here), sync results (records
 of results grouped by partition), approval events. Writes: the sync_state table, sync_status (a
 creative's rows with every agent, on change), sync_jobs (re-syncs of changed content to the
 agents that have the creative, one DELIVER entry per agent and take), notifications (the
@@ -115,18 +116,18 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         await apply(((a.account_id, a.creative_id, event, lambda state, a=a: logic.apply_approval(state, a))
                      for a, event in batch), "approval")
 
-    creative_key = codecs.key("creative_state")
+    creative_key = codecs.key("content_changes")
 
     def synced_somewhere(event: EventT) -> bool:
-        """A library change matters here only for a creative with a status row (apply_change does
-        nothing for the others): most changes are not decoded at all."""
+        """A content change matters here only for a creative with a status row (apply_change does
+        nothing for the others): those are not decoded at all."""
         try:
             key = creative_key.decode(event.message.key)
         except Exception:  # an unreadable key: let the value's decoding decide (dead letter)
             return True
         return stored_row(states, key, event) is not None
 
-    for role, name, handle, wanted in (("creative_state", "status-changes", on_changes, synced_somewhere),
+    for role, name, handle, wanted in (("content_changes", "status-changes", on_changes, synced_somewhere),
                                        ("sync_results", "status-results", on_results, None),
                                        ("approval_events", "status-approvals", on_approvals, None)):
         def make(role: str = role, name: str = name, handle=handle, wanted=wanted):  # noqa: ANN001, ANN202 - one agent per topic
