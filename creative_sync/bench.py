@@ -255,7 +255,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         broker.start()
     namespace = uuid.uuid4().hex[:8]
     settings = settings.with_(bootstrap_servers=settings.bootstrap_servers or broker.bootstrap,
-                              topic_prefix=f"bench{namespace}.", app_id=f"bench-{namespace}", store="memory://",
+                              topic_prefix=f"bench{namespace}.", app_id=f"bench-{namespace}",
                               data_dir=workdir, worker_port=free_port(), gateway_port=free_port(), log_format="text",
                               principals_file=workdir / "principals.json")
     bench = Bench(settings, Codecs(prefix=settings.topic_prefix))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from creative_sync import gc_policy
 from creative_sync.logs import logging_config
 from creative_sync.settings import Settings
 from topics.admin import ensure_topics
@@ -24,4 +25,5 @@ def run_worker(settings: Settings) -> None:
         logging_config=logging_config(settings.log_level, settings.log_format),
         redirect_stdouts=False,
     )
+    gc_policy.freeze_what_survives_full_collections()
     worker.execute_from_commandline()
