@@ -1,4 +1,5 @@
-"""faust's aiokafka transport with the consumer's fetch wait made configurable.
+"""faust's aiokafka transport with the consumer's fetch wait made configurable, end offsets that
+hold on the embedded broker, and the commit guards below.
 
 faust hard-codes fetch_max_wait_ms=1500 in its worker consumer; on a quiet partition every
 hop of the pipeline then waits ~400 ms p50 / ~760 ms p99 for nothing. Registered as the
@@ -6,9 +7,13 @@ hop of the pipeline then waits ~400 ms p50 / ~760 ms p99 for nothing. Registered
 """
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
+import aiokafka
+from aiokafka import TopicPartition
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
@@ -21,6 +26,29 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # aiokafka reads this attribute when it builds its fetcher in start(), after this returns.
         consumer._fetch_max_wait_ms = int(getattr(self.app, "fetch_max_wait_ms", 1500))
         return consumer
+
+
+async def confirmed_ends(probe: aiokafka.AIOKafkaConsumer, ends: Mapping[Any, int | None],
+                         timeout_s: float = 10.0) -> dict[Any, int | None]:
+    """`ends` (from ListOffsets) raised to the high watermark a fetch of each partition's last
+    record batch reports; a partition that does not answer in time keeps its ListOffsets end."""
+    confirmed = dict(ends)
+    probed = [tp for tp, end in ends.items() if end]
+    if not probed:
+        return confirmed
+    probe.assign([TopicPartition(tp.topic, tp.partition) for tp in probed])
+    for tp in probed:
+        probe.seek(TopicPartition(tp.topic, tp.partition), ends[tp] - 1)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    waiting = set(probed)
+    while waiting and asyncio.get_running_loop().time() < deadline:
+        await probe.getmany(timeout_ms=200)
+        for tp in list(waiting):
+            highwater = probe.highwater(TopicPartition(tp.topic, tp.partition))
+            if highwater is not None:
+                confirmed[tp] = max(ends[tp], highwater)
+                waiting.discard(tp)
+    return confirmed
 
 
 class ReadOffsets(defaultdict):
@@ -86,6 +114,31 @@ class TunedConsumer(faust_aiokafka.Consumer):
             self._unacked_messages.discard(message)
             return False
         return super().ack(message)
+
+    async def highwaters(self, *partitions: Any) -> Mapping[Any, int]:
+        """The end offsets of `partitions`, which table recovery reads the changelogs up to.
+
+        The embedded broker (Tansu) answers ListOffsets with the base offset of the last record
+        batch + 1, not the last offset + 1: with several records in the last batch, recovery
+        stopped short of them and faust's consistency check refused to start a RocksDB store that
+        had them (a restart after kill -9 crashed). A fetch's high watermark is right there, so the
+        end is confirmed by fetching the last batch; on Kafka both agree and this costs one fetch.
+        (The probe runs here, on the worker's loop: an aiokafka consumer stopped inside faust's
+        consumer thread never finished stopping.)
+        """
+        ends = dict(await super().highwaters(*partitions))
+        if not any(ends.values()):
+            return ends
+        conf, transport = self.app.conf, self.transport
+        probe = aiokafka.AIOKafkaConsumer(
+            bootstrap_servers=faust_aiokafka.server_list(transport.url, transport.default_port),
+            enable_auto_commit=False,
+            **faust_aiokafka.credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context))
+        await probe.start()
+        try:
+            return await confirmed_ends(probe, ends)
+        finally:
+            await probe.stop()
 
     def _new_consumer_thread(self) -> TunedConsumerThread:
         return TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
