@@ -9,12 +9,13 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from enum import Enum
 from datetime import UTC, datetime
 from typing import Any
 
+from faust.stores.base import SerializedStore
 from faust.streams import _current_event  # the context faust's tables read the changelog partition from
 from faust.types import EventT, Message, StreamT, TopicT
 
@@ -224,14 +225,16 @@ async def consume_batches(
 def stored_row(table: Any, key: Any, event: EventT | None = None) -> Any:
     """`table.get(key)` from the table's store: faust's own lookup runs its sensors and, for most
     keys of the status processor (creatives synced nowhere), raises and catches a KeyError; that
-    was ~40 % of the processor's time.
+    was ~40 % of the processor's time. A serialized (RocksDB) store is read once, not asked `in`
+    and then `[]`.
 
     A RocksDB store looks a key up in the partition of the current event: in a take, pass the
     event the key came with (by default, the event being processed)."""
-    store = table.data
-    if event is None:
-        return store[key] if key in store else None
-    with writing_as(event):
+    with writing_as(event) if event is not None else nullcontext():
+        store = table.data
+        if isinstance(store, SerializedStore):
+            raw = store._get(store._encode_key(key))
+            return None if raw is None else store._decode_value(raw)
         return store[key] if key in store else None
 
 

@@ -14,7 +14,7 @@ def policy():
     gc_policy.uninstall()
 
 
-def test_a_full_collection_freezes_the_survivors_and_cycles_among_them_are_collected_after_a_thaw(policy):
+def test_a_full_collection_freezes_its_survivors_and_younger_collections_leave_them_be(policy):
     policy.freeze_what_survives_full_collections(thaw_every_s=3600)
     survivor = [[] for _ in range(1000)]
     gc.collect()
@@ -30,7 +30,8 @@ def test_a_full_collection_freezes_the_survivors_and_cycles_among_them_are_colle
 def test_after_the_interval_the_next_full_collection_sees_everything(policy):
     callback = policy.freeze_what_survives_full_collections(thaw_every_s=0)
     assert policy.freeze_what_survives_full_collections() is callback  # installed once
-    cycle = [];  cycle.append(cycle)  # noqa: E702 - a cycle that only the collector can free
+    cycle: list = []
+    cycle.append(cycle)  # a cycle: only the collector can free it
     gc.freeze()
     del cycle
     gc.collect()  # thaw: everything back in sight ...
