@@ -1,8 +1,9 @@
 """The library processor: applies sync_creatives commands to an account's creative library.
 
 Reads: library commands (keyed by account: one owner per account, so a request's batch is applied
-atomically). Writes: the creatives and idempotency tables (changelogs), creative
-state (one event per change) and content changes (those among them that re-sync), task results (the AdCP answer), dead letters (invalid commands).
+atomically). Writes: the creatives and idempotency tables (changelogs), creative state (one event
+per change), content changes (those of the changes that re-sync), task results (the AdCP answer),
+dead letters (invalid commands).
 """
 from __future__ import annotations
 
