@@ -133,3 +133,20 @@ async def test_the_webhook_signing_key_can_be_configured_and_is_published(tmp_pa
         jwks.append(await (await client.get("/.well-known/jwks.json")).json())
         await client.close()
     assert jwks[0] == jwks[1] and jwks[0]["keys"][0]["crv"] == "Ed25519" and "d" not in jwks[0]["keys"][0]
+
+
+def test_principals_add_prints_a_token_that_authenticates_and_stores_only_its_hash(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    principals = tmp_path / "principals.json"
+    env = {**os.environ, "CREATIVE_SYNC_PRINCIPALS_FILE": str(principals)}
+    printed = subprocess.run([sys.executable, "-m", "creative_sync", "principals", "add", "--name", "buyer",
+                              "--account", "acct-1", "--account", "acct-2"],
+                             env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+    token = next(line.split(": ", 1)[1] for line in printed.splitlines() if line.startswith("token: "))
+    assert token and token not in principals.read_text()
+    principal = PrincipalStore(principals).authenticate(token)
+    assert principal is not None and principal.name == "buyer" and principal.accounts == {"acct-1", "acct-2"}
+    assert PrincipalStore(principals).authenticate(token + "x") is None

@@ -91,3 +91,32 @@ async def test_get_is_405_and_garbage_is_a_json_rpc_error(mcp):
     assert (await mcp.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "initialize"})).status == 401
     headers = await session(mcp)
     assert (await (await rpc(mcp, "resources/list", headers=headers)).json())["error"]["code"] == -32601
+
+
+async def test_an_operation_added_to_the_registry_appears_on_mcp_rest_and_openapi(mcp):
+    from gateway import keys
+    from gateway.operations import Operation
+
+    async def echo(call):
+        return {"echo": call.params.get("word"), "principal": call.principal.name}
+
+    registry = mcp.server.app[keys.OPERATIONS]
+    registry.add(Operation("echo_word", "Echo a word back (test only)",
+                           {"type": "object", "properties": {"word": {"type": "string"}}}, echo))
+    names = {operation.name for operation in registry}
+
+    document = await (await mcp.get("/api/v1/openapi.json")).json()
+    assert {path.removeprefix("/api/v1/") for path in document["paths"]} == names
+    assert document["paths"]["/api/v1/echo_word"]["post"]["requestBody"]["content"]["application/json"]["schema"][
+        "properties"] == {"word": {"type": "string"}}
+
+    headers = await session(mcp)
+    tools = (await (await rpc(mcp, "tools/list", headers=headers)).json())["result"]["tools"]
+    assert {tool["name"] for tool in tools} == names
+    called = (await (await rpc(mcp, "tools/call", {"name": "echo_word", "arguments": {"word": "hi"}},
+                               headers=headers)).json())["result"]
+    assert called["isError"] is False and called["structuredContent"] == {"echo": "hi", "principal": "buyer"}
+
+    over_rest = await mcp.post("/api/v1/echo_word", json={"word": "hi"}, headers=mcp.auth)
+    assert over_rest.status == 200 and await over_rest.json() == {"echo": "hi", "principal": "buyer"}
+    assert (await mcp.post("/api/v1/echo_word", json={"word": "hi"})).status == 401  # unauthenticated
