@@ -52,7 +52,10 @@ class EmbeddedBroker:
                 [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
                  "--storage-engine", "memory://tansu/", "--silent"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                # Its own session: a terminal's Ctrl-C reaches the launcher's processes, not the broker,
+                # which the launcher stops last (the others then shut down without losing it first);
+                # it still dies with the launcher (PDEATHSIG).
+                preexec_fn=_die_with_parent, start_new_session=True,
             )
             if self._wait_ready(timeout_s):
                 return self.bootstrap
