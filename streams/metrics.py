@@ -39,5 +39,9 @@ class WorkerMetrics:
         self.status_changes = Counter(
             "creative_sync_status_changes_total", "Per (creative, agent) status rows changed, by cause",
             ["cause"], registry=self.registry)
+        self.state_writes = Counter(
+            "creative_sync_state_writes_total", "Creatives' sync states written (each a table row and a status record), "
+            "by cause: fewer than status rows changed when a take gathers several agents' news", ["cause"],
+            registry=self.registry)
         self.notifications = Counter(
             "creative_sync_notifications_total", "Notifications published, by type", ["type"], registry=self.registry)

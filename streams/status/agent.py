@@ -104,6 +104,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             recent[key] = work.state
             await pipeline.publish("sync_status", status_key.encode(key), encoded)
             metrics.status_changes.labels(cause).inc(work.rows)
+            metrics.state_writes.labels(cause).inc()
 
     def left_without_approval(state: CreativeSyncState, agent_id: str) -> list[CampaignRef]:
         """The campaigns with an active tactic on `agent_id` left with nothing to run there once this
@@ -146,15 +147,20 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             return True
         return current_state(key, event) is not None
 
-    for role, name, handle, wanted in (("content_changes", "status-changes", on_changes, synced_somewhere),
-                                       ("sync_results", "status-results", on_results, None),
-                                       ("approval_events", "status-approvals", on_approvals, None)):
-        def make(role: str = role, name: str = name, handle=handle, wanted=wanted):  # noqa: ANN001, ANN202 - one agent per topic
+    # How long a take gathers events: the answers of many agents about one creative become one
+    # write (a creative's state with ten rows costs ~0.4 ms to encode for table and topic, and
+    # every write is also a status record the gateway reads and a notification or two). Content
+    # changes are on the way to the re-syncs they cause, so they wait least; sync results are on
+    # nobody's way, and the ten agents of a sync answer about a creative up to a second apart.
+    for role, name, handle, wanted, within_s in (
+            ("content_changes", "status-changes", on_changes, synced_somewhere, 0.05),
+            ("sync_results", "status-results", on_results, None, 1.0),
+            ("approval_events", "status-approvals", on_approvals, None, 0.5)):
+        def make(role: str = role, name: str = name, handle=handle, wanted=wanted, within_s: float = within_s):  # noqa: ANN001, ANN202 - one agent per topic
             async def agent(stream):  # noqa: ANN001
-                # A take of up to 0.2 s: the answers of many agents about one creative make one write
-                # (a creative's state with ten rows costs ~0.4 ms to encode for table and topic).
                 await consume_batches(stream, processor=name, codec=codecs.value(role), handle=handle,
-                                      dead_letters=pipeline.dead_letters, metrics=metrics, within_s=0.2, wanted=wanted)
+                                      dead_letters=pipeline.dead_letters, metrics=metrics, max_events=2000,
+                                      within_s=within_s, wanted=wanted)
             agent.__name__ = agent.__qualname__ = name.replace("-", "_")
             return app.agent(pipeline.topics[role], name=name)(agent)
         make()

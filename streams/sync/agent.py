@@ -136,7 +136,10 @@ class AgentSupervisor:
         self.reviewing: dict[tuple[str, str], int] = {}
         self._next_poll = _NEVER
         self._polled_at: datetime | None = None
-        self._swept = False  # the first poll looks at everything that changed lately (restart)
+        #: accounts whose queue this supervisor has seen, and those of them delivered to by an earlier
+        #: owner (streams.sync.logic.delivered_before): the next poll sweeps what changed there lately
+        self._seen_accounts: set[str] = set()
+        self._to_sweep: set[str] = set()
         self._outage_since: datetime | None = None  # calls failing: the circuit opened then
 
     @property
@@ -185,6 +188,11 @@ class AgentSupervisor:
             agent = self.engine.directory.get(self.agent_id) or agent
         queues = [q for q in (self.engine.queues.get(logic.queue_key(self.agent_id, a))
                               for a in sorted(self.engine.accounts.get(self.agent_id, ()))) if q is not None]
+        for queue in queues:
+            if queue.account_id not in self._seen_accounts:
+                self._seen_accounts.add(queue.account_id)
+                if logic.delivered_before(queue):
+                    self._to_sweep.add(queue.account_id)
         queued_ids = {b.batch_id for q in queues for b in q.batches}
         self._settled &= queued_ids  # applied DONE entries: their batches left the queue
         ready = [q for q in queues if any(b.batch_id not in self._settled for b in q.batches)]
@@ -215,7 +223,7 @@ class AgentSupervisor:
                 await self._publish_entry(logic.flush_entry(self.agent_id, queue.account_id, current))
         if self._next_poll == _NEVER:  # the first look (and the sweep) after one polling interval
             self._next_poll = current + self._poll_interval(agent)
-        if (self.reviewing or (not self._swept and self.engine.accounts.get(self.agent_id))) and current >= self._next_poll:
+        if (self.reviewing or self._to_sweep) and current >= self._next_poll:
             await self._poll(agent)
         return min(waits)
 
@@ -345,14 +353,13 @@ class AgentSupervisor:
     async def _poll(self, agent: SalesAgent) -> None:
         """Ask list_creatives about the creatives under review here (by creative_ids, only what changed
         since the last look, page by page). After a restart the watch list is gone: one sweep of each
-        account's creatives changed at the agent in the last day finds the decisions still to learn."""
+        account delivered to before, over its creatives changed at the agent in the last day, finds
+        the decisions still to learn."""
         self._next_poll = now() + self._poll_interval(agent)
         started = now()
         since = self._polled_at - timedelta(minutes=1) if self._polled_at else None  # allow for clock skew
-        queries: list[tuple[str, dict]] = []
-        if not self._swept:
-            queries += [(a, {"updated_after": (started - timedelta(days=1)).isoformat()})
-                        for a in sorted(self.engine.accounts.get(self.agent_id, ()))]
+        sweeping = sorted(self._to_sweep)
+        queries: list[tuple[str, dict]] = [(a, {"updated_after": (started - timedelta(days=1)).isoformat()}) for a in sweeping]
         by_account: dict[str, list[str]] = {}
         for account_id, creative_id in self.reviewing:
             by_account.setdefault(account_id, []).append(creative_id)
@@ -383,7 +390,8 @@ class AgentSupervisor:
                 cursor = page.get("cursor") if page.get("has_more") else None
                 if not cursor:
                     break
-        self._swept, self._polled_at = True, started
+        self._to_sweep.difference_update(sweeping)
+        self._polled_at = started
         pipeline = self.engine.pipeline
         key, value = pipeline.codecs.key("approval_events"), pipeline.codecs.value("approval_events")
         for event in events:

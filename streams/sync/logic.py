@@ -99,6 +99,13 @@ def apply_entry(queue: AgentQueue | None, entry: SyncJob, *, partition: int, off
     return change
 
 
+def delivered_before(queue: AgentQueue) -> bool:
+    """Whether some batch of this queue was settled already: by an earlier owner of the agent (a
+    restart, a rebalance), whose watch list of creatives under review is gone. A queue whose
+    every batch is still here was never delivered from: nothing of it can be under review."""
+    return min([b.first_seq for b in queue.batches] + [queue.open_from]) > 0
+
+
 def deliver_entries(agent_id: str, account_id: str, jobs: Sequence[SyncItem], *, trigger: SyncTrigger, now: datetime,
                     campaign_id: str | None = None, tactic_id: str | None = None) -> list[SyncJob]:
     """The DELIVER entries carrying `jobs` to one agent: one per MAX_BATCH jobs, not one per job

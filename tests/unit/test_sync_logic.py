@@ -63,6 +63,18 @@ def test_done_forgets_the_batch_and_its_jobs():
     assert change.queue.batches == [] and sorted(change.drop) == [0, 1]
 
 
+def test_a_queue_shows_whether_an_earlier_owner_delivered_from_it():
+    """After a restart the supervisor sweeps for reviews only where batches were settled before."""
+    queue, _, batches = replay([job("a"), job("b"), logic.flush_entry("ag", "acct", T0), job("c")])
+    assert not logic.delivered_before(queue)  # one batch closed, none settled, one open
+    done = apply_entry(queue, logic.done_entry("ag", "acct", batches[0].batch_id, T0), partition=3, offset=10).queue
+    assert logic.delivered_before(done)
+    assert not logic.delivered_before(logic.empty_queue("ag", "acct"))
+    one, _, (only,) = replay([job("a"), logic.flush_entry("ag", "acct", T0)])
+    settled_all = apply_entry(one, logic.done_entry("ag", "acct", only.batch_id, T0), partition=3, offset=10).queue
+    assert settled_all.batches == [] and logic.delivered_before(settled_all)
+
+
 def items(*creative_ids: str, version: int = 1) -> list[SyncItem]:
     return [SyncItem(job_id=logic.job_id_for("MANUAL", "acct", c, version, "ag"), creative_id=c, content_version=version,
                      creative_json=json.dumps(display_creative(c))) for c in creative_ids]
