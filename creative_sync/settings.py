@@ -63,6 +63,7 @@ class Settings:
     discovery_interval_s: float = 3600.0  # re-discovery of an available agent
     poll_interval_s: float = 5.0  # list_creatives polling while reviews are pending
     status_cache_size: int = 20_000  # creatives' sync states the status processor keeps decoded
+    sync_entry_cache_size: int = 2_000  # queued DELIVER entries (up to 100 creatives each) kept decoded for sending
     # -- campaign health (streams/health) -------------------------------------------------------
     health_window_s: float = 900.0  # failures count within this (hopping) window
     health_critical_failure_rate: float = 0.5  # of the pairs with an outcome in the window: above it, critical
@@ -105,6 +106,7 @@ class Settings:
             discovery_interval_s=float(_env("CREATIVE_SYNC_DISCOVERY_INTERVAL_S", "3600")),
             poll_interval_s=float(_env("CREATIVE_SYNC_POLL_INTERVAL_S", "5")),
             status_cache_size=int(_env("CREATIVE_SYNC_STATUS_CACHE_SIZE", "20000")),
+            sync_entry_cache_size=int(_env("CREATIVE_SYNC_SYNC_ENTRY_CACHE_SIZE", "2000")),
             health_window_s=float(_env("CREATIVE_SYNC_HEALTH_WINDOW_S", "900")),
             health_critical_failure_rate=float(_env("CREATIVE_SYNC_HEALTH_CRITICAL_FAILURE_RATE", "0.5")),
             health_review_overdue_s=float(_env("CREATIVE_SYNC_HEALTH_REVIEW_OVERDUE_S", "3600")),
@@ -149,6 +151,7 @@ class Settings:
             "CREATIVE_SYNC_DISCOVERY_INTERVAL_S": str(self.discovery_interval_s),
             "CREATIVE_SYNC_POLL_INTERVAL_S": str(self.poll_interval_s),
             "CREATIVE_SYNC_STATUS_CACHE_SIZE": str(self.status_cache_size),
+            "CREATIVE_SYNC_SYNC_ENTRY_CACHE_SIZE": str(self.sync_entry_cache_size),
             "CREATIVE_SYNC_HEALTH_WINDOW_S": str(self.health_window_s),
             "CREATIVE_SYNC_HEALTH_CRITICAL_FAILURE_RATE": str(self.health_critical_failure_rate),
             "CREATIVE_SYNC_HEALTH_REVIEW_OVERDUE_S": str(self.health_review_overdue_s),

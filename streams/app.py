@@ -57,7 +57,8 @@ class Pipeline:
     async def write_rows(self, table_name: str, rows: Iterable[tuple[Any, ...]], *, partition: int) -> None:
         """`table[key] = value` for every row `(key, value)` or `(key, value, value_bytes)` (the value
         already encoded, see `row_bytes`; None: encode it here), their changelog records sent like
-        `publish` above.
+        `publish` above. A row `(key, None)` deletes the key (a tombstone in the changelog):
+        faust's `table.pop(key)` would first read and decode the value only to drop it.
 
         What faust's `table[key] = value` does, less its per-record send machinery: the row goes to
         the table's store, and its changelog record to the changelog partition of the event being
@@ -75,11 +76,18 @@ class Pipeline:
         sent = None
         for key, value, *encoded in rows:
             key_bytes = encode_key(key)
-            value_bytes = encoded[0] if encoded and encoded[0] is not None else encode_value(value)
-            if serialized:
-                store._set(key_bytes, value_bytes)
+            if value is None:
+                value_bytes = None
+                if serialized:
+                    store._del(key_bytes)
+                else:
+                    store.pop(key, None)
             else:
-                store[key] = value
+                value_bytes = encoded[0] if encoded and encoded[0] is not None else encode_value(value)
+                if serialized:
+                    store._set(key_bytes, value_bytes)
+                else:
+                    store[key] = value
             sent = await producer.send(changelog, key=key_bytes, value=value_bytes, partition=partition)
         if sent is not None:
             sent.add_done_callback(lambda done: done.cancelled() or done.exception() or store.set_persisted_offset(

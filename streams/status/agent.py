@@ -27,6 +27,7 @@ from streams.runtime import consume_batches, stored_row, writing_as
 from streams.status import logic
 from streams.status.logic import StatusChange
 from streams.sync.logic import deliver_entries
+from topics.codec import RowCachingCodec
 from topics.events import CreativeSyncState, EntityType, SyncItem, SyncTrigger
 
 #: (account, creative, the event it came from, what it does to the creative's state)
@@ -44,7 +45,11 @@ class _Pending:
 def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
     app, codecs, metrics = pipeline.app, pipeline.codecs, pipeline.metrics
     states = pipeline.tables["sync_state"]
-    status_key, status_value = codecs.key("sync_status"), codecs.value("sync_status")
+    status_key, plain_status = codecs.key("sync_status"), codecs.value("sync_status")
+    # The same schema, framing and subject, with each row's bytes kept: a write re-encodes only
+    # the rows that changed.
+    status_value = RowCachingCodec(plain_status.family, CreativeSyncState, registry=plain_status.registry,
+                                   subject=plain_status.subject)
     job_key, job_value = codecs.key("sync_jobs"), codecs.value("sync_jobs")
     # The three processors share the table and a take's writes come after awaited sends: one at a
     # time, or one could overwrite what another wrote meanwhile.

@@ -18,6 +18,8 @@ import logging
 import random
 from datetime import UTC, datetime, timedelta
 
+from mode.utils.collections import LRUCache
+
 from streams.library.requests import SUPPORTED_VERSIONS
 from streams.notify import agent as notify
 from streams.notify.logic import agent_unavailable
@@ -37,7 +39,7 @@ def now() -> datetime:
 
 def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
     app, codecs = pipeline.app, pipeline.codecs
-    queues, pending = pipeline.tables["sync_queues"], pipeline.tables["sync_pending"]
+    queues = pipeline.tables["sync_queues"]
     jobs_topic = pipeline.topics["sync_jobs"]
     engine = SyncEngine(pipeline)
 
@@ -47,10 +49,10 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         change = logic.apply_entry(stored_row(queues, key), entry, partition=partition, offset=event.message.offset)
         if change is None:
             return
-        await pipeline.write_rows("sync_pending", ((logic.pending_key(entry.sales_agent_id, entry.account_id, seq), job)
-                                                   for seq, job in change.store.items()), partition=partition)
-        for seq in change.drop:
-            pending.pop(logic.pending_key(entry.sales_agent_id, entry.account_id, seq), None)
+        kept = {logic.pending_key(entry.sales_agent_id, entry.account_id, seq): job for seq, job in change.store.items()}
+        dropped = [logic.pending_key(entry.sales_agent_id, entry.account_id, seq) for seq in change.drop]
+        await pipeline.write_rows("sync_pending", [*kept.items(), *((k, None) for k in dropped)], partition=partition)
+        engine.entries_written(kept, dropped)
         await pipeline.write_rows("sync_queues", [(key, change.queue)], partition=partition)
         engine.wake(entry.sales_agent_id, entry.account_id)
 
@@ -82,6 +84,20 @@ class SyncEngine:
         self.supervisors: dict[str, AgentSupervisor] = {}
         self.partition_of = pipeline.codecs.partition_of("sync_jobs")  # agent id -> its partition
         self.result_partition = pipeline.codecs.partition_of("sync_results")
+        # The DELIVER entries the stream just stored, as it decoded them: a supervisor sends them a
+        # moment later, and decoding an entry of 100 creatives back from the store cost ~4 % of the
+        # worker. Bounded (an agent down holds its backlog in the table, not here); a rebalance
+        # empties it, and a miss reads the table.
+        self._entries: LRUCache[str, SyncJob] = LRUCache(limit=pipeline.settings.sync_entry_cache_size)
+
+    def entries_written(self, kept: dict[str, SyncJob], dropped: list[str]) -> None:
+        self._entries.update(kept)
+        for key in dropped:
+            self._entries.pop(key, None)
+
+    def entry(self, key: str) -> SyncJob | None:
+        found = self._entries.get(key)
+        return found if found is not None else stored_row(self.pending, key)
 
     def owned(self, agent_id: str) -> bool:
         topic_name = self.pipeline.topics["sync_jobs"].get_topic_name()
@@ -103,6 +119,7 @@ class SyncEngine:
                 self.supervisors.pop(agent_id).stop()
 
     def revoked(self, partitions: set[int]) -> None:
+        self._entries.clear()
         for agent_id in [a for a in self.supervisors if self.partition_of(a) in partitions]:
             self.supervisors.pop(agent_id).stop()
 
@@ -242,7 +259,7 @@ class AgentSupervisor:
 
     async def _deliver(self, agent: SalesAgent, account_id: str, queued: QueuedBatch) -> None:
         entries = [entry for seq in range(queued.first_seq, queued.last_seq + 1)
-                   if (entry := self.engine.pending.get(logic.pending_key(self.agent_id, account_id, seq))) is not None]
+                   if (entry := self.engine.entry(logic.pending_key(self.agent_id, account_id, seq))) is not None]
         batch = logic.build_batch(queued, self.agent_id, account_id, entries, self._version(agent))
         metrics = self.engine.pipeline.metrics
         attempt = 0
