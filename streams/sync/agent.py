@@ -26,7 +26,7 @@ from streams.notify.logic import agent_unavailable
 from streams.runtime import consume, stored_row
 from streams.sync import logic
 from streams.sync.client import AgentClient, CallError, discover
-from topics.events import ApprovalEvent, ApprovalSource, QueuedBatch, SalesAgent, SyncJob, SyncOutcome, SyncResult
+from topics.events import AgentQueue, ApprovalEvent, ApprovalSource, QueuedBatch, SalesAgent, SyncJob, SyncOutcome, SyncResult
 
 PROCESSOR = "sync"
 _NEVER = datetime.min.replace(tzinfo=UTC)
@@ -54,6 +54,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         await pipeline.write_rows("sync_pending", [*kept.items(), *((k, None) for k in dropped)], partition=partition)
         engine.entries_written(kept, dropped)
         await pipeline.write_rows("sync_queues", [(key, change.queue)], partition=partition)
+        engine.queue_written(key, change.queue)
         engine.wake(entry.sales_agent_id, entry.account_id)
 
     @app.agent(jobs_topic, name=PROCESSOR)
@@ -89,11 +90,20 @@ class SyncEngine:
         # worker. Bounded (an agent down holds its backlog in the table, not here); a rebalance
         # empties it, and a miss reads the table.
         self._entries: LRUCache[str, SyncJob] = LRUCache(limit=pipeline.settings.sync_entry_cache_size)
+        # Likewise the queues, which a supervisor looks at on every step.
+        self._queues: LRUCache[str, AgentQueue] = LRUCache(limit=10_000)
 
     def entries_written(self, kept: dict[str, SyncJob], dropped: list[str]) -> None:
         self._entries.update(kept)
         for key in dropped:
             self._entries.pop(key, None)
+
+    def queue_written(self, key: str, queue: AgentQueue) -> None:
+        self._queues[key] = queue
+
+    def queue(self, key: str) -> AgentQueue | None:
+        found = self._queues.get(key)
+        return found if found is not None else stored_row(self.queues, key)
 
     def entry(self, key: str) -> SyncJob | None:
         found = self._entries.get(key)
@@ -120,6 +130,7 @@ class SyncEngine:
 
     def revoked(self, partitions: set[int]) -> None:
         self._entries.clear()
+        self._queues.clear()
         for agent_id in [a for a in self.supervisors if self.partition_of(a) in partitions]:
             self.supervisors.pop(agent_id).stop()
 
@@ -203,7 +214,7 @@ class AgentSupervisor:
         if current >= self._next_discovery:
             await self._discover(agent)
             agent = self.engine.directory.get(self.agent_id) or agent
-        queues = [q for q in (self.engine.queues.get(logic.queue_key(self.agent_id, a))
+        queues = [q for q in (self.engine.queue(logic.queue_key(self.agent_id, a))
                               for a in sorted(self.engine.accounts.get(self.agent_id, ()))) if q is not None]
         for queue in queues:
             if queue.account_id not in self._seen_accounts:
