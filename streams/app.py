@@ -93,6 +93,13 @@ class Pipeline:
             sent.add_done_callback(lambda done: done.cancelled() or done.exception() or store.set_persisted_offset(
                 TP(changelog, partition), done.result().offset))
 
+    def as_stored(self, table_name: str, received: bytes) -> bytes | None:
+        """`received` (a record as it came from a topic) when the table's changelog would hold
+        exactly those bytes: written with the table's current schema, in its framing. A sync
+        entry of 100 creatives is then stored as it came, not decoded and encoded again."""
+        header = self.tables[table_name].value_serializer.avro.header()
+        return received if isinstance(received, bytes) and received.startswith(header) else None
+
     def row_bytes(self, table_name: str, value: Any, like: AvroCodec) -> tuple[bytes, bytes | None]:
         """`value` encoded by codec `like` (for a topic), and the same bytes again when the table's
         changelog would hold exactly those (same schema, same framing): a creative's status, with a

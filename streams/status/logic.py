@@ -74,9 +74,7 @@ def apply_result(state: CreativeSyncState, result: SyncResult) -> StatusChange:
         # The agent reviews every new version again; a status in its answer is its first word.
         approval = result.approval_status if result.approval_status in APPROVAL_STATUSES else "pending_review"
         rejection = result.reason if approval == "rejected" else None
-    # Built without validation: every value comes from validated models (a quarter of the cost of
-    # applying a result was pydantic checking them again).
-    updated = SyncStatus.model_construct(
+    updated = SyncStatus(
         account_id=result.account_id, creative_id=result.creative_id, sales_agent_id=result.sales_agent_id,
         sync_status=target, approval_status=approval if target is not SyncState.SKIPPED else None,
         rejection_reason=rejection, skip_reason=result.reason if target is SyncState.SKIPPED else None,

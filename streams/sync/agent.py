@@ -51,7 +51,9 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             return
         kept = {logic.pending_key(entry.sales_agent_id, entry.account_id, seq): job for seq, job in change.store.items()}
         dropped = [logic.pending_key(entry.sales_agent_id, entry.account_id, seq) for seq in change.drop]
-        await pipeline.write_rows("sync_pending", [*kept.items(), *((k, None) for k in dropped)], partition=partition)
+        as_received = pipeline.as_stored("sync_pending", event.message.value)  # the entry kept is this event's
+        await pipeline.write_rows("sync_pending", [*((k, job, as_received if job is entry else None) for k, job in kept.items()),
+                                                   *((k, None) for k in dropped)], partition=partition)
         engine.entries_written(kept, dropped)
         await pipeline.write_rows("sync_queues", [(key, change.queue)], partition=partition)
         engine.queue_written(key, change.queue)

@@ -266,9 +266,7 @@ def results_for(batch: Batch, *, attempt: int, now: datetime, response: Mapping[
                 # AdCP 3.2's sync answer has no rejection reason field: sellers put it in warnings.
                 reason = answer.get("rejection_reason") or (warnings[0] if approval == "rejected" and warnings else None)
         for job in jobs:
-            # Unvalidated: each value is typed above or comes from a validated job (validation was
-            # ~1 % of a worker delivering to ten agents). The contract test encodes these.
-            results.append(SyncResult.model_construct(
+            results.append(SyncResult(
                 result_id=stable_id("result", job.job_id, batch.batch_id, attempt)[:32], job_id=job.job_id,
                 sales_agent_id=batch.sales_agent_id, account_id=batch.account_id, creative_id=creative_id,
                 content_version=job.content_version, outcome=outcome, batch_id=batch.batch_id,

@@ -53,7 +53,6 @@ def test_a_row_replaced_by_a_result_is_written_anew_and_the_others_come_from_the
                         outcome=SyncOutcome.SYNCED, approval_status="approved", occurred_at=T0 + timedelta(seconds=1))
     after = logic.apply_result(state, result).state
     assert after.rows[0] is state.rows[0] and after.rows[1] is not state.rows[1]
-    assert SyncStatus.model_validate(after.rows[1].model_dump()) == after.rows[1]  # built unvalidated, yet valid
     assert cached.encode(after) == plain.encode(after)
     assert plain.decode(cached.encode(after)).rows[1].approval_status == "approved"
 

@@ -12,7 +12,7 @@ from creative_sync.samples import display_creative, video_creative
 from streams.sync import logic
 from streams.sync.logic import CallFailure, CircuitBreaker, apply_entry, build_batch, results_for
 from topics.catalogue import Codecs
-from topics.events import SyncItem, SyncJob, SyncOutcome, SyncResult, SyncResultBatch, SyncTrigger
+from topics.events import SyncItem, SyncJob, SyncOutcome, SyncResultBatch, SyncTrigger
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -177,10 +177,7 @@ def test_results_follow_the_agents_per_creative_answer():
     assert by_id["bad"].outcome is SyncOutcome.FAILED and by_id["bad"].reason == "Image too small"
     failed = results_for(batch, attempt=2, now=T0, failure=CallFailure("down", "transient"))
     assert {r.outcome for r in failed} == {SyncOutcome.FAILED} and failed[0].result_id != by_id["ok"].result_id
-    # Built unvalidated, they are still what validation would make, and survive the topic's codec.
-    codec = Codecs().value("sync_results")
-    for result in [*by_id.values(), *failed]:
-        assert SyncResult.model_validate(result.model_dump()) == result
+    codec = Codecs().value("sync_results")  # they survive the topic's codec
     record = SyncResultBatch(results=[*by_id.values(), *failed])
     assert codec.decode(codec.encode(record)) == record
 
