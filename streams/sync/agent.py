@@ -39,14 +39,13 @@ def now() -> datetime:
 
 def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
     app, codecs = pipeline.app, pipeline.codecs
-    queues = pipeline.tables["sync_queues"]
     jobs_topic = pipeline.topics["sync_jobs"]
     engine = SyncEngine(pipeline)
 
     async def handle(entry: SyncJob, event) -> None:  # noqa: ANN001
         key = logic.queue_key(entry.sales_agent_id, entry.account_id)
         partition = event.message.partition
-        change = logic.apply_entry(stored_row(queues, key), entry, partition=partition, offset=event.message.offset)
+        change = logic.apply_entry(engine.queue(key), entry, partition=partition, offset=event.message.offset)
         if change is None:
             return
         kept = {logic.pending_key(entry.sales_agent_id, entry.account_id, seq): job for seq, job in change.store.items()}
