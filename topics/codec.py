@@ -63,12 +63,14 @@ class AvroCodec:
     def encode(self, record: Any) -> bytes:
         if isinstance(record, BaseModel):
             record = record.model_dump()
+        return self.header() + self._body(self.reader.parsed, record)
+
+    def _body(self, schema: Any, record: Any, what: str = "record") -> bytes:
         buffer = io.BytesIO()
-        buffer.write(self.header())
         try:
-            schemaless_writer(buffer, self.reader.parsed, record)
+            schemaless_writer(buffer, schema, record)
         except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:
-            raise RecordEncodeError(f"{self.reader.name}: record does not fit the schema: {exc}") from exc
+            raise RecordEncodeError(f"{self.reader.name}: {what} does not fit the schema: {exc}") from exc
         return buffer.getvalue()
 
     # -- decode ------------------------------------------------------------------------------
@@ -160,34 +162,21 @@ class RowCachingCodec(ModelCodec):
         rows = getattr(record, self._rows_field)
         head = record.model_dump(exclude={self._rows_field})
         head[self._rows_field] = []
-        buffer = io.BytesIO()
-        buffer.write(self.header())
-        try:
-            schemaless_writer(buffer, self.reader.parsed, head)
-        except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:
-            raise RecordEncodeError(f"{self.reader.name}: record does not fit the schema: {exc}") from exc
+        body = self._body(self.reader.parsed, head)
         if not rows:
-            return buffer.getvalue()
-        buffer.seek(-1, io.SEEK_END)  # the empty array's closing zero: the rows go before it
-        buffer.write(_zigzag_varint(len(rows)))
-        for row in rows:
-            buffer.write(self._row_bytes(row))
-        buffer.write(b"\x00")
-        return buffer.getvalue()
+            return self.header() + body
+        # body[:-1]: without the empty array's closing zero, which the rows go before
+        return b"".join([self.header(), body[:-1], _zigzag_varint(len(rows)), *map(self._row_bytes, rows), b"\x00"])
 
     def _row_bytes(self, row: BaseModel) -> bytes:
         cached = self._rows.get(id(row))
         if cached is not None and cached[0]() is row:
             return cached[1]
-        buffer = io.BytesIO()
-        try:
-            schemaless_writer(buffer, self._item, row.model_dump())
-        except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:
-            raise RecordEncodeError(f"{self.reader.name}: a row does not fit the schema: {exc}") from exc
+        encoded = self._body(self._item, row.model_dump(), "a row")
         if len(self._rows) >= self._cache_size:
             self._rows.clear()
-        encoded = self._rows[id(row)] = (weakref.ref(row), buffer.getvalue())
-        return encoded[1]
+        self._rows[id(row)] = (weakref.ref(row), encoded)
+        return encoded
 
 
 def _zigzag_varint(n: int) -> bytes:
