@@ -28,7 +28,7 @@ from streams.status import logic
 from streams.status.logic import StatusChange
 from streams.sync.logic import deliver_entries
 from topics.codec import RowCachingCodec
-from topics.events import CreativeSyncState, EntityType, SyncItem, SyncTrigger
+from topics.events import CreativeSyncState, EntityType, SyncItem, SyncResult, SyncTrigger
 
 #: (account, creative, the event it came from, what it does to the creative's state)
 Update = tuple[str, str, EventT, Callable[[CreativeSyncState], StatusChange]]
@@ -97,6 +97,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             for entry in deliver_entries(agent_id, account_id, jobs, trigger=SyncTrigger.CONTENT_CHANGE, now=now):
                 await pipeline.publish("sync_jobs", job_key.encode(agent_id), job_value.encode(entry))
         names = {a.sales_agent_id: a.name for a in pipeline.directory.active()}
+        rows: dict[int, list[tuple[str, _Pending, bytes | None]]] = {}  # partition -> the take's rows there
         for key, work in pending.items():
             if work.state == work.before:
                 continue  # late, redelivered or irrelevant: no write at all (most library changes)
@@ -104,12 +105,18 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
                                                losing_last_approval=lambda agent, s=work.state: left_without_approval(s, agent)):
                 await notify.publish(pipeline, note)
             encoded, as_row = pipeline.row_bytes("sync_state", work.state, like=status_value)
-            with writing_as(work.event):  # the creative's partition, whatever else the take held
-                await pipeline.write_rows("sync_state", [(key, work.state, as_row)], partition=work.event.message.partition)
-            recent[key] = work.state
             await pipeline.publish("sync_status", status_key.encode(key), encoded)
+            rows.setdefault(work.event.message.partition, []).append((key, work, as_row))
             metrics.status_changes.labels(cause).inc(work.rows)
             metrics.state_writes.labels(cause).inc()
+        # The table last, one write per partition (what it remembers of the changelog is set once
+        # per write): a crash before it replays the take, which publishes the same records again.
+        for partition, written in rows.items():
+            with writing_as(written[-1][1].event):  # the creatives' partition, whatever else the take held
+                await pipeline.write_rows("sync_state", [(key, work.state, as_row) for key, work, as_row in written],
+                                          partition=partition)
+            for key, work, _ in written:
+                recent[key] = work.state
 
     def left_without_approval(state: CreativeSyncState, agent_id: str) -> list[CampaignRef]:
         """The campaigns with an active tactic on `agent_id` left with nothing to run there once this
@@ -134,8 +141,16 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
                      for c, event in batch), "content")
 
     async def on_results(batch) -> None:  # noqa: ANN001
-        await apply(((r.account_id, r.creative_id, event, lambda state, r=r: logic.apply_result(state, r))
-                     for group, event in batch for r in group.results), "sync")
+        # A creative's results of the take, in order, applied together (with the last event about it:
+        # they all came from its partition).
+        by_creative: dict[tuple[str, str], tuple[list[SyncResult], EventT]] = {}
+        for group, event in batch:
+            for r in group.results:
+                results = by_creative.get((r.account_id, r.creative_id), ([], event))[0]
+                results.append(r)
+                by_creative[(r.account_id, r.creative_id)] = (results, event)
+        await apply(((account_id, creative_id, event, lambda state, rs=results: logic.apply_results(state, rs))
+                     for (account_id, creative_id), (results, event) in by_creative.items()), "sync")
 
     async def on_approvals(batch) -> None:  # noqa: ANN001
         await apply(((a.account_id, a.creative_id, event, lambda state, a=a: logic.apply_approval(state, a))

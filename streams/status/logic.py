@@ -55,17 +55,36 @@ def _with_row(state: CreativeSyncState, row: SyncStatus) -> CreativeSyncState:
 
 def apply_result(state: CreativeSyncState, result: SyncResult) -> StatusChange:
     """A delivery outcome (or a queued / skipped decision) for one agent."""
-    row = _row(state, result.sales_agent_id)
+    return apply_results(state, [result])
+
+
+def apply_results(state: CreativeSyncState, results: Iterable[SyncResult]) -> StatusChange:
+    """Outcomes about one creative, in order: the state is rebuilt once, not once per result (the
+    ten agents' answers about a creative come together)."""
+    rows = {r.sales_agent_id: r for r in state.rows}
+    changed = []
+    for result in results:
+        updated = _row_after(rows.get(result.sales_agent_id), result)
+        if updated is not None:
+            rows[result.sales_agent_id] = updated
+            changed.append(updated)
+    if not changed:
+        return StatusChange(state)
+    return StatusChange(state.model_copy(update={"rows": sorted(rows.values(), key=lambda r: r.sales_agent_id)}), changed)
+
+
+def _row_after(row: SyncStatus | None, result: SyncResult) -> SyncStatus | None:
+    """The agent's row after `result`, or None when it changes nothing."""
     target = _STATE_OF_OUTCOME.get(result.outcome)
     if target is None:
-        return StatusChange(state)
+        return None
     if row is not None and result.outcome is not SyncOutcome.SKIPPED:
         synced = row.content_version_synced or 0
         if result.content_version < synced or (result.content_version == synced and row.sync_status is SyncState.SYNCED
                                                and target is not SyncState.SYNCED):
-            return StatusChange(state)  # about an older version than the agent already has
+            return None  # about an older version than the agent already has
         if row.updated_at > result.occurred_at and row.sync_status is not SyncState.SKIPPED:
-            return StatusChange(state)  # older news than what the row says
+            return None  # older news than what the row says
     attempts = (row.attempts if row else 0) + (1 if target in (SyncState.SYNCED, SyncState.FAILED) else 0)
     new_version = result.content_version if target is SyncState.SYNCED else (row.content_version_synced if row else None)
     approval = row.approval_status if row else None
@@ -84,10 +103,7 @@ def apply_result(state: CreativeSyncState, result: SyncResult) -> StatusChange:
         content_version_synced=new_version, updated_at=result.occurred_at,
         last_error=result.reason if target is SyncState.FAILED else (row.last_error if row and target is SyncState.SYNCING else None),
     )
-    if row == updated:
-        return StatusChange(state)
-    state = _with_row(state, updated)
-    return StatusChange(state, [updated])
+    return None if row == updated else updated
 
 
 def apply_approval(state: CreativeSyncState, event: ApprovalEvent) -> StatusChange:

@@ -66,6 +66,19 @@ def test_a_late_result_for_an_older_version_never_overwrites_a_newer_state():
     assert apply_result(state, result(SyncOutcome.SYNCING, version=2, when=1)).rows == []
 
 
+def test_results_applied_together_give_what_applying_them_one_by_one_gives():
+    agents = [f"ag{n}" for n in (3, 1, 2)]
+    results = [result(SyncOutcome.SYNCING, agent=a) for a in agents] + \
+              [result(SyncOutcome.SYNCED, agent=a, when=1, approval="approved") for a in agents] + \
+              [result(SyncOutcome.FAILED, agent="ag1", when=0.5), result(SyncOutcome.SYNCED, agent="ag2", when=1, approval="approved")]
+    together = logic.apply_results(empty_state("a", "c"), results)
+    assert together.state == run(empty_state("a", "c"), *results)
+    assert [r.sales_agent_id for r in together.state.rows] == ["ag1", "ag2", "ag3"]
+    assert len(together.rows) == 7  # all but the late failure
+    untouched = logic.apply_results(together.state, [result(SyncOutcome.SYNCING, agent="ag1", when=0)])
+    assert untouched.state is together.state and untouched.rows == []
+
+
 def test_approvals_update_the_row_but_a_late_one_does_not():
     state = run(empty_state("a", "c"), result(SyncOutcome.SYNCED, when=1, approval="pending_review"))
     state = apply_approval(state, approval("rejected", when=5, reason="Too small")).state
