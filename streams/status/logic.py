@@ -121,8 +121,8 @@ def apply_approval(state: CreativeSyncState, event: ApprovalEvent) -> StatusChan
 
 
 def apply_change(state: CreativeSyncState, change: CreativeChanged, now: datetime) -> StatusChange:
-    """A library change: a content change re-syncs the creative wherever it is synced; a
-    metadata-only change re-syncs nowhere."""
+    """A library change: a content change re-syncs the creative wherever it is synced or on its
+    way; a metadata-only change re-syncs nowhere."""
     if change.content_version <= state.content_version or not state.rows:
         # Older or redelivered news (its re-syncs were queued the first time), or a creative synced
         # nowhere: nothing to do or remember.
@@ -145,8 +145,10 @@ def apply_change(state: CreativeSyncState, change: CreativeChanged, now: datetim
 
 
 def where_synced(rows: Iterable[SyncStatus]) -> list[SyncStatus]:
-    """The agents that have (some version of) the creative: they get every new version."""
-    return [r for r in rows if r.content_version_synced is not None and r.sync_status is not SyncState.SKIPPED]
+    """The agents that have (some version of) the creative, or are about to (queued or being sent:
+    the job on its way carries the version it was queued with): they get every new version."""
+    return [r for r in rows if r.sync_status is not SyncState.SKIPPED
+            and (r.content_version_synced is not None or r.sync_status in (SyncState.PENDING, SyncState.SYNCING))]
 
 
 def summary(rows: Iterable[SyncStatus]) -> dict[str, int]:

@@ -99,7 +99,7 @@ def test_skipped_rows_carry_the_reason_and_count_as_skipped():
 def test_a_content_change_re_syncs_only_where_synced_and_a_metadata_change_nowhere():
     state = run(empty_state("a", "c"), result(SyncOutcome.SYNCED, agent="ag", when=1, approval="approved"),
                 result(SyncOutcome.SKIPPED, agent="video", reason="no"),
-                result(SyncOutcome.SYNCING, agent="queued", when=1))
+                result(SyncOutcome.FAILED, agent="refused", when=1, reason="terminal"))
     metadata = apply_change(state, change(ChangeKind.METADATA, 1), at(20))
     assert metadata.resyncs == [] and metadata.rows == []
     content = apply_change(metadata.state, change(ChangeKind.CONTENT, 2), at(21))
@@ -107,6 +107,17 @@ def test_a_content_change_re_syncs_only_where_synced_and_a_metadata_change_nowhe
     assert json.loads(content.resyncs[0][1].creative_json)["name"] == "v2"
     assert [r.sync_status for r in content.rows] == [SyncState.PENDING]
     assert apply_change(content.state, change(ChangeKind.CONTENT, 2), at(22)).resyncs == []  # redelivered
+
+
+def test_a_content_change_also_follows_a_delivery_on_its_way_which_carries_the_older_version():
+    state = run(empty_state("a", "c"), result(SyncOutcome.SYNCING, agent="queued", when=1))
+    content = apply_change(state, change(ChangeKind.CONTENT, 2), at(20))
+    assert [(agent, j.content_version) for agent, j in content.resyncs] == [("queued", 2)]
+    # The older delivery's answer, from before the change, does not pass for the new version.
+    late = apply_result(content.state, result(SyncOutcome.SYNCED, agent="queued", version=1, when=10, approval="approved"))
+    assert late.rows == [] and late.state.rows[0].sync_status is SyncState.PENDING
+    done = apply_result(late.state, result(SyncOutcome.SYNCED, agent="queued", version=2, when=30, approval="approved"))
+    assert (done.state.rows[0].sync_status, done.state.rows[0].content_version_synced) == (SyncState.SYNCED, 2)
 
 
 def test_a_change_of_a_creative_synced_nowhere_is_neither_acted_on_nor_remembered():
