@@ -103,7 +103,9 @@ def _row_after(row: SyncStatus | None, result: SyncResult) -> SyncStatus | None:
         content_version_synced=new_version, updated_at=result.occurred_at,
         last_error=result.reason if target is SyncState.FAILED else (row.last_error if row and target is SyncState.SYNCING else None),
     )
-    return None if row == updated else updated
+    # The same answer again (a redelivery) changes nothing; the timestamps tell most answers apart
+    # before the whole rows are compared.
+    return None if row is not None and row.updated_at == updated.updated_at and row == updated else updated
 
 
 def apply_approval(state: CreativeSyncState, event: ApprovalEvent) -> StatusChange:
