@@ -9,6 +9,11 @@ of the collector's sight (`gc.freeze`) and the next full collections walk only w
 Frozen objects still die by reference counting as usual; only reference cycles among them would
 outlive their use, so once every `thaw_every_s` everything is handed back to the collector for
 one whole collection.
+
+The youngest generation is also collected less often: the default collects it every 700 new
+container objects, and a worker delivering to ten agents allocates hundreds of thousands a second
+(pydantic models, Avro dicts), nearly all freed at once by reference counting. Every 20,000, the
+collector ran far less often, and deliveries went from ~5,000 to ~6,300 a second in the same bench.
 """
 from __future__ import annotations
 
@@ -17,12 +22,15 @@ import time
 from collections.abc import Callable
 
 _installed: list[Callable[[str, dict], None]] = []
+_default_thresholds = gc.get_threshold()
 
 
-def freeze_what_survives_full_collections(thaw_every_s: float = 3600.0) -> Callable[[str, dict], None]:
+def freeze_what_survives_full_collections(thaw_every_s: float = 3600.0, young_threshold: int = 20_000
+                                          ) -> Callable[[str, dict], None]:
     """Install the policy (once per process); returns the collector callback (tests remove it)."""
     if _installed:
         return _installed[0]
+    gc.set_threshold(young_threshold, *_default_thresholds[1:])
     last_thaw = time.monotonic()
 
     def after_collection(phase: str, info: dict) -> None:
@@ -45,3 +53,4 @@ def uninstall() -> None:
         gc.callbacks.remove(callback)
     _installed.clear()
     gc.unfreeze()
+    gc.set_threshold(*_default_thresholds)

@@ -38,3 +38,11 @@ def test_after_the_interval_the_next_full_collection_sees_everything(policy):
     assert gc.get_freeze_count() == 0
     collected = gc.collect()  # ... and the cycle among formerly frozen objects is collected
     assert collected >= 1
+
+
+def test_the_youngest_generation_is_collected_less_often_until_uninstalled(policy):
+    default = gc.get_threshold()
+    policy.freeze_what_survives_full_collections(young_threshold=12_345)
+    assert gc.get_threshold() == (12_345, *default[1:])
+    policy.uninstall()
+    assert gc.get_threshold() == default
