@@ -172,8 +172,8 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     # every write is also a status record the gateway reads and a notification or two). Content
     # changes are on the way to the re-syncs they cause, so they wait least; sync results are on
     # nobody's way, and under load the ten agents of a sync answer about a creative seconds apart:
-    # at 2 s rather than 1 s, a 30,000-delivery run wrote 4,600 states instead of 6,000, and
-    # delivered ~10 % faster, the worker's CPU being what limits it. The status shows an answer at
+    # at 2 s rather than 1 s, a 30,000-delivery run wrote 4,600 states instead of 6,800, and
+    # delivered ~10 % faster, the CPU being what limits it. The status shows an answer at
     # most 2 s after it came.
     for role, name, handle, wanted, within_s in (
             ("content_changes", "status-changes", on_changes, synced_somewhere, 0.05),
