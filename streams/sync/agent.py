@@ -51,11 +51,15 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         kept = {logic.pending_key(entry.sales_agent_id, entry.account_id, seq): job for seq, job in change.store.items()}
         dropped = [logic.pending_key(entry.sales_agent_id, entry.account_id, seq) for seq in change.drop]
         as_received = pipeline.as_stored("sync_pending", event.message.value)  # the entry kept is this event's
-        await pipeline.write_rows("sync_pending", [*((k, job, as_received if job is entry else None) for k, job in kept.items()),
-                                                   *((k, None) for k in dropped)], partition=partition)
-        engine.entries_written(kept, dropped)
-        await pipeline.write_rows("sync_queues", [(key, change.queue)], partition=partition)
-        engine.queue_written(key, change.queue)
+        try:
+            await pipeline.write_rows("sync_pending", [*((k, job, as_received if job is entry else None) for k, job in kept.items()),
+                                                       *((k, None) for k in dropped)], partition=partition)
+            engine.entries_written(kept, dropped)
+            await pipeline.write_rows("sync_queues", [(key, change.queue)], partition=partition)
+            engine.queue_written(key, change.queue)
+        except BaseException:
+            engine.forget()  # the store may hold part of what failed: read it from there again
+            raise
         engine.wake(entry.sales_agent_id, entry.account_id)
 
     @app.agent(jobs_topic, name=PROCESSOR)
@@ -129,9 +133,13 @@ class SyncEngine:
             elif agent_id in self.supervisors:
                 self.supervisors.pop(agent_id).stop()
 
-    def revoked(self, partitions: set[int]) -> None:
+    def forget(self) -> None:
+        """Drop what the stream last wrote: the next reads go to the tables."""
         self._entries.clear()
         self._queues.clear()
+
+    def revoked(self, partitions: set[int]) -> None:
+        self.forget()
         for agent_id in [a for a in self.supervisors if self.partition_of(a) in partitions]:
             self.supervisors.pop(agent_id).stop()
 
