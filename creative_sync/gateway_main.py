@@ -19,6 +19,6 @@ def run_gateway(settings: Settings) -> None:
 
     logs.configure(settings.log_level, settings.log_format)
     assert settings.bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS is required (or use `creative-sync up`)"
-    gc_policy.freeze_what_survives_full_collections()  # the read model holds every creative
+    gc_policy.install()  # the read model holds every creative
     web.run_app(create_app(settings), host=settings.gateway_host, port=settings.gateway_port,
                 access_log_class=JsonAccessLogger, print=None)

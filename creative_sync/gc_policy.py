@@ -26,9 +26,9 @@ _installed: list[Callable[[str, dict], None]] = []
 _default_thresholds = gc.get_threshold()
 
 
-def freeze_what_survives_full_collections(thaw_every_s: float = 3600.0, young_threshold: int = 20_000
-                                          ) -> Callable[[str, dict], None]:
-    """Install the policy (once per process); returns the collector callback (tests remove it)."""
+def install(thaw_every_s: float = 3600.0, young_threshold: int = 20_000) -> Callable[[str, dict], None]:
+    """Install the policy (once per process): survivors of full collections frozen, the youngest
+    generation collected every `young_threshold` new objects. Returns the collector callback."""
     if _installed:
         return _installed[0]
     gc.set_threshold(young_threshold, *_default_thresholds[1:])

@@ -25,5 +25,5 @@ def run_worker(settings: Settings) -> None:
         logging_config=logging_config(settings.log_level, settings.log_format),
         redirect_stdouts=False,
     )
-    gc_policy.freeze_what_survives_full_collections()
+    gc_policy.install()
     worker.execute_from_commandline()

@@ -105,9 +105,7 @@ class Pipeline:
         changelog would hold exactly those (same schema, same framing): a creative's status, with a
         row per agent, is then encoded once for both."""
         encoded = like.encode(value)
-        table_codec = self.tables[table_name].value_serializer.avro
-        same = table_codec.reader.fingerprint == like.reader.fingerprint and table_codec.header() == like.header()
-        return encoded, encoded if same else None
+        return encoded, self.as_stored(table_name, encoded)
 
 
 def faust_settings(settings: Settings) -> dict:

@@ -7,7 +7,6 @@ every name (settings.topic_prefix) to share a cluster; tests use a unique prefix
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -156,6 +155,7 @@ class Codecs:
         self.registry = registry
         self.prefix = prefix
         self._cache: dict[tuple[str, str], AvroCodec] = {}
+        self._partitioners: dict[str, Callable[[str], int]] = {}
 
     def value(self, role: str) -> ModelCodec:
         spec = BY_ROLE[role]
@@ -168,13 +168,18 @@ class Codecs:
     def partition_of(self, role: str) -> Callable[[str], int]:
         """The partition a key of `role`'s topic lands on: what the default partitioner (murmur2 of
         the encoded key, as in the Java client) computes, which every producer here uses."""
+        found = self._partitioners.get(role)
+        if found is not None:
+            return found
         codec, partitions = self.key(role), BY_ROLE[role].partitions
 
-        # Remembered: aiokafka's murmur2 is pure Python, and a creative's key is asked for once per
-        # agent it is delivered to (~3 % of a worker delivering to ten agents).
+        # Remembered, one function per role and process: aiokafka's murmur2 is pure Python, and a
+        # creative's key is asked for once per agent it is delivered to (~3 % of a worker
+        # delivering to ten agents).
         @functools.lru_cache(maxsize=65_536)
         def partition(key: str) -> int:
             return (murmur2(codec.encode(key)) & 0x7FFFFFFF) % partitions
+        self._partitioners[role] = partition
         return partition
 
     def key_codec(self, schema_name: str, subject: str) -> AvroCodec:

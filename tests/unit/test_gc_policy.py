@@ -15,7 +15,7 @@ def policy():
 
 
 def test_a_full_collection_freezes_its_survivors_and_younger_collections_leave_them_be(policy):
-    policy.freeze_what_survives_full_collections(thaw_every_s=3600)
+    policy.install(thaw_every_s=3600)
     survivor = [[] for _ in range(1000)]
     gc.collect()
     frozen = gc.get_freeze_count()
@@ -28,8 +28,8 @@ def test_a_full_collection_freezes_its_survivors_and_younger_collections_leave_t
 
 
 def test_after_the_interval_the_next_full_collection_sees_everything(policy):
-    callback = policy.freeze_what_survives_full_collections(thaw_every_s=0)
-    assert policy.freeze_what_survives_full_collections() is callback  # installed once
+    callback = policy.install(thaw_every_s=0)
+    assert policy.install() is callback  # installed once
     cycle: list = []
     cycle.append(cycle)  # a cycle: only the collector can free it
     gc.freeze()
@@ -42,7 +42,7 @@ def test_after_the_interval_the_next_full_collection_sees_everything(policy):
 
 def test_the_youngest_generation_is_collected_less_often_until_uninstalled(policy):
     default = gc.get_threshold()
-    policy.freeze_what_survives_full_collections(young_threshold=12_345)
+    policy.install(young_threshold=12_345)
     assert gc.get_threshold() == (12_345, *default[1:])
     policy.uninstall()
     assert gc.get_threshold() == default
