@@ -48,6 +48,8 @@ class Settings:
     #: How long a request waits for the pipeline's answer before answering `submitted` (AdCP async).
     request_budget_s: float = 2.0
     mcp_session_ttl_s: float = 3600.0
+    #: The gateway's URL as sales agents reach it (their webhooks to us); None: http://<gateway host>:<port>.
+    public_url: str | None = None
     #: Ed25519 private key (PEM) signing RFC 9421 webhooks; every gateway replica must share it.
     #: Unset: a key is generated at start (fine for one gateway; its JWKS is at /.well-known/jwks.json).
     webhook_signing_key_file: Path | None = None
@@ -95,6 +97,7 @@ class Settings:
             max_body_bytes=int(_env("CREATIVE_SYNC_MAX_BODY_BYTES", str(4 * 1024 * 1024))),
             request_budget_s=float(_env("CREATIVE_SYNC_REQUEST_BUDGET_S", "2")),
             mcp_session_ttl_s=float(_env("CREATIVE_SYNC_MCP_SESSION_TTL_S", "3600")),
+            public_url=_env_opt("CREATIVE_SYNC_PUBLIC_URL"),
             webhook_signing_key_file=Path(key) if (key := _env_opt("CREATIVE_SYNC_WEBHOOK_SIGNING_KEY_FILE")) else None,
             principals_file=Path(_env("CREATIVE_SYNC_PRINCIPALS_FILE", str(data_dir / "principals.json"))),
             secrets_key_file=Path(key) if (key := _env_opt("CREATIVE_SYNC_SECRETS_KEY_FILE")) else None,
@@ -114,6 +117,11 @@ class Settings:
             log_level=_env("CREATIVE_SYNC_LOG_LEVEL", "INFO"),
             log_format=_env("CREATIVE_SYNC_LOG_FORMAT", "json"),
         )
+
+    @property
+    def webhook_base_url(self) -> str:
+        """Where sales agents post their webhooks: /webhooks/sales-agents/<id> under this."""
+        return (self.public_url or f"http://{self.gateway_host}:{self.gateway_port}").rstrip("/")
 
     @property
     def secrets_key_path(self) -> Path:
@@ -163,6 +171,8 @@ class Settings:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
         if self.schema_registry_url:
             env["CREATIVE_SYNC_SCHEMA_REGISTRY_URL"] = self.schema_registry_url
+        if self.public_url:
+            env["CREATIVE_SYNC_PUBLIC_URL"] = self.public_url
         if self.webhook_signing_key_file:
             env["CREATIVE_SYNC_WEBHOOK_SIGNING_KEY_FILE"] = str(self.webhook_signing_key_file)
         return env

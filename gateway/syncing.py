@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets as random_secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -22,18 +23,19 @@ from gateway.queries import as_adcp
 from gateway.scope import MAX_CREATIVES, account_of, creative_ids_of, owned, visible_to
 from streams.matching.logic import Match, TacticActivity, detected_agents, formats_of, match, traits_of
 from streams.status.logic import summary
-from streams.sync.logic import by_partition, deliver_entries, job_id_for
+from streams.sync.logic import by_partition, deliver_entries, formats_known, job_id_for
 from topics.catalogue import topic
 from topics.credentials import AgentSecrets
 from topics.events import (AgentProtocol, CreativeChanged, EntityType, SalesAgent, SalesAgentCredentials, SyncItem, SyncOutcome, SyncResult,
-                           SyncTrigger)
+                           SyncState, SyncTrigger)
 
+AWAITING_DISCOVERY = "awaiting_discovery"
 _AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _AUTH_HEADERS = ("Authorization", "x-adcp-auth")
 
 
-def agent_view(agent: SalesAgent) -> dict[str, Any]:
-    """A sales agent as the API shows it: everything but its secrets."""
+def agent_view(agent: SalesAgent, extra_header_names: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A sales agent as the API shows it: everything but its secrets (of its extra headers, the names)."""
     formats = json.loads(agent.discovered_formats_json) if agent.discovered_formats_json else []
     return {
         "sales_agent_id": agent.sales_agent_id, "name": agent.name, "agent_url": agent.agent_url,
@@ -44,11 +46,30 @@ def agent_view(agent: SalesAgent) -> dict[str, Any]:
         "declared_formats": list(agent.declared_formats),
         "discovered_formats": [f.get("format_id") for f in formats if isinstance(f, dict)],
         "adcp_versions": list(agent.adcp_versions), "negotiated_version": agent.negotiated_version,
-        "available": agent.available, "discovery": "done" if agent.discovered_at else ("failed" if agent.discovery_error else "pending"),
+        "version_reason": agent.version_reason, "endpoint_url": agent.endpoint_url,
+        "extra_headers": list(extra_header_names), "accepts_webhooks": agent.accepts_webhooks,
+        "available": agent.available and agent.circuit != "open",
+        "discovery": "done" if agent.discovered_at else ("failed" if agent.discovery_error else "pending"),
         "discovery_error": agent.discovery_error,
         "discovered_at": agent.discovered_at.isoformat() if agent.discovered_at else None,
+        "live": live_state(agent),
         "updated_at": agent.updated_at.isoformat(),
     }
+
+
+def live_state(agent: SalesAgent) -> dict[str, Any]:
+    """How calls to the agent go now (next to what discovery found): ok, failing (since when,
+    why) or paused (circuit open), and the last call it answered."""
+    if agent.discovered_at is None and agent.discovery_error:
+        state = "unreachable"
+    elif agent.failing_since is not None:
+        state = "circuit_open" if agent.circuit == "open" else "failing"
+    else:
+        state = "ok" if agent.discovered_at else "pending"
+    return {"state": state, "circuit": agent.circuit or "closed",
+            "failing_since": agent.failing_since.isoformat() if agent.failing_since else None,
+            "last_error": agent.last_error if agent.failing_since else agent.discovery_error,
+            "last_success_at": agent.last_success_at.isoformat() if agent.last_success_at else None}
 
 
 def _text(params: dict[str, Any], name: str, *, required: bool) -> str | None:
@@ -100,7 +121,28 @@ def _agent_fields(params: dict[str, Any], current: SalesAgent | None) -> dict[st
         secret = params["webhook_secret"]
         if secret is not None and (not isinstance(secret, str) or len(secret) < 32):
             raise invalid("webhook_secret must be at least 32 characters.", "webhook_secret")
+    _headers(params)
     return fields
+
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
+_RESERVED_HEADERS = {"authorization", "x-adcp-auth", "host", "content-length", "content-type", "transfer-encoding",
+                     "connection", "mcp-session-id", "mcp-protocol-version", "accept", "cookie"}
+
+
+def _headers(params: dict[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """The extra static headers a request sets for every call to the agent (e.g. a tenant header)."""
+    if "headers" not in params:
+        return None
+    headers = params["headers"] or {}
+    if not isinstance(headers, dict) or len(headers) > 20:
+        raise invalid("headers must be an object of at most 20 header names to values.", "headers")
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name) or name.lower() in _RESERVED_HEADERS:
+            raise invalid(f"headers: {name!r} is not a header name that can be set here (auth goes in auth).", "headers")
+        if not isinstance(value, str) or not value or len(value) > 1000 or any(c in value for c in "\r\n\0"):
+            raise invalid(f"headers.{name} must be a one-line string of at most 1000 characters.", f"headers.{name}")
+    return tuple(sorted(headers.items()))
 
 
 async def _publish_agent(call: Call, agent: SalesAgent, secrets: AgentSecrets | None) -> None:
@@ -120,11 +162,16 @@ async def _publish_agent(call: Call, agent: SalesAgent, secrets: AgentSecrets | 
 
 
 def _secrets(params: dict[str, Any], before: AgentSecrets | None) -> AgentSecrets | None:
-    if "auth" not in params and "webhook_secret" not in params:
+    """The agent's secrets after a request (None: unchanged). Every agent has a webhook secret:
+    the buyer's, or one made here, which the worker hands to agents that push their review
+    decisions (push_notification_config) and the webhook endpoint verifies."""
+    if before is not None and not {"auth", "webhook_secret", "headers"} & params.keys():
         return None
     token = (params.get("auth") or {}).get("token") if "auth" in params else (before.auth_token if before else None)
     secret = params.get("webhook_secret") if "webhook_secret" in params else (before.webhook_secret if before else None)
-    return AgentSecrets(token or None, secret or None)
+    headers = _headers(params)
+    return AgentSecrets(token or None, secret or random_secrets.token_urlsafe(32),
+                        headers if headers is not None else (before.headers if before else ()))
 
 
 async def register_sales_agent(call: Call) -> dict[str, Any]:
@@ -141,9 +188,10 @@ async def register_sales_agent(call: Call) -> dict[str, Any]:
     secrets = _secrets(call.params, None)
     agent = SalesAgent(sales_agent_id=agent_id, account_id=account_id, available=False, updated_at=datetime.now(UTC),
                        credentials_ref=agent_id if secrets and secrets.auth_token else None,
-                       has_webhook_secret=bool(secrets and secrets.webhook_secret), **fields)
+                       has_webhook_secret=bool(secrets and secrets.webhook_secret),
+                       revision=(existing.revision if existing is not None else 0) + 1, **fields)
     await _publish_agent(call, agent, secrets)
-    return {"sales_agent": agent_view(agent)}
+    return {"sales_agent": agent_view(agent, _header_names(secrets))}
 
 
 async def update_sales_agent(call: Call) -> dict[str, Any]:
@@ -156,24 +204,33 @@ async def update_sales_agent(call: Call) -> dict[str, Any]:
                       has_webhook_secret=bool(secrets.webhook_secret))
     # A new address or dialect is rediscovered by its worker.
     rediscover = {"agent_url", "protocol", "auth_header"} & fields.keys() or secrets is not None
-    updated = current.model_copy(update={**fields, "updated_at": datetime.now(UTC),
-                                         **({"discovered_at": None} if rediscover else {})})
+    # A new revision: a discovery of the old registration still on its way loses to it.
+    updated = current.model_copy(update={**fields, "updated_at": datetime.now(UTC), "revision": current.revision + 1,
+                                         **({"discovered_at": None, "endpoint_url": None, "discovery_error": None,
+                                             "failing_since": None, "circuit": None, "last_error": None}
+                                            if rediscover else {})})
     await _publish_agent(call, updated, secrets)
-    return {"sales_agent": agent_view(updated)}
+    return {"sales_agent": agent_view(updated, _header_names(secrets or call.app[keys.AGENTS].secrets(current.sales_agent_id)))}
 
 
 async def remove_sales_agent(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
     current = _owned_agent(call, account_id)
-    removed = current.model_copy(update={"deleted": True, "available": False, "updated_at": datetime.now(UTC)})
+    removed = current.model_copy(update={"deleted": True, "available": False, "updated_at": datetime.now(UTC),
+                                         "revision": current.revision + 1})
     await _publish_agent(call, removed, AgentSecrets() if current.credentials_ref or current.has_webhook_secret else None)
     return {"sales_agent_id": current.sales_agent_id, "removed": True}
 
 
 async def list_sales_agents(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
-    agents = sorted((a for a in call.app[keys.AGENTS].active() if visible_to(a, account_id)), key=lambda a: a.name)
-    return {"sales_agents": [agent_view(a) for a in agents]}
+    directory = call.app[keys.AGENTS]
+    agents = sorted((a for a in directory.active() if visible_to(a, account_id)), key=lambda a: a.name)
+    return {"sales_agents": [agent_view(a, _header_names(directory.secrets(a.sales_agent_id))) for a in agents]}
+
+
+def _header_names(secrets: AgentSecrets | None) -> tuple[str, ...]:
+    return tuple(name for name, _ in secrets.headers) if secrets is not None else ()
 
 
 def _owned_agent(call: Call, account_id: str) -> SalesAgent:
@@ -274,14 +331,16 @@ async def queue_syncs(call: Call, account_id: str, changes: list[CreativeChanged
         traits = traits_of(json.loads(change.creative_json))
         queued, skipped = [], []
         for agent in agents:
-            verdict = match(traits, formats[agent.sales_agent_id]) if _formats_known(agent) else Match.skip(
-                f"{agent.name}'s formats are not known yet (discovery pending): declare formats, or retry shortly")
+            # An agent still being discovered gets the job: the worker waits for its formats, then
+            # sends the creative in one it lists, or records it skipped with the reason.
+            verdict = match(traits, formats[agent.sales_agent_id]) if formats_known(agent) else Match(True, AWAITING_DISCOVERY)
             job_id = job_id_for(trigger.value, account_id, change.creative_id, change.content_version,
                                 agent.sales_agent_id, cause=request_id)
             common = dict(job_id=job_id, sales_agent_id=agent.sales_agent_id, account_id=account_id,
                           creative_id=change.creative_id, content_version=change.content_version)
             if verdict.compatible:
-                queued.append({"sales_agent_id": agent.sales_agent_id, "name": agent.name, "matched_by": verdict.by})
+                queued.append({"sales_agent_id": agent.sales_agent_id, "name": agent.name,
+                               **({"state": AWAITING_DISCOVERY} if verdict.by == AWAITING_DISCOVERY else {"matched_by": verdict.by})})
                 jobs.setdefault(agent.sales_agent_id, []).append(SyncItem(
                     job_id=job_id, creative_id=change.creative_id, content_version=change.content_version,
                     creative_json=change.creative_json))
@@ -306,10 +365,6 @@ async def queue_syncs(call: Call, account_id: str, changes: list[CreativeChanged
     return answers
 
 
-def _formats_known(agent: SalesAgent) -> bool:
-    return bool(agent.declared_formats) or agent.discovered_formats_json is not None
-
-
 # -- status ---------------------------------------------------------------------------------------
 async def get_creative_sync_status(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
@@ -327,7 +382,7 @@ async def get_creative_sync_status(call: Call) -> dict[str, Any]:
             "sales_agents": [{
                 "sales_agent_id": r.sales_agent_id,
                 "name": _agent_name(directory, r.sales_agent_id),
-                "sync_status": r.sync_status.value.lower(), "approval_status": r.approval_status,
+                "sync_status": _shown_status(r, directory.get(r.sales_agent_id)), "approval_status": r.approval_status,
                 "reason": r.rejection_reason or r.skip_reason or r.last_error,
                 "attempts": r.attempts, "content_version_synced": r.content_version_synced,
                 "platform_creative_id": r.platform_creative_id,
@@ -335,6 +390,13 @@ async def get_creative_sync_status(call: Call) -> dict[str, Any]:
                 "updated_at": r.updated_at.isoformat()} for r in rows],
         })
     return {"creatives": creatives}
+
+
+def _shown_status(row: Any, agent: SalesAgent | None) -> str:
+    """A row's sync status; a job waiting for its agent's discovery says so."""
+    if row.sync_status in (SyncState.PENDING, SyncState.SYNCING) and agent is not None and not formats_known(agent):
+        return AWAITING_DISCOVERY
+    return row.sync_status.value.lower()
 
 
 def _agent_name(directory: Any, agent_id: str) -> str:
@@ -385,6 +447,9 @@ _AGENT_PROPERTIES = {
     "webhook_secret": {"type": "string", "minLength": 32,
                        "description": "Shared secret of the agent's legacy HMAC-SHA256 webhooks to us."},
     "webhook_jwks": {"type": "object", "description": "Public keys (JWKS) of the agent's RFC 9421 webhooks to us."},
+    "headers": {"type": "object", "additionalProperties": {"type": "string"},
+                "description": "Extra static headers on every call to the agent (e.g. x-adcp-tenant): sealed like the "
+                               "token; list_sales_agents shows their names only."},
 }
 
 OPERATIONS = (

@@ -16,9 +16,13 @@ from cryptography.fernet import Fernet, InvalidToken
 class AgentSecrets:
     auth_token: str | None = None
     webhook_secret: str | None = None
+    #: extra static headers every call to the agent carries (a tenant header, an API key): sealed
+    #: like the token, since some carry credentials
+    headers: tuple[tuple[str, str], ...] = ()
 
     def __repr__(self) -> str:  # never print a secret, even by accident
-        return f"AgentSecrets(auth_token={'***' if self.auth_token else None}, webhook_secret={'***' if self.webhook_secret else None})"
+        return (f"AgentSecrets(auth_token={'***' if self.auth_token else None}, "
+                f"webhook_secret={'***' if self.webhook_secret else None}, headers={[name for name, _ in self.headers]})")
 
 
 class SecretBox:
@@ -38,8 +42,8 @@ class SecretBox:
         return cls(path.read_bytes().strip())
 
     def seal(self, secrets: AgentSecrets) -> bytes:
-        return self._fernet.encrypt(json.dumps({"auth_token": secrets.auth_token,
-                                                "webhook_secret": secrets.webhook_secret}).encode())
+        return self._fernet.encrypt(json.dumps({"auth_token": secrets.auth_token, "webhook_secret": secrets.webhook_secret,
+                                                "headers": [list(h) for h in secrets.headers]}).encode())
 
     def open(self, ciphertext: bytes) -> AgentSecrets | None:
         """The secrets, or None when they were sealed with another key."""
@@ -47,4 +51,5 @@ class SecretBox:
             data = json.loads(self._fernet.decrypt(ciphertext))
         except (InvalidToken, ValueError):
             return None
-        return AgentSecrets(data.get("auth_token"), data.get("webhook_secret"))
+        return AgentSecrets(data.get("auth_token"), data.get("webhook_secret"),
+                            tuple((str(name), str(value)) for name, value in data.get("headers") or []))

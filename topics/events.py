@@ -238,6 +238,7 @@ class SyncStatus(Event):
     platform_creative_id: str | None = None
     content_version_synced: int | None = None
     last_error: str | None = None
+    agent_updated_at: datetime | None = None
     updated_at: datetime
 
 
@@ -274,6 +275,14 @@ class SalesAgent(Event):
     discovery_error: str | None = None
     has_webhook_secret: bool = False
     webhook_jwks_json: str | None = None
+    endpoint_url: str | None = None
+    version_reason: str | None = None
+    revision: int = 0
+    accepts_webhooks: bool = False
+    circuit: str | None = None
+    failing_since: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
     updated_at: datetime
 
 

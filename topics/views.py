@@ -107,12 +107,24 @@ class CompactedView:
                 await consumer.stop()
 
 
+class RegistryView(CompactedView):
+    """The sales agents: a record written under an older registration revision than the one
+    held (a worker's discovery racing an update) is stale and ignored, in every process alike,
+    since they all read the topic in the same order."""
+
+    def apply(self, value: Any) -> None:
+        current = self.items.get(self._key_of(value))
+        if current is not None and value.revision < current.revision:
+            return
+        super().apply(value)
+
+
 class AgentDirectory:
     """The sales-agent registry as every process sees it: agents and their (decrypted) secrets."""
 
     def __init__(self, bootstrap_servers: str, codecs: Any, topic_prefix: str, box: Any) -> None:
         self.box = box
-        self.agents = CompactedView(bootstrap_servers, topic("sales_agents").full_name(topic_prefix),
+        self.agents = RegistryView(bootstrap_servers, topic("sales_agents").full_name(topic_prefix),
                                     codecs.value("sales_agents"), lambda a: a.sales_agent_id)
         self.credentials = CompactedView(bootstrap_servers, topic("sales_agent_credentials").full_name(topic_prefix),
                                          codecs.value("sales_agent_credentials"), lambda c: c.sales_agent_id)

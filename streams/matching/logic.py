@@ -9,10 +9,12 @@ change, manual sync, campaigns, tactics) all come through `match`.
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from streams.library.formats import BY_ID, STANDARD_AGENT_URL
 
@@ -94,11 +96,12 @@ def traits_of(creative: Mapping[str, Any]) -> CreativeTraits:
     format_id = creative.get("format_id")
     ref = None
     if isinstance(format_id, Mapping):
-        ref = (str(format_id.get("agent_url", "")), str(format_id.get("id", "")))
+        ref = (normalise_agent_url(format_id.get("agent_url", "")), str(format_id.get("id", "")))
     elif isinstance(format_id, str):
-        ref = (STANDARD_AGENT_URL, format_id)
+        ref = (normalise_agent_url(STANDARD_AGENT_URL), format_id)
     known = BY_ID.get(ref[1]) if ref else None
-    kind = creative.get("format_kind") or (known.kind if known else None)
+    kind = creative.get("format_kind") or (known.kind if known else None) \
+        or (kind_of_format({"format_id": {"id": ref[1]}}) if ref else None)
     mimes: set[str] = set()
     width = height = duration = None
     for asset in _assets(creative.get("assets")):
@@ -167,20 +170,135 @@ def formats_of(name: str, declared: Iterable[str], discovered: Iterable[Mapping[
         if "/" in item:
             mimes.add(item.lower())
         elif item in BY_ID:
-            ids.add((STANDARD_AGENT_URL, item))
+            ids.add((normalise_agent_url(STANDARD_AGENT_URL), item))
             kinds.add(BY_ID[item].kind)
         else:
             kinds.add(item)
     if not declared:
-        for fmt in discovered:
-            format_id = fmt.get("format_id")
-            if isinstance(format_id, Mapping):
-                ids.add((str(format_id.get("agent_url", "")), str(format_id.get("id", ""))))
-            kind = (fmt.get("canonical") or {}).get("kind") if isinstance(fmt.get("canonical"), Mapping) else None
-            known = BY_ID.get(str(format_id.get("id"))) if isinstance(format_id, Mapping) else None
-            if kind or known:
-                kinds.add(str(kind or known.kind))
+        for listed in listed_formats(discovered):
+            ids.add(listed.key)
+            if listed.kind:
+                kinds.add(listed.kind)
     return AgentFormats(name, format_ids=frozenset(ids), format_kinds=frozenset(kinds), mime_types=frozenset(mimes))
+
+
+# -- what an agent lists --------------------------------------------------------------------------
+def normalise_agent_url(url: Any) -> str:
+    """A format's agent_url as compared: scheme and host in lower case, no default port, no
+    trailing slash (agents list `https://creative.adcontextprotocol.org/` for what buyers send as
+    `https://creative.adcontextprotocol.org`). What does not parse is compared as given."""
+    text = str(url or "").strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return text.rstrip("/")
+    if not parts.scheme or not parts.hostname:
+        return text.rstrip("/")
+    scheme = parts.scheme.lower()
+    netloc = parts.hostname.lower() + (f":{port}" if port and port != {"http": 80, "https": 443}.get(scheme) else "")
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}" + (f"?{parts.query}" if parts.query else "")
+
+
+@dataclass(frozen=True)
+class ListedFormat:
+    """One format an agent lists, as it lists it, and what we make of it."""
+
+    format_id: tuple[tuple[str, Any], ...]  # the agent's own format_id object, to send back as is
+    key: tuple[str, str]  # (normalised agent_url, id): how it is compared
+    kind: str | None
+    width: int | None = None
+    height: int | None = None
+    duration_s: float | None = None
+
+    def as_format_id(self) -> dict[str, Any]:
+        return dict(self.format_id)
+
+
+#: The type of a format (AdCP 3.0/3.1 `type`) or of its main asset -> the canonical kind.
+_KIND_OF_TYPE = {"display": "image", "image": "image", "html": "html5", "html5": "html5", "video": "video_hosted",
+                 "vast": "video_vast", "audio": "audio_hosted", "daast": "audio_daast", "native": "native_in_feed"}
+_SIZE = re.compile(r"(\d{2,4})x(\d{2,4})")
+_SECONDS = re.compile(r"(?:^|_)(\d{1,3})s(?:$|_)")
+
+
+def kind_of_format(fmt: Mapping[str, Any]) -> str | None:
+    """A listed format's canonical kind: from what its definition says (canonical kind, type, its
+    assets), else from the well-known ids of the reference creative agent (`display_300x250`,
+    `display_300x250_html`, `video_30s`, `video_vast_30s`, `audio_30s`, `native_...`)."""
+    canonical = fmt.get("canonical")
+    if isinstance(canonical, Mapping) and canonical.get("kind"):
+        return str(canonical["kind"])
+    format_id = fmt.get("format_id")
+    identifier = str(format_id.get("id", "")) if isinstance(format_id, Mapping) else str(format_id or "")
+    if identifier in BY_ID:
+        return BY_ID[identifier].kind
+    asset_types = [str(a.get("asset_type", "")).lower() for a in fmt.get("assets") or [] if isinstance(a, Mapping)]
+    for asset_type in ("vast", "daast", "html", "video", "audio"):
+        if asset_type in asset_types:
+            return _KIND_OF_TYPE[asset_type]
+    declared_type = str(fmt.get("type") or "").lower()
+    if declared_type in _KIND_OF_TYPE and declared_type != "display":
+        return _KIND_OF_TYPE[declared_type]
+    words = identifier.lower().split("_")
+    if "vast" in words:
+        return "video_vast" if "audio" not in words else "audio_vast"
+    if "daast" in words:
+        return "audio_daast"
+    if words and words[0] in ("video", "audio", "native", "html5"):
+        return _KIND_OF_TYPE[words[0]]
+    if words and words[0] == "display":
+        return "html5" if {"html", "html5"} & set(words) else "image"
+    if declared_type == "display" or "image" in asset_types:
+        return "image"
+    return None
+
+
+def listed_formats(discovered: Iterable[Any]) -> list[ListedFormat]:
+    """The formats an agent listed (AdCP Format objects), each with its kind, size and duration
+    as far as its definition or its id tell."""
+    found = []
+    for fmt in discovered:
+        if not isinstance(fmt, Mapping) or not isinstance(fmt.get("format_id"), Mapping):
+            continue
+        format_id = fmt["format_id"]
+        identifier = str(format_id.get("id", ""))
+        width = height = duration = None
+        for render in fmt.get("renders") or []:
+            dimensions = render.get("dimensions") if isinstance(render, Mapping) else None
+            if isinstance(dimensions, Mapping):
+                width, height = _int(dimensions.get("width")), _int(dimensions.get("height"))
+                break
+        size = _SIZE.search(identifier)
+        if width is None and size:
+            width, height = int(size.group(1)), int(size.group(2))
+        seconds = _SECONDS.search(identifier)
+        if seconds:
+            duration = float(seconds.group(1))
+        found.append(ListedFormat(tuple(sorted((str(k), v) for k, v in format_id.items() if isinstance(v, (str, int)))),
+                                  (normalise_agent_url(format_id.get("agent_url", "")), identifier),
+                                  kind_of_format(fmt), width, height, duration))
+    return found
+
+
+def placement(creative: CreativeTraits, listed: Sequence[ListedFormat]) -> ListedFormat | None:
+    """The one of an agent's listed formats a creative goes out as: its own format id, as the
+    agent lists it; else a listed format of its kind that fits its size and duration."""
+    if creative.format_id is not None:
+        exact = next((f for f in listed if f.key == creative.format_id), None)
+        if exact is not None:
+            return exact
+    if creative.format_kind is None:
+        return None
+    for fmt in listed:
+        if fmt.kind != creative.format_kind:
+            continue
+        if fmt.width is not None and creative.width is not None and (fmt.width, fmt.height) != (creative.width, creative.height):
+            continue
+        if fmt.duration_s is not None and creative.duration_s is not None and creative.duration_s > fmt.duration_s:
+            continue
+        return fmt
+    return None
 
 
 # -- which agents, when none are named -------------------------------------------------------------

@@ -101,6 +101,7 @@ def _row_after(row: SyncStatus | None, result: SyncResult) -> SyncStatus | None:
         last_sync_at=result.occurred_at if target in (SyncState.SYNCED, SyncState.FAILED) else (row.last_sync_at if row else None),
         platform_creative_id=result.platform_creative_id or (row.platform_creative_id if row else None),
         content_version_synced=new_version, updated_at=result.occurred_at,
+        agent_updated_at=row.agent_updated_at if row else None,
         last_error=result.reason if target is SyncState.FAILED else (row.last_error if row and target is SyncState.SYNCING else None),
     )
     # The same answer again (a redelivery) changes nothing; the timestamps tell most answers apart
@@ -109,15 +110,26 @@ def _row_after(row: SyncStatus | None, result: SyncResult) -> SyncStatus | None:
 
 
 def apply_approval(state: CreativeSyncState, event: ApprovalEvent) -> StatusChange:
-    """A sales agent's review decision (webhook, poll or task webhook)."""
+    """A sales agent's review decision (webhook, poll or task webhook).
+
+    Observations are ordered by our own sequence, never by comparing an agent's clock with ours
+    (real agents' clocks run minutes off): one made before we recorded the delivery it would
+    answer (a poll started, a webhook received earlier) is older news; and an agent's own time
+    is compared only with the times the same agent gave before. (A poll is observed when it
+    starts, a webhook when it is received.)"""
     row = _row(state, event.sales_agent_id)
     status = event.status.lower()
     if row is None or status not in APPROVAL_STATUSES or row.sync_status is SyncState.SKIPPED:
         return StatusChange(state)
-    observed = event.agent_updated_at or event.observed_at
-    if observed < row.updated_at or (row.approval_status == status and row.rejection_reason == event.rejection_reason):
-        return StatusChange(state)  # late, or nothing new
-    updated = row.model_copy(update={"approval_status": status, "updated_at": observed,
+    if event.observed_at < row.updated_at:
+        return StatusChange(state)  # seen before what the row already says (our delivery's answer, say)
+    agent_time = event.agent_updated_at
+    if agent_time is not None and row.agent_updated_at is not None and agent_time < row.agent_updated_at:
+        return StatusChange(state)  # the agent itself says this came before what we know
+    if row.approval_status == status and row.rejection_reason == event.rejection_reason:
+        return StatusChange(state)  # nothing new
+    updated = row.model_copy(update={"approval_status": status, "updated_at": max(row.updated_at, event.observed_at),
+                                     "agent_updated_at": agent_time or row.agent_updated_at,
                                      "rejection_reason": event.rejection_reason if status == "rejected" else None})
     return StatusChange(_with_row(state, updated), [updated])
 

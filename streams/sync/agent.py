@@ -25,7 +25,9 @@ from streams.notify import agent as notify
 from streams.notify.logic import agent_unavailable
 from streams.runtime import consume, stored_row
 from streams.sync import logic
+from streams.matching.logic import listed_formats
 from streams.sync.client import AgentClient, CallError, discover
+from streams.sync.logic import accepts_webhooks, formats_known
 from topics.events import AgentQueue, ApprovalEvent, ApprovalSource, QueuedBatch, SalesAgent, SyncJob, SyncOutcome, SyncResult
 
 PROCESSOR = "sync"
@@ -178,6 +180,12 @@ class AgentSupervisor:
         self._seen_accounts: set[str] = set()
         self._to_sweep: set[str] = set()
         self._outage_since: datetime | None = None  # calls failing: the circuit opened then
+        self._revision: int | None = None  # the registration this supervisor last worked from
+        self._formats_of: tuple | None = None  # (discovered formats JSON, listed formats parsed from it)
+        #: what list_sales_agents shows of the agent's live state, as last published: (circuit, failing)
+        self._live: tuple[str, bool] = ("closed", False)
+        self._failing_since: datetime | None = None
+        self._told_discovery_failed = False  # queued jobs were marked failed for this run of discovery failures
 
     @property
     def finished(self) -> bool:
@@ -220,6 +228,14 @@ class AgentSupervisor:
         if agent is None:
             return 1.0  # not (yet) in the registry, or removed: its jobs wait
         current = now()
+        if agent.revision != self._revision:
+            # Registered, or changed (a new address, credentials, headers): discover at once,
+            # whatever backoff an earlier failure set.
+            if self._revision is not None and agent.discovered_at is None:
+                self._next_discovery, self._discovery_failures = _NEVER, 0
+                self._live, self._failing_since = ("closed", False), None
+                await self._close_client()
+            self._revision = agent.revision
         if current >= self._next_discovery:
             await self._discover(agent)
             agent = self.engine.directory.get(self.agent_id) or agent
@@ -233,6 +249,13 @@ class AgentSupervisor:
         queued_ids = {b.batch_id for q in queues for b in q.batches}
         self._settled &= queued_ids  # applied DONE entries: their batches left the queue
         ready = [q for q in queues if any(b.batch_id not in self._settled for b in q.batches)]
+        if ready and not formats_known(agent):
+            # Queued before discovery finished: the jobs wait for it (matched and shaped for the
+            # agent's formats then); while discovery fails they show failed, with its error.
+            if agent.discovery_error and not self._told_discovery_failed:
+                self._told_discovery_failed = True
+                await self._mark_waiting_failed(agent, ready)
+            return max(0.5, min(5.0, (self._next_discovery - current).total_seconds()))
         if ready:
             if not self.breaker.allows(current):
                 return self.breaker.wait_s(current)
@@ -274,13 +297,45 @@ class AgentSupervisor:
             self._client_of = identity
         return self._client
 
+    async def _close_client(self) -> None:
+        if self._client is not None:
+            client, self._client, self._client_of = self._client, None, None
+            await client.close()
+
     def _version(self, agent: SalesAgent) -> str:
         return agent.negotiated_version or logic.negotiate(SUPPORTED_VERSIONS, agent.adcp_versions) or "3.2"
+
+    def _listed(self, agent: SalesAgent) -> list:
+        """The formats the agent listed (parsed once per discovery), unless formats were declared
+        at registration: then the buyer's declaration decides what fits."""
+        if agent.declared_formats or not agent.discovered_formats_json:
+            return []
+        if self._formats_of is None or self._formats_of[0] != agent.discovered_formats_json:
+            self._formats_of = (agent.discovered_formats_json, listed_formats(json.loads(agent.discovered_formats_json)))
+        return self._formats_of[1]
+
+    def _push(self, agent: SalesAgent) -> dict | None:
+        """Our webhook for the agent's review decisions, where it declares webhook support."""
+        secrets = self.engine.directory.secrets(self.agent_id)
+        if not agent.accepts_webhooks or secrets is None or not secrets.webhook_secret:
+            return None
+        return {"url": f"{self.engine.settings.webhook_base_url}/webhooks/sales-agents/{self.agent_id}",
+                "authentication": {"schemes": ["HMAC-SHA256"], "credentials": secrets.webhook_secret}}
+
+    async def _mark_waiting_failed(self, agent: SalesAgent, queues: list[AgentQueue]) -> None:
+        failure = logic.CallFailure(f"{agent.name} cannot be reached yet: {agent.discovery_error}", code="AGENT_UNREACHABLE")
+        for queue in queues:
+            for queued in queue.batches:
+                entries = [e for seq in range(queued.first_seq, queued.last_seq + 1)
+                           if (e := self.engine.entry(logic.pending_key(self.agent_id, queue.account_id, seq))) is not None]
+                batch = logic.build_batch(queued, self.agent_id, queue.account_id, entries, self._version(agent))
+                await self._publish_results(logic.results_for(batch, attempt=1, now=now(), failure=failure))
 
     async def _deliver(self, agent: SalesAgent, account_id: str, queued: QueuedBatch) -> None:
         entries = [entry for seq in range(queued.first_seq, queued.last_seq + 1)
                    if (entry := self.engine.entry(logic.pending_key(self.agent_id, account_id, seq))) is not None]
-        batch = logic.build_batch(queued, self.agent_id, account_id, entries, self._version(agent))
+        batch = logic.build_batch(queued, self.agent_id, account_id, entries, self._version(agent), self._listed(agent),
+                                  self._push(agent))
         metrics = self.engine.pipeline.metrics
         attempt = 0
         while True:
@@ -298,7 +353,7 @@ class AgentSupervisor:
                 await self._tell_outage(agent, error.failure.message)
                 metrics.sync_calls.labels("failed").inc()
                 failure = error.failure
-                log.warning("sync to %s failed (attempt %d, %s): %s", self.agent_id, attempt, failure.recovery, failure.message)
+                await self._calls_failing(agent, failure.message)
                 results = logic.results_for(batch, attempt=attempt, now=now(), failure=failure)
                 if not failure.retryable:
                     await self._settle(batch, results)
@@ -310,6 +365,7 @@ class AgentSupervisor:
                 continue
             self.breaker.succeeded()
             self._outage_since = None
+            await self._calls_succeed(agent)
             metrics.sync_calls.labels("ok").inc()
             results = logic.results_for(batch, attempt=attempt, now=now(), response=response)
             for result in results:
@@ -319,6 +375,30 @@ class AgentSupervisor:
                         self._next_poll = now() + self._poll_interval(agent)
             await self._settle(batch, results)
             return
+
+    async def _calls_failing(self, agent: SalesAgent, message: str) -> None:
+        """A failed call: the agent's live state (failing since, circuit) is published and logged
+        when it changes, not on every attempt."""
+        state = (self.breaker.state(now()), True)
+        if state == self._live:
+            return
+        if not self._live[1]:
+            self._failing_since = now()
+        log.warning("sales agent %s: calls failing (circuit %s): %s", self.agent_id, state[0], message)
+        self._live = state
+        current = self.engine.directory.get(self.agent_id) or agent
+        await self._publish_agent(current.model_copy(update={"circuit": state[0], "failing_since": self._failing_since,
+                                                             "last_error": message, "updated_at": now()}))
+
+    async def _calls_succeed(self, agent: SalesAgent) -> None:
+        if self._live == ("closed", False) and agent.last_success_at is not None:
+            return
+        if self._live[1]:
+            log.info("sales agent %s: calls succeed again", self.agent_id)
+        self._live, self._failing_since = ("closed", False), None
+        current = self.engine.directory.get(self.agent_id) or agent
+        await self._publish_agent(current.model_copy(update={"circuit": "closed", "failing_since": None, "last_error": None,
+                                                             "last_success_at": now(), "updated_at": now()}))
 
     async def _tell_outage(self, agent: SalesAgent, message: str) -> None:
         """The circuit opening after a run of failures starts an outage: one notification for it
@@ -349,34 +429,45 @@ class AgentSupervisor:
     # -- discovery ------------------------------------------------------------------------------
     async def _discover(self, agent: SalesAgent) -> None:
         settings = self.engine.settings
+        client = self._client_for(agent)
         try:
-            found = await discover(self._client_for(agent))
+            found = await discover(client)
         except CallError as error:
             self._discovery_failures += 1
             retry = min(300.0, 2.0 * 2 ** min(self._discovery_failures, 8))
             self._next_discovery = now() + timedelta(seconds=retry)
-            log.warning("discovery of %s failed (%s); retrying in %.0f s", self.agent_id, error.failure.message, retry)
-            updated = agent.model_copy(update={"available": False, "discovery_error": error.failure.message,
-                                               "updated_at": now()})
-            if agent.available and agent.discovered_at is not None and agent.account_id:  # it answered before: an outage
+            message = error.failure.message
+            if self._discovery_failures == 1 or message != agent.discovery_error:  # one line per change, not per attempt
+                log.warning("discovery of sales agent %s failed (retrying with backoff): %s", self.agent_id, message)
+            updated = agent.model_copy(update={"available": False, "discovery_error": message, "updated_at": now()})
+            if self._discovery_failures == 1 and agent.account_id and (agent.available or agent.discovered_at is None):
+                # Once per run of failures: an agent that answered before, or one never reached.
                 await notify.publish(self.engine.pipeline, agent_unavailable(
-                    agent.account_id, self.agent_id, agent.name, error.failure.message, agent.updated_at, now()))
+                    agent.account_id, self.agent_id, agent.name, message, agent.updated_at, now()))
         else:
-            self._discovery_failures = 0
+            if self._discovery_failures or agent.discovery_error:
+                log.info("sales agent %s discovered after failures", self.agent_id)
+            self._discovery_failures, self._told_discovery_failed = 0, False
             self._next_discovery = now() + timedelta(seconds=settings.discovery_interval_s)
+            versions, negotiated, reason = logic.choose_version(SUPPORTED_VERSIONS, found["capabilities"].get("adcp") or {})
             updated = agent.model_copy(update={
-                "available": True, "discovery_error": None, "adcp_versions": found["versions"],
-                "negotiated_version": logic.negotiate(SUPPORTED_VERSIONS, found["versions"]),
-                "discovered_formats_json": json.dumps(found["formats"]), "discovered_at": now(), "updated_at": now()})
-        if updated.model_copy(update={"updated_at": agent.updated_at, "discovered_at": agent.discovered_at}) != agent \
-                or updated.available:
+                "available": True, "discovery_error": None, "adcp_versions": versions, "negotiated_version": negotiated,
+                "version_reason": reason, "endpoint_url": client.endpoint,
+                "accepts_webhooks": accepts_webhooks(found["capabilities"]),
+                "discovered_formats_json": json.dumps(found["formats"]), "discovered_at": now(), "updated_at": now(),
+                "last_success_at": now()})
+        if updated.model_copy(update={"updated_at": agent.updated_at, "discovered_at": agent.discovered_at,
+                                      "last_success_at": agent.last_success_at}) != agent or updated.available:
             await self._publish_agent(updated)
 
     async def _publish_agent(self, agent: SalesAgent) -> None:
+        """What this worker learnt of the agent, under the registration it learnt it from: a
+        registration changed meanwhile (a newer revision) wins, and this is dropped (the next
+        step starts over from the new one)."""
         pipeline = self.engine.pipeline
         current = self.engine.directory.agents.get(self.agent_id)
-        if current is not None and current.updated_at > agent.updated_at:
-            return  # the registry changed meanwhile: the next discovery goes from there
+        if current is not None and (current.revision != agent.revision or current.deleted):
+            return
         self.engine.directory.agents.apply(agent)
         await pipeline.topics["sales_agents"].send(key=pipeline.codecs.key("sales_agents").encode(agent.sales_agent_id),
                                                    value=pipeline.codecs.value("sales_agents").encode(agent))
@@ -384,7 +475,7 @@ class AgentSupervisor:
     # -- review polling -------------------------------------------------------------------------
     def _poll_interval(self, agent: SalesAgent) -> timedelta:
         # An agent that pushes its decisions is polled only as a safety net for lost webhooks.
-        pushes = agent.has_webhook_secret or agent.webhook_jwks_json is not None
+        pushes = agent.accepts_webhooks and agent.has_webhook_secret
         return timedelta(seconds=self.engine.settings.poll_interval_s * (12 if pushes else 1))
 
     async def _poll(self, agent: SalesAgent) -> None:
@@ -417,12 +508,16 @@ class AgentSupervisor:
                 except CallError as error:
                     log.info("polling %s failed: %s", self.agent_id, error.failure.message)
                     return
+                asked = set(filters.get("creative_ids") or ())
                 for item in answer.get("creatives") or []:
+                    # Agents ignore filters (all creatives, every account): pick out ours.
+                    if not isinstance(item, dict) or not logic.answers_for(item, account_id, asked):
+                        continue
                     status, creative_id = str(item.get("status") or ""), str(item.get("creative_id"))
                     if status in ("approved", "rejected", "suspended", "archived"):
                         self.reviewing.pop((account_id, creative_id), None)
                     if status:
-                        events.append(self._approval(account_id, creative_id, status, item))
+                        events.append(self._approval(account_id, creative_id, status, item, started))
                 page = answer.get("pagination") or {}
                 cursor = page.get("cursor") if page.get("has_more") else None
                 if not cursor:
@@ -434,7 +529,7 @@ class AgentSupervisor:
         for event in events:
             await pipeline.publish("approval_events", key.encode(f"{event.account_id}/{event.creative_id}"), value.encode(event))
 
-    def _approval(self, account_id: str, creative_id: str, status: str, item: dict) -> ApprovalEvent:
+    def _approval(self, account_id: str, creative_id: str, status: str, item: dict, asked_at: datetime) -> ApprovalEvent:
         updated = item.get("updated_date")
         try:
             agent_time = datetime.fromisoformat(str(updated).replace("Z", "+00:00")) if updated else None
@@ -445,4 +540,4 @@ class AgentSupervisor:
         return ApprovalEvent(
             event_id=logic.stable_id("poll", self.agent_id, account_id, creative_id, status, str(updated))[:32],
             sales_agent_id=self.agent_id, account_id=account_id, creative_id=creative_id, status=status,
-            rejection_reason=reason, source=ApprovalSource.POLL, observed_at=now(), agent_updated_at=agent_time)
+            rejection_reason=reason, source=ApprovalSource.POLL, observed_at=asked_at, agent_updated_at=agent_time)

@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 _sdk: asyncio.Future | None = None
 
 
+#: The largest answer read from an agent. Real agents' tool lists run to several MB (the
+#: reference salesagent's is 3.3 MB) and list_creatives pages of agents that ignore filters are
+#: large too; what we keep of an answer is bounded elsewhere (pages are read one at a time).
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+
+
 def _import_sdk() -> tuple[Any, Any]:
     # While this thread computes, the event loop's thread would wait up to the interpreter's
     # switch interval (5 ms) for the GIL after every I/O call: measured, the worker fell from
@@ -32,9 +38,43 @@ def _import_sdk() -> tuple[Any, Any]:
     try:
         from adcp import ADCPClient
         from adcp.types import AgentConfig
+
+        _read_large_answers_without_tool_lists()
+        # The SDK logs every failed connection attempt at ERROR with tracebacks (dozens a minute
+        # for an agent that is down); the sync engine logs one line per change of an agent's state.
+        for name in ("adcp", "mcp", "httpx", "httpx2"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     finally:
         sys.setswitchinterval(previous)
     return ADCPClient, AgentConfig
+
+
+def _read_large_answers_without_tool_lists() -> None:
+    """Two settings the adcp client (9.2) gives no option for, set on its MCP module:
+
+    - the MCP session validates each tool's answer against the output schema from `tools/list`,
+      so its first call of every tool fetched the agent's whole tool list (several MB at real
+      agents, 25 % of a call's CPU at ours). We read answers defensively and check nothing
+      against the agent's schemas (`_no_schema_checks`), so the session skips that, and never
+      asks for tools/list;
+    - its streamable-HTTP transport caps one server-sent event at 1 MiB ("Server-sent event
+      exceeded the 1048576 byte limit"): raised to MAX_ANSWER_BYTES.
+    """
+    from adcp.protocols import mcp as adcp_mcp
+
+    if getattr(adcp_mcp, "_creative_sync_adjusted", False):
+        return
+
+    class Session(adcp_mcp._ClientSession):
+        async def validate_tool_result(self, name: str, result: Any) -> None:
+            return None
+
+    class Transport(adcp_mcp.StreamableHTTPTransport):
+        def __init__(self, url: str, **kwargs: Any) -> None:
+            super().__init__(url, **{**kwargs, "max_sse_event_size": MAX_ANSWER_BYTES})
+
+    adcp_mcp._ClientSession, adcp_mcp.StreamableHTTPTransport = Session, Transport
+    adcp_mcp._creative_sync_adjusted = True
 
 
 def _no_schema_checks() -> Any:
@@ -71,10 +111,12 @@ class AgentClient:
         if self._client is None:
             client_type, config_type = await sdk()
             auth = self.agent.auth_header or "Authorization"
-            config = config_type(id=self.agent.sales_agent_id, agent_uri=self.agent.agent_url,
+            # The endpoint discovery found (the client tries /mcp and /mcp/ under a base URL).
+            config = config_type(id=self.agent.sales_agent_id, agent_uri=self.agent.endpoint_url or self.agent.agent_url,
                                  protocol=self.agent.protocol.value.lower() if self.agent.protocol.value != "UNKNOWN" else "mcp",
                                  auth_token=self._secrets.auth_token, auth_type="bearer" if auth == "Authorization" else "token",
-                                 auth_header=auth, timeout=self._timeout)
+                                 auth_header=auth, timeout=self._timeout, extra_headers=dict(self._secrets.headers),
+                                 max_response_bytes=MAX_ANSWER_BYTES)
             # The version discovery negotiated: without it the client dumps the agent's whole
             # capabilities model on every call to negotiate again (~17 % of a worker's CPU).
             pinned = {"server_version": self.agent.negotiated_version} if self.agent.negotiated_version else {}
@@ -83,6 +125,13 @@ class AgentClient:
             # never set (~15 % of a worker's CPU on 100-creative calls): off.
             self._client.adapter.tracing_request_hook = None
         return self._client
+
+    @property
+    def endpoint(self) -> str | None:
+        """The URL the client reached the agent at (after its /mcp, /mcp/ fallbacks), if connected."""
+        if self._client is None:
+            return None
+        return getattr(self._client.adapter, "_connected_url", None) or self.agent.endpoint_url or self.agent.agent_url
 
     async def close(self) -> None:
         if self._client is not None:
@@ -97,6 +146,10 @@ class AgentClient:
         try:
             return await asyncio.wait_for(self._call(tool, dict(params)), self._timeout)
         except CallError:
+            # A failed call may have left the session broken (an agent restarted on the same port
+            # forgets our MCP session, and answers every call on it with a failure): the next call
+            # connects afresh.
+            await self.close()
             raise
         except asyncio.TimeoutError:
             await self.close()
@@ -149,7 +202,4 @@ async def discover(client: AgentClient) -> dict[str, Any]:
     started = time.perf_counter()
     capabilities = await client.call("get_adcp_capabilities", {})
     formats = await client.call("list_creative_formats", {})
-    adcp = capabilities.get("adcp") or {}
-    versions = [str(v) for v in adcp.get("supported_versions") or []] or [f"{v}.0" for v in adcp.get("major_versions") or []]
-    return {"versions": versions, "formats": formats.get("formats") or [], "capabilities": capabilities,
-            "took_s": time.perf_counter() - started}
+    return {"formats": formats.get("formats") or [], "capabilities": capabilities, "took_s": time.perf_counter() - started}

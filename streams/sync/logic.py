@@ -18,7 +18,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from streams.library.formats import FORMATS, STANDARD_AGENT_URL
-from topics.events import (AdcpError, AgentQueue, QueuedBatch, QueueEntryKind, SyncItem, SyncJob, SyncOutcome, SyncResult,
+from streams.matching.logic import CreativeTraits, ListedFormat, placement, traits_of
+from topics.events import (AdcpError, AgentQueue, SalesAgent, QueuedBatch, QueueEntryKind, SyncItem, SyncJob, SyncOutcome, SyncResult,
                            SyncResultBatch, SyncTrigger)
 
 MAX_BATCH = 100  # AdCP: at most 100 creatives per sync_creatives
@@ -139,23 +140,91 @@ def negotiate(ours: Sequence[str], theirs: Sequence[str]) -> str | None:
     return max(common, key=lambda v: tuple(int(p) for p in v.split("."))) if common else None
 
 
+def choose_version(ours: Sequence[str], adcp: Mapping[str, Any]) -> tuple[list[str], str | None, str]:
+    """From an agent's `adcp` capabilities: the versions it declares, the one we speak with it,
+    and why (shown in list_sales_agents)."""
+    supported = [str(v) for v in adcp.get("supported_versions") or []]
+    majors = [str(v) for v in adcp.get("major_versions") or []]
+    if supported:
+        chosen = negotiate(ours, supported)
+        if chosen is None:
+            return supported, None, f"no AdCP version in common (the agent speaks {', '.join(supported)})"
+        return supported, chosen, f"the highest version both speak (the agent lists {', '.join(supported)})"
+    if "3" in majors:
+        # A minor it does not name may be older than 3.2's format_kind: 3.0's shape (format_id)
+        # is what every 3.x agent accepts.
+        return ["3.0"], "3.0", ("the agent declares only major version 3 (no supported_versions): AdCP 3.0 payloads "
+                                "with format_id, which every 3.x agent accepts")
+    if majors:
+        return [f"{m}.0" for m in majors], None, f"no AdCP version in common (the agent declares major {', '.join(majors)})"
+    return [], "3.0", "the agent declares no AdCP version: AdCP 3.0 payloads with format_id, the most widely accepted"
+
+
+def accepts_webhooks(capabilities: Mapping[str, Any]) -> bool:
+    """Whether an agent says it pushes webhooks (AdCP 3.2 `webhook_signing.supported`)."""
+    signing = capabilities.get("webhook_signing")
+    return isinstance(signing, Mapping) and signing.get("supported") is True
+
+
+def formats_known(agent: SalesAgent) -> bool:
+    """Whether what an agent takes is known: declared at registration, or discovered."""
+    return bool(agent.declared_formats) or agent.discovered_formats_json is not None
+
+
+def answers_for(item: Mapping[str, Any], account_id: str, asked: set[str]) -> bool:
+    """Whether a list_creatives item answers what we asked about (agents ignore filters): one of
+    the creatives asked for (any of the account's when none were named), and not of another
+    account where the item names its account."""
+    account = item.get("account")
+    if isinstance(account, Mapping) and account.get("account_id") not in (None, account_id):
+        return False
+    if isinstance(item.get("account_id"), str) and item["account_id"] != account_id:
+        return False
+    return not asked or str(item.get("creative_id")) in asked
+
+
 _LEGACY_FORMAT_OF_KIND = {f.kind: f.format_id for f in reversed(FORMATS)}  # the first format of each kind
 
 
-def for_version(creative: Mapping[str, Any], version: str) -> tuple[dict[str, Any] | None, str | None]:
-    """The creative as an agent of `version` expects it, or (None, why) when it cannot be said.
+def for_version(creative: Mapping[str, Any], version: str,
+                listed: Sequence[ListedFormat] = ()) -> tuple[dict[str, Any] | None, str | None]:
+    """The creative as an agent of `version` that lists `listed` expects it, or (None, why) when
+    it cannot be sent there.
 
-    AdCP 3.2 names a format by `format_kind`; 3.0/3.1 only know `format_id` (agent_url + id)."""
+    A format id goes out exactly as the agent lists it (its agent_url with or without the trailing
+    slash). AdCP 3.2 names a format by `format_kind`; 3.0/3.1 only know `format_id`, so a kind is
+    mapped to one of the agent's listed formats of that kind, size and duration: never to an id
+    the agent did not list. An agent that listed nothing (its formats were declared at
+    registration) gets the standard format of the kind."""
     creative = dict(creative)
+    traits = traits_of(creative) if listed else None
+    place = placement(traits, listed) if traits is not None else None
+    if place is not None and "format_id" in creative:
+        creative["format_id"] = place.as_format_id()
     if version == "3.2" or "format_kind" not in creative:
+        if listed and place is None and "format_id" in creative and "format_kind" not in creative:
+            return None, _unplaceable(traits)
         return creative, None
     kind = creative.pop("format_kind")
     if "format_id" not in creative:
+        if listed:
+            if place is None:
+                return None, _unplaceable(traits)
+            creative["format_id"] = place.as_format_id()
+            return creative, None
         format_id = _legacy_format_id(kind, creative)
         if format_id is None:
             return None, f"No AdCP {version} format_id for format kind {kind!r}"
         creative["format_id"] = {"agent_url": STANDARD_AGENT_URL, "id": format_id}
     return creative, None
+
+
+def _unplaceable(traits: CreativeTraits | None) -> str:
+    if traits is None:
+        return "The agent lists no format for this creative"
+    what = traits.format_kind or (traits.format_id[1] if traits.format_id else "this format")
+    size = f" {traits.width}x{traits.height}" if traits.width and traits.height else ""
+    return f"The agent lists no {what}{size} format (it is sent only formats it lists)"
 
 
 def _legacy_format_id(kind: str, creative: Mapping[str, Any]) -> str | None:
@@ -192,8 +261,10 @@ class Batch:
     unsendable: dict[str, str]  # creative id -> why it cannot be sent to this agent
 
 
-def build_batch(batch: QueuedBatch, agent_id: str, account_id: str, entries: Sequence[SyncJob], version: str) -> Batch:
-    """The call for a queued batch: one entry per creative (its latest version), in the agent's dialect."""
+def build_batch(batch: QueuedBatch, agent_id: str, account_id: str, entries: Sequence[SyncJob], version: str,
+                listed: Sequence[ListedFormat] = (), push: Mapping[str, Any] | None = None) -> Batch:
+    """The call for a queued batch: one entry per creative (its latest version), in the agent's
+    dialect and formats (`listed`), with our webhook (`push`) where the agent pushes decisions."""
     latest: dict[str, SyncItem] = {}
     settles: dict[str, list[SyncItem]] = {}
     for job in (job for entry in entries for job in entry.jobs()):
@@ -202,13 +273,15 @@ def build_batch(batch: QueuedBatch, agent_id: str, account_id: str, entries: Seq
             latest[job.creative_id] = job
     creatives, unsendable = CallCreatives(), {}
     for creative_id, job in latest.items():
-        creative, why = for_version(json.loads(job.creative_json or "{}"), version)
+        creative, why = for_version(json.loads(job.creative_json or "{}"), version, listed)
         if creative is None:
             unsendable[creative_id] = why or "unsendable"
         else:
             creatives.append(creative)
     payload = {"adcp_version": version, "account": {"account_id": account_id}, "idempotency_key": batch.idempotency_key,
                "creatives": creatives, "validation_mode": "lenient"}
+    if push:
+        payload["push_notification_config"] = dict(push)
     return Batch(batch.batch_id, batch.idempotency_key, agent_id, account_id, payload, settles, unsendable)
 
 
@@ -256,10 +329,14 @@ def results_for(batch: Batch, *, attempt: int, now: datetime, response: Mapping[
             errors = [AdcpError(code=str(e.get("code") or "ERROR"), message=str(e.get("message") or ""),
                                 field=e.get("field"), recovery=e.get("recovery"))
                       for e in answer.get("errors") or [] if isinstance(e, Mapping)]
-            if action == "failed":
+            outcome = SyncOutcome.SYNCED
+            if action == "failed" and attempt > 1 and already_there(errors):
+                # An agent that drops idempotency keys took our earlier attempt of this very batch
+                # (its answer was lost) and now refuses the creative as a duplicate: it has it.
+                action, errors = "updated", []
+            elif action == "failed":
                 outcome, reason = SyncOutcome.FAILED, errors[0].message if errors else "The agent refused this creative"
-            else:
-                outcome = SyncOutcome.SYNCED
+            if outcome is SyncOutcome.SYNCED:
                 platform_id = answer.get("platform_id") or answer.get("platform_creative_id")
                 approval = answer.get("status") or answer.get("review_status")
                 warnings = [str(w) for w in answer.get("warnings") or []]
@@ -274,6 +351,14 @@ def results_for(batch: Batch, *, attempt: int, now: datetime, response: Mapping[
                 platform_creative_id=str(platform_id) if platform_id else None,
                 approval_status=str(approval) if approval else None, reason=reason, errors=errors, occurred_at=now))
     return results
+
+
+_DUPLICATE_CODES = frozenset({"ALREADY_EXISTS", "CREATIVE_ALREADY_EXISTS", "DUPLICATE", "DUPLICATE_CREATIVE", "CREATIVE_EXISTS"})
+
+
+def already_there(errors: Sequence[AdcpError]) -> bool:
+    """Whether an agent's refusal of a creative says it already has it."""
+    return bool(errors) and all(e.code.upper() in _DUPLICATE_CODES or "already exist" in e.message.lower() for e in errors)
 
 
 def by_partition(results: Sequence[SyncResult], partition_of: Callable[[str], int]) -> list[tuple[str, SyncResultBatch]]:

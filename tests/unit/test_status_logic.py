@@ -125,3 +125,34 @@ def test_a_change_of_a_creative_synced_nowhere_is_neither_acted_on_nor_remembere
     for kind in (ChangeKind.CREATED, ChangeKind.CONTENT, ChangeKind.METADATA):
         out = apply_change(state, change(kind, 2), at(1))
         assert out.state == state and out.rows == [] and out.resyncs == []
+
+
+def _agent_approval(status, when, agent_when, reason=None):
+    return ApprovalEvent(event_id=f"e-{status}-{when}-{agent_when}", sales_agent_id="ag", account_id="a", creative_id="c",
+                         status=status, rejection_reason=reason, source=ApprovalSource.POLL, observed_at=at(when),
+                         agent_updated_at=at(agent_when))
+
+
+@pytest.mark.parametrize("skew_s", [-300, 300])
+def test_an_agents_clock_minutes_off_never_throws_its_approvals_away_after_a_resync(skew_s):
+    """The agent stamps its decisions with its own clock; a re-sync answered at our time 20 is
+    approved at the agent's 22 + skew: applied, whatever the skew."""
+    state = run(empty_state("a", "c"), result(SyncOutcome.SYNCED, when=1, approval="pending_review"))
+    state = apply_approval(state, _agent_approval("approved", when=3, agent_when=2 + skew_s)).state
+    state = apply_change(state, change(ChangeKind.CONTENT, 2, when=10), at(10)).state
+    state = run(state, result(SyncOutcome.SYNCED, version=2, when=20, approval="pending_review"))
+    assert state.rows[0].approval_status == "pending_review"
+    state = apply_approval(state, _agent_approval("approved", when=25, agent_when=22 + skew_s)).state
+    assert (state.rows[0].approval_status, state.rows[0].content_version_synced) == ("approved", 2)
+
+
+def test_an_agents_older_decision_by_its_own_clock_does_not_overwrite_a_newer_one():
+    state = run(empty_state("a", "c"), result(SyncOutcome.SYNCED, when=1, approval="pending_review"))
+    state = apply_approval(state, _agent_approval("rejected", when=5, agent_when=-200, reason="No")).state
+    assert apply_approval(state, _agent_approval("approved", when=6, agent_when=-250)).rows == []
+    assert apply_approval(state, _agent_approval("approved", when=7, agent_when=-150)).rows[0].approval_status == "approved"
+
+
+def test_a_decision_observed_before_our_delivery_was_answered_is_older_news():
+    state = run(empty_state("a", "c"), result(SyncOutcome.SYNCED, when=10, approval="pending_review"))
+    assert apply_approval(state, _agent_approval("approved", when=9, agent_when=500)).rows == []
