@@ -431,7 +431,7 @@ class AgentSupervisor:
         settings = self.engine.settings
         client = self._client_for(agent)
         try:
-            found = await discover(client)
+            found = await discover(client, SUPPORTED_VERSIONS)
         except CallError as error:
             self._discovery_failures += 1
             retry = min(300.0, 2.0 * 2 ** min(self._discovery_failures, 8))
@@ -449,10 +449,10 @@ class AgentSupervisor:
                 log.info("sales agent %s discovered after failures", self.agent_id)
             self._discovery_failures, self._told_discovery_failed = 0, False
             self._next_discovery = now() + timedelta(seconds=settings.discovery_interval_s)
-            versions, negotiated, reason = logic.choose_version(SUPPORTED_VERSIONS, found["capabilities"].get("adcp") or {})
             updated = agent.model_copy(update={
-                "available": True, "discovery_error": None, "adcp_versions": versions, "negotiated_version": negotiated,
-                "version_reason": reason, "endpoint_url": client.endpoint,
+                "available": True, "discovery_error": None, "adcp_versions": found["versions"],
+                "negotiated_version": found["negotiated"], "version_reason": found["version_reason"],
+                "endpoint_url": client.endpoint,
                 "accepts_webhooks": accepts_webhooks(found["capabilities"]),
                 "discovered_formats_json": json.dumps(found["formats"]), "discovered_at": now(), "updated_at": now(),
                 "last_success_at": now()})

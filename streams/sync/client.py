@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from streams.sync.logic import CallFailure, failure_from_errors
+from streams.sync.logic import CallFailure, choose_version, failure_from_errors
 from topics.credentials import AgentSecrets
 from topics.events import SalesAgent
 
@@ -106,6 +106,13 @@ class AgentClient:
                  poll_every_s: float = 1.0) -> None:
         self.agent, self._secrets, self._timeout, self._poll = agent, secrets or AgentSecrets(), timeout_s, poll_every_s
         self._client: Any = None
+        self._pinned: str | None = agent.negotiated_version
+
+    async def pin(self, version: str | None) -> None:
+        """Speak `version` from the next call on (discovery learns it from the capabilities)."""
+        if version != self._pinned:
+            self._pinned = version
+            await self.close()
 
     async def _connected(self) -> Any:
         if self._client is None:
@@ -119,7 +126,9 @@ class AgentClient:
                                  max_response_bytes=MAX_ANSWER_BYTES)
             # The version discovery negotiated: without it the client dumps the agent's whole
             # capabilities model on every call to negotiate again (~17 % of a worker's CPU).
-            pinned = {"server_version": self.agent.negotiated_version} if self.agent.negotiated_version else {}
+            # It also keeps the client from validating the capabilities against its typed model
+            # before other calls: real agents' capabilities often miss fields it requires.
+            pinned = {"server_version": self._pinned} if self._pinned else {}
             self._client = client_type(config, validation=_no_schema_checks(), **pinned)
             # Its OpenTelemetry hook parses every request body twice to find a trace context we
             # never set (~15 % of a worker's CPU on 100-creative calls): off.
@@ -197,9 +206,13 @@ def _first_line(value: Any) -> str:
     return str(value).strip().splitlines()[0][:300] if str(value).strip() else type(value).__name__
 
 
-async def discover(client: AgentClient) -> dict[str, Any]:
-    """What an agent says about itself: AdCP versions and its formats (raises CallError)."""
+async def discover(client: AgentClient, ours: tuple[str, ...]) -> dict[str, Any]:
+    """What an agent says about itself: its AdCP versions (and the one we speak with it, and why)
+    and its formats, asked for in that version (raises CallError)."""
     started = time.perf_counter()
     capabilities = await client.call("get_adcp_capabilities", {})
+    versions, negotiated, reason = choose_version(ours, capabilities.get("adcp") or {})
+    await client.pin(negotiated)
     formats = await client.call("list_creative_formats", {})
-    return {"formats": formats.get("formats") or [], "capabilities": capabilities, "took_s": time.perf_counter() - started}
+    return {"formats": formats.get("formats") or [], "capabilities": capabilities, "versions": versions,
+            "negotiated": negotiated, "version_reason": reason, "took_s": time.perf_counter() - started}

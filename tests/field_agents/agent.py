@@ -80,7 +80,22 @@ class FieldAgent:
         self.calls: dict[str, int] = {}
         self.headers_seen: list[dict[str, str]] = []
         self._sync_calls = 0
+        self._raw: dict[str, dict[str, Any]] = {}
         self._tasks: set[asyncio.Task] = set()
+
+    def remember_raw(self, body: bytes) -> None:
+        """The sync_creatives arguments as they came on the wire: the framework hands handlers its
+        canonical (3.2) form of legacy creatives, and this agent, like real legacy agents, reads
+        what was sent."""
+        try:
+            message = json.loads(body)
+        except ValueError:
+            return
+        if isinstance(message, dict) and message.get("method") == "tools/call":
+            params = message.get("params") or {}
+            if params.get("name") == "sync_creatives" and isinstance(params.get("arguments"), dict):
+                arguments = params["arguments"]
+                self._raw[_batch_key(arguments)] = arguments
 
     def now(self) -> datetime:
         return datetime.now(UTC) + timedelta(seconds=self.config.clock_skew_s)
@@ -102,6 +117,7 @@ class FieldAgent:
 
     def sync(self, params: dict[str, Any]) -> dict[str, Any]:
         self.calls["sync_creatives"] = self.calls.get("sync_creatives", 0) + 1
+        params = self._raw.pop(_batch_key(params), params)
         key = params.get("idempotency_key")
         if self.config.honour_idempotency and key in self.answers:
             return self.answers[key]
@@ -225,6 +241,10 @@ class FieldAgent:
                               for (a, c), h in self.creatives.items()]}
 
 
+def _batch_key(arguments: dict[str, Any]) -> str:
+    return json.dumps(sorted(str(c.get("creative_id")) for c in arguments.get("creatives") or [] if isinstance(c, dict)))
+
+
 def build_app(agent: FieldAgent) -> Any:
     """The agent as an ASGI app: adcp's MCP server, behind this agent's path, auth and tenant rules."""
     from adcp.server import ADCPHandler, mcp_sessions
@@ -279,7 +299,22 @@ def build_app(agent: FieldAgent) -> Any:
             await _json(send, 400, {"error": f"missing or unknown tenant ({config.tenant_header})"})
             return
         agent.headers_seen.append({k: v for k, v in headers.items() if k.startswith("x-")})
-        await inner({**scope, "path": "/mcp", "raw_path": b"/mcp"}, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False) and message["type"] == "http.request"
+        agent.remember_raw(body)
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await inner({**scope, "path": "/mcp", "raw_path": b"/mcp"}, replay, send)
 
     return app
 
