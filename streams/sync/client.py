@@ -164,6 +164,17 @@ class AgentClient:
             await self.close()
             raise CallError(CallFailure(f"{self.agent.name} did not answer {tool} within {self._timeout:g} s",
                                         code="AGENT_TIMEOUT")) from None
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled
+            # The MCP client lets a cancel scope of its own escape as CancelledError when it cannot
+            # connect (a closed port): that ended the agent's supervisor, which never recorded the
+            # failure. It is the agent's failure, not ours.
+            await self.close()
+            address = self.agent.endpoint_url or self.agent.agent_url
+            raise CallError(CallFailure(f"{self.agent.name} unreachable: could not connect to {address}",
+                                        code="AGENT_UNREACHABLE")) from None
         except Exception as exc:  # the SDK raises many types for an unreachable or broken agent
             await self.close()
             raise CallError(CallFailure(f"{self.agent.name} unreachable: {_first_line(exc)}", code="AGENT_UNREACHABLE")) from None

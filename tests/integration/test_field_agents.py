@@ -248,7 +248,7 @@ async def test_an_update_wins_over_discovery_and_an_unreachable_agent_fails_visi
     log = Path(worker.log_path).read_text()
     assert log.count("discovery of sales agent moving failed") == 1, log[-3000:]
     notifications = await api.call("list_notifications", {**ACCOUNT, "types": ["sales_agent.unavailable"]})
-    assert [n["sales_agent_id"] for n in notifications["notifications"]] == ["moving"]
+    assert [n["references"]["sales_agent_id"] for n in notifications["notifications"]] == ["moving"]
 
     await api.call("update_sales_agent", {**ACCOUNT, "sales_agent_id": "moving", "agent_url": field.url(index(TARGET))})
     view = await discovered(api, "moving", timeout=30)  # not after the backoff (16 s and more by now)
