@@ -20,7 +20,8 @@ async def agents():
 async def _gateway(settings):  # noqa: ANN001, ANN202
     store = PrincipalStore(settings.principals_file)
     token = store.add("buyer", ["acct-1"])[1]
-    client = TestClient(TestServer(create_app(settings.with_(request_budget_s=20), principals=store)))
+    # On the port the worker names in the webhook URLs it gives sales agents.
+    client = TestClient(TestServer(create_app(settings.with_(request_budget_s=20), principals=store), port=settings.gateway_port))
     await client.start_server()
     return Api(client, token)
 

@@ -17,9 +17,18 @@ from typing import Any
 import aiohttp
 
 from creative_sync.broker import free_port
+from creative_sync.samples import display_creative
 from tests.field_agents.agent import FieldAgentConfig
+from tests.integration.sales_agents import Api, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the test process dies, so that no agent outlives its test run."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
 
 
 class FieldProcess:
@@ -36,7 +45,8 @@ class FieldProcess:
         payload = json.dumps([dataclasses.asdict(c) for c in self.configs])
         log = self.log_path.open("ab")
         self.process = subprocess.Popen([sys.executable, "-m", "tests.field_agents", payload], cwd=ROOT,
-                                        stdout=subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                        stdout=subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                        preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout_s
         assert self.process.stdout is not None
         os.set_blocking(self.process.stdout.fileno(), False)
@@ -73,3 +83,58 @@ class FieldProcess:
 
 async def start_field_agents(configs: list[FieldAgentConfig], log_path: Path) -> FieldProcess:
     return await asyncio.to_thread(FieldProcess(configs, log_path).start)
+
+
+# -- the public API, as the interop tests use it ------------------------------------------------------
+ACCOUNT = {"account": {"account_id": "acct-1"}}
+REFERENCE = "https://creative.adcontextprotocol.org"
+
+
+async def register(api: Api, agent_id: str, config: FieldAgentConfig, url: str, **extra) -> dict:
+    return await api.call("register_sales_agent", {
+        **ACCOUNT, "sales_agent_id": agent_id, "name": config.name, "agent_url": url, "protocol": "mcp",
+        "auth": {"token": config.token, "header": "Authorization"}, **extra})
+
+
+async def agent_view(api: Api, agent_id: str) -> dict:
+    listed = await api.call("list_sales_agents", ACCOUNT)
+    return next(a for a in listed["sales_agents"] if a["sales_agent_id"] == agent_id)
+
+
+async def discovered(api: Api, agent_id: str, timeout: float = 120) -> dict:
+    async def done() -> dict | None:
+        view = await agent_view(api, agent_id)
+        return view if view["discovery"] == "done" else None
+    return await eventually(done, timeout=timeout, what=f"discovery of {agent_id}")
+
+
+async def statuses(api: Api, creative_ids: list[str]) -> dict[str, dict[str, dict]]:
+    answer = await api.call("get_creative_sync_status", {**ACCOUNT, "creative_ids": creative_ids})
+    return {c["creative_id"]: {r["sales_agent_id"]: r for r in c["sales_agents"]} for c in answer["creatives"]}
+
+
+async def settled(api: Api, creative_ids: list[str], agent_id: str, want, what: str, timeout: float = 120) -> dict:
+    last: dict = {}
+
+    async def probe() -> dict | None:
+        rows = await statuses(api, creative_ids)
+        last.update(rows)
+        return rows if all(want(rows[c].get(agent_id)) for c in creative_ids) else None
+    try:
+        return await eventually(probe, timeout=timeout, what=what)
+    except AssertionError:
+        behind = {c: last.get(c, {}).get(agent_id) for c in creative_ids if not want(last.get(c, {}).get(agent_id))}
+        raise AssertionError(f"timed out waiting for {what}: {len(behind)} not there, e.g. {list(behind.items())[:3]}") from None
+
+
+def approved(row: dict | None) -> bool:
+    return row is not None and row["sync_status"] == "synced" and row["approval_status"] == "approved"
+
+
+def reference_creative(creative_id: str, name: str | None = None) -> dict:
+    """A buyer's creative on the reference agent's format, named without the trailing slash."""
+    creative = display_creative(creative_id, name=name)
+    creative["format_id"] = {"agent_url": REFERENCE, "id": "display_300x250_image"}
+    return creative
+
+

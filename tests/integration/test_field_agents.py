@@ -5,24 +5,17 @@ real agents were seen with (issue 14)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from creative_sync.broker import free_port
 from creative_sync.samples import display_creative, sync_request, video_creative
-from gateway.app import create_app
-from gateway.auth import PrincipalStore
 from tests.field_agents.agent import FieldAgentConfig
-from tests.integration.field import FieldProcess, start_field_agents
-from tests.integration.sales_agents import Api, eventually, image_kind_creative
-from tests.support import read_topic, topic_name
-from topics.catalogue import Codecs
+from tests.integration.field import (ACCOUNT, FieldProcess, agent_view, approved, discovered, reference_creative, register,
+                                     settled)
+from tests.integration.sales_agents import eventually, image_kind_creative
 
-ACCOUNT = {"account": {"account_id": "acct-1"}}
-REFERENCE = "https://creative.adcontextprotocol.org"
 TENANT = "tenant-7f3a"
 
 # Every quirk of the reference salesagent at once: a 3.3 MB tool list, MCP only at /mcp/, formats
@@ -59,67 +52,6 @@ def base_url(field: FieldProcess, config: FieldAgentConfig) -> str:
     return field.url(index(config), "")
 
 
-@pytest.fixture
-async def api(topics_created, ready_worker):
-    """The gateway of acct-1's principal on the port the worker names in webhook URLs."""
-    settings = topics_created
-    store = PrincipalStore(settings.principals_file)
-    token = store.add("buyer", ["acct-1"])[1]
-    client = TestClient(TestServer(create_app(settings.with_(request_budget_s=20), principals=store),
-                                   port=settings.gateway_port))
-    await client.start_server()
-    yield Api(client, token)
-    await client.close()
-
-
-async def register(api: Api, agent_id: str, config: FieldAgentConfig, url: str, **extra) -> dict:
-    return await api.call("register_sales_agent", {
-        **ACCOUNT, "sales_agent_id": agent_id, "name": config.name, "agent_url": url, "protocol": "mcp",
-        "auth": {"token": config.token, "header": "Authorization"}, **extra})
-
-
-async def agent_view(api: Api, agent_id: str) -> dict:
-    listed = await api.call("list_sales_agents", ACCOUNT)
-    return next(a for a in listed["sales_agents"] if a["sales_agent_id"] == agent_id)
-
-
-async def discovered(api: Api, agent_id: str, timeout: float = 120) -> dict:
-    async def done() -> dict | None:
-        view = await agent_view(api, agent_id)
-        return view if view["discovery"] == "done" else None
-    return await eventually(done, timeout=timeout, what=f"discovery of {agent_id}")
-
-
-async def statuses(api: Api, creative_ids: list[str]) -> dict[str, dict[str, dict]]:
-    answer = await api.call("get_creative_sync_status", {**ACCOUNT, "creative_ids": creative_ids})
-    return {c["creative_id"]: {r["sales_agent_id"]: r for r in c["sales_agents"]} for c in answer["creatives"]}
-
-
-async def settled(api: Api, creative_ids: list[str], agent_id: str, want, what: str, timeout: float = 120) -> dict:
-    last: dict = {}
-
-    async def probe() -> dict | None:
-        rows = await statuses(api, creative_ids)
-        last.update(rows)
-        return rows if all(want(rows[c].get(agent_id)) for c in creative_ids) else None
-    try:
-        return await eventually(probe, timeout=timeout, what=what)
-    except AssertionError:
-        behind = {c: last.get(c, {}).get(agent_id) for c in creative_ids if not want(last.get(c, {}).get(agent_id))}
-        raise AssertionError(f"timed out waiting for {what}: {len(behind)} not there, e.g. {list(behind.items())[:3]}") from None
-
-
-def approved(row: dict | None) -> bool:
-    return row is not None and row["sync_status"] == "synced" and row["approval_status"] == "approved"
-
-
-def reference_creative(creative_id: str, name: str | None = None) -> dict:
-    """A buyer's creative on the reference agent's format, named without the trailing slash."""
-    creative = display_creative(creative_id, name=name)
-    creative["format_id"] = {"agent_url": REFERENCE, "id": "display_300x250_image"}
-    return creative
-
-
 async def test_the_reference_agents_quirks_all_at_once(api, field, settings):
     """Behaviours 1-4, 6-9 and 16: discovery through a 3.3 MB tool list at /mcp/ only, with a tenant
     header; 30 slash-less creatives reach the slashed formats it lists; kind-only creatives go out
@@ -153,7 +85,7 @@ async def test_the_reference_agents_quirks_all_at_once(api, field, settings):
 
     state = await field.state(index(QUIRKY))
     sent = {(r["format_id"] or {}).get("agent_url") for r in state["received"]}, {(r["format_id"] or {}).get("id") for r in state["received"]}
-    assert sent == ({REFERENCE + "/"}, {"display_300x250_image", "display_728x90_image"})  # only ids it listed, as listed
+    assert sent == ({"https://creative.adcontextprotocol.org/"}, {"display_300x250_image", "display_728x90_image"})  # only ids it listed, as listed
     assert not any(r["format_kind"] for r in state["received"])  # a 3.0 payload: no format_kind
     assert {r["creative_id"] for r in state["received"]} == set(placed) | {"ref-07"}
     assert state["calls"]["list_creatives"] >= 1
