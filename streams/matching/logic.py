@@ -8,6 +8,7 @@ change, manual sync, campaigns, tactics) all come through `match`.
 """
 from __future__ import annotations
 
+import functools
 import mimetypes
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -187,7 +188,11 @@ def normalise_agent_url(url: Any) -> str:
     """A format's agent_url as compared: scheme and host in lower case, no default port, no
     trailing slash (agents list `https://creative.adcontextprotocol.org/` for what buyers send as
     `https://creative.adcontextprotocol.org`). What does not parse is compared as given."""
-    text = str(url or "").strip()
+    return _normalised(str(url or "").strip())
+
+
+@functools.lru_cache(maxsize=4096)  # a handful of agent URLs, asked about for every creative
+def _normalised(text: str) -> str:
     try:
         parts = urlsplit(text)
         port = parts.port

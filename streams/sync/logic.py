@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from streams.library.formats import FORMATS, STANDARD_AGENT_URL
-from streams.matching.logic import CreativeTraits, ListedFormat, placement, traits_of
+from streams.matching.logic import CreativeTraits, ListedFormat, normalise_agent_url, placement, traits_of
 from topics.events import (AdcpError, AgentQueue, SalesAgent, QueuedBatch, QueueEntryKind, SyncItem, SyncJob, SyncOutcome, SyncResult,
                            SyncResultBatch, SyncTrigger)
 
@@ -197,10 +197,16 @@ def for_version(creative: Mapping[str, Any], version: str,
     the agent did not list. An agent that listed nothing (its formats were declared at
     registration) gets the standard format of the kind."""
     creative = dict(creative)
-    traits = traits_of(creative) if listed else None
-    place = placement(traits, listed) if traits is not None else None
+    traits = place = None
+    if listed:
+        place = _listed_as(creative.get("format_id"), listed)
+        if place is None and (version != "3.2" or "format_kind" not in creative):
+            traits = traits_of(creative)  # (the costlier way: by kind, size and duration)
+            place = placement(traits, listed)
     if place is not None and "format_id" in creative:
         creative["format_id"] = place.as_format_id()
+    elif listed and place is None and version == "3.2" and "format_kind" in creative:
+        creative.pop("format_id", None)  # its kind says it; an id the agent did not list is never sent
     if version == "3.2" or "format_kind" not in creative:
         if listed and place is None and "format_id" in creative and "format_kind" not in creative:
             return None, _unplaceable(traits)
@@ -217,6 +223,14 @@ def for_version(creative: Mapping[str, Any], version: str,
             return None, f"No AdCP {version} format_id for format kind {kind!r}"
         creative["format_id"] = {"agent_url": STANDARD_AGENT_URL, "id": format_id}
     return creative, None
+
+
+def _listed_as(format_id: Any, listed: Sequence[ListedFormat]) -> ListedFormat | None:
+    """The listed format a creative's format id names, compared on the normalised agent URL."""
+    if not isinstance(format_id, Mapping):
+        return None
+    key = (normalise_agent_url(format_id.get("agent_url", "")), str(format_id.get("id", "")))
+    return next((f for f in listed if f.key == key), None)
 
 
 def _unplaceable(traits: CreativeTraits | None) -> str:

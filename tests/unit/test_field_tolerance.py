@@ -133,3 +133,10 @@ def test_a_registry_record_of_an_older_registration_is_ignored():
     assert (view.get("a").agent_url, view.get("a").discovery_error) == ("http://new", None)
     view.apply(_agent(2, "http://new").model_copy(update={"available": True}))  # discovery of the new one
     assert view.get("a").available
+
+
+def test_a_32_agent_gets_the_kind_without_an_id_it_did_not_list():
+    both = {**display_creative("b"), "format_kind": "image"}
+    both["format_id"] = {"agent_url": "https://elsewhere.example", "id": "banner_xl"}
+    sent, why = for_version(both, "3.2", LISTED)
+    assert why is None and "format_id" not in sent and sent["format_kind"] == "image"
