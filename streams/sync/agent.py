@@ -329,7 +329,8 @@ class AgentSupervisor:
                 entries = [e for seq in range(queued.first_seq, queued.last_seq + 1)
                            if (e := self.engine.entry(logic.pending_key(self.agent_id, queue.account_id, seq))) is not None]
                 batch = logic.build_batch(queued, self.agent_id, queue.account_id, entries, self._version(agent))
-                await self._publish_results(logic.results_for(batch, attempt=1, now=now(), failure=failure))
+                # attempt 0: no call was made (its result id differs from the first real attempt's)
+                await self._publish_results(logic.results_for(batch, attempt=0, now=now(), failure=failure))
 
     async def _deliver(self, agent: SalesAgent, account_id: str, queued: QueuedBatch) -> None:
         entries = [entry for seq in range(queued.first_seq, queued.last_seq + 1)
