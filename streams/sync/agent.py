@@ -3,7 +3,7 @@
 Reads: sync_jobs (keyed by sales agent: DELIVER entries of up to 100 jobs, FLUSH and DONE), the sales-agent
 registry and credentials. Writes: the sync_queues and sync_pending tables, sync_results
 (outcomes, one per job and attempt, one record per call and partition), approval_events (polled reviews), sales_agents (what
-discovery learnt), and its own FLUSH / DONE entries.
+discovery learnt, and the live state of its calls: failing since, circuit), and its own FLUSH / DONE entries.
 
 The stream only numbers jobs and closes batches (streams.sync.logic); the calls are made by
 one supervisor task per agent, so a slow or dead agent holds up nobody else. A batch is sent
@@ -24,10 +24,9 @@ from streams.library.requests import SUPPORTED_VERSIONS
 from streams.notify import agent as notify
 from streams.notify.logic import agent_unavailable
 from streams.runtime import consume, stored_row
-from streams.sync import logic
 from streams.matching.logic import listed_formats
+from streams.sync import logic
 from streams.sync.client import AgentClient, CallError, discover
-from streams.sync.logic import accepts_webhooks, formats_known
 from topics.events import AgentQueue, ApprovalEvent, ApprovalSource, QueuedBatch, SalesAgent, SyncJob, SyncOutcome, SyncResult
 
 PROCESSOR = "sync"
@@ -249,7 +248,7 @@ class AgentSupervisor:
         queued_ids = {b.batch_id for q in queues for b in q.batches}
         self._settled &= queued_ids  # applied DONE entries: their batches left the queue
         ready = [q for q in queues if any(b.batch_id not in self._settled for b in q.batches)]
-        if ready and not formats_known(agent):
+        if ready and not logic.formats_known(agent):
             # Queued before discovery finished: the jobs wait for it (matched and shaped for the
             # agent's formats then); while discovery fails they show failed, with its error.
             if agent.discovery_error and not self._told_discovery_failed:
@@ -454,7 +453,7 @@ class AgentSupervisor:
                 "available": True, "discovery_error": None, "adcp_versions": found["versions"],
                 "negotiated_version": found["negotiated"], "version_reason": found["version_reason"],
                 "endpoint_url": client.endpoint,
-                "accepts_webhooks": accepts_webhooks(found["capabilities"]),
+                "accepts_webhooks": logic.accepts_webhooks(found["capabilities"]),
                 "discovered_formats_json": json.dumps(found["formats"]), "discovered_at": now(), "updated_at": now(),
                 "last_success_at": now()})
         if updated.model_copy(update={"updated_at": agent.updated_at, "discovered_at": agent.discovered_at,
