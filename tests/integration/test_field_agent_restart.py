@@ -39,6 +39,12 @@ async def test_an_agent_killed_mid_sync_and_restarted_on_its_port_gets_every_pen
         assert view["live"]["failing_since"] and view["live"]["last_error"] and view["live"]["last_success_at"]
 
         process = await start_field_agents([dataclasses.replace(config)], tmp_path / "phoenix-2.log")  # the same port
+
+        async def resumed() -> list:
+            return (await process.state())["received"]
+        # Within one backoff period of its return: the circuit's cool-down (15 s) plus the longest
+        # retry delay (10 s), with room for a busy machine.
+        await eventually(resumed, timeout=15 + 10 + 35, what="the first delivery after the agent's return")
         ids = [c["creative_id"] for c in later]
         await settled(api, ids, "phoenix", approved, "every pending creative at the restarted agent", timeout=120)
         state = await process.state()
