@@ -188,3 +188,32 @@ async def test_an_update_wins_over_discovery_and_an_unreachable_agent_fails_visi
     await settled(api, ["moved"], "moving", approved, "delivered at the new address")
     await asyncio.sleep(2)
     assert (await agent_view(api, "moving"))["agent_url"] == field.url(index(TARGET))  # not reverted by a write-back
+
+
+async def test_another_account_can_neither_see_nor_change_an_agents_headers_or_address(gateway_api, topics_created):
+    """Ownership of what this issue added (extra headers, endpoint, live state): a second account's
+    principal lists nothing of acct-1's agent and cannot update or remove it."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from gateway.app import create_app
+    from gateway.auth import PrincipalStore
+    from tests.integration.sales_agents import Api
+
+    api = gateway_api
+    await register(api, "tenanted", QUIRKY, "https://agent.example.com/", headers={"x-adcp-tenant": TENANT})
+    store = PrincipalStore(topics_created.principals_file)
+    client = TestClient(TestServer(create_app(topics_created, principals=store)))
+    await client.start_server()
+    rival, theirs = Api(client, store.add("rival", ["acct-2"])[1]), {"account": {"account_id": "acct-2"}}
+    try:
+        assert (await rival.call("list_sales_agents", theirs))["sales_agents"] == []
+        for operation, extra in (("update_sales_agent", {"headers": {"x-adcp-tenant": "theirs"},
+                                                         "agent_url": "https://rival.example.com/mcp"}),
+                                 ("remove_sales_agent", {})):
+            refused = await rival.call(operation, {**theirs, "sales_agent_id": "tenanted", **extra}, status=404)
+            assert refused["errors"][0]["code"] == "REFERENCE_NOT_FOUND"
+        await rival.call("list_sales_agents", ACCOUNT, status=403)
+        view = await agent_view(api, "tenanted")
+        assert (view["agent_url"], view["extra_headers"]) == ("https://agent.example.com/", ["x-adcp-tenant"])
+    finally:
+        await client.close()
