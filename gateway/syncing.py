@@ -121,8 +121,7 @@ def _agent_fields(params: dict[str, Any], current: SalesAgent | None) -> dict[st
         secret = params["webhook_secret"]
         if secret is not None and (not isinstance(secret, str) or len(secret) < 32):
             raise invalid("webhook_secret must be at least 32 characters.", "webhook_secret")
-    _headers(params)
-    return fields
+    return fields  # (extra headers are secrets: validated by _secrets, before anything is published)
 
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")

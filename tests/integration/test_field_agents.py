@@ -213,6 +213,9 @@ async def test_another_account_can_neither_see_nor_change_an_agents_headers_or_a
             refused = await rival.call(operation, {**theirs, "sales_agent_id": "tenanted", **extra}, status=404)
             assert refused["errors"][0]["code"] == "REFERENCE_NOT_FOUND"
         await rival.call("list_sales_agents", ACCOUNT, status=403)
+        for bad, field in (({"Authorization": "Bearer x"}, "headers"), ({"x-tenant": "a\r\nHost: evil"}, "headers.x-tenant")):
+            refused = await api.call("update_sales_agent", {**ACCOUNT, "sales_agent_id": "tenanted", "headers": bad}, status=400)
+            assert (refused["errors"][0]["code"], refused["errors"][0]["field"]) == ("INVALID_REQUEST", field)
         view = await agent_view(api, "tenanted")
         assert (view["agent_url"], view["extra_headers"]) == ("https://agent.example.com/", ["x-adcp-tenant"])
     finally:
