@@ -54,30 +54,38 @@ def namespace() -> str:
     return uuid.uuid4().hex[:10]
 
 
-@pytest.fixture
-def settings(kafka_bootstrap: str, namespace: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+def isolated_settings(bootstrap: str, namespace: str, folder: Path, *, rocksdb: bool = False) -> Settings:
     """Settings of an isolated deployment: its own topics, consumer group, ports and files."""
     return Settings(
-        bootstrap_servers=kafka_bootstrap,
+        bootstrap_servers=bootstrap,
         topic_prefix=f"t{namespace}.",
         app_id=f"cs-{namespace}",
-        store="rocksdb://" if request.node.get_closest_marker("rocksdb") else "memory://",
-        data_dir=tmp_path / "var",
+        store="rocksdb://" if rocksdb else "memory://",
+        data_dir=folder / "var",
         worker_port=free_port(),
         gateway_port=free_port(),
-        principals_file=tmp_path / "principals.json",
+        principals_file=folder / "principals.json",
         log_format="text",
     )
 
 
-@pytest.fixture
-async def topics_created(settings: Settings) -> Settings:
+async def create_topics(settings: Settings) -> Settings:
     from topics.admin import ensure_topics
     from topics.catalogue import all_specs
 
     states = await ensure_topics(settings.bootstrap_servers, all_specs(settings.app_id), settings.topic_prefix)
     assert all(state.ok for state in states)
     return settings
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, namespace: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    return isolated_settings(kafka_bootstrap, namespace, tmp_path, rocksdb=bool(request.node.get_closest_marker("rocksdb")))
+
+
+@pytest.fixture
+async def topics_created(settings: Settings) -> Settings:
+    return await create_topics(settings)
 
 
 @pytest.fixture

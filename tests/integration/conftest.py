@@ -17,7 +17,7 @@ async def agents():
     await served.close()
 
 
-async def _gateway(settings):  # noqa: ANN001, ANN202
+async def gateway_for(settings):  # noqa: ANN001, ANN201
     store = PrincipalStore(settings.principals_file)
     token = store.add("buyer", ["acct-1"])[1]
     # On the port the worker names in the webhook URLs it gives sales agents.
@@ -29,7 +29,7 @@ async def _gateway(settings):  # noqa: ANN001, ANN202
 @pytest.fixture
 async def api(topics_created, ready_worker):
     """The gateway of acct-1's principal, with a worker behind it."""
-    served = await _gateway(topics_created)
+    served = await gateway_for(topics_created)
     yield served
     await served.client.close()
 
@@ -37,6 +37,6 @@ async def api(topics_created, ready_worker):
 @pytest.fixture
 async def gateway_api(topics_created):
     """The gateway of acct-1's principal alone: for what needs no worker (entities, scoping)."""
-    served = await _gateway(topics_created)
+    served = await gateway_for(topics_created)
     yield served
     await served.client.close()

@@ -5,13 +5,17 @@ real agents were seen with (issue 14)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import pytest
 
 from creative_sync.broker import free_port
 from creative_sync.samples import display_creative, sync_request, video_creative
+from creative_sync.processes import WorkerProcess
+from tests.conftest import create_topics, isolated_settings
 from tests.field_agents.agent import FieldAgentConfig
+from tests.integration.conftest import gateway_for
 from tests.integration.field import (ACCOUNT, FieldProcess, agent_view, approved, discovered, reference_creative, register,
                                      settled)
 from tests.integration.sales_agents import eventually, image_kind_creative
@@ -44,6 +48,29 @@ def field(tmp_path_factory):
     process.kill()
 
 
+@pytest.fixture(scope="module")
+def shared_worker(kafka_bootstrap, tmp_path_factory):
+    """One deployment (topics, worker) for the interop tests of this module: each test uses agents
+    and creatives of its own, and a worker's start (group join, the adcp client's import) is most
+    of a short test's time."""
+    folder = tmp_path_factory.mktemp("deployment")
+    settings = asyncio.run(create_topics(isolated_settings(kafka_bootstrap, uuid.uuid4().hex[:10], folder)))
+    process = WorkerProcess(settings, folder / "worker.log").start()
+    try:
+        process.wait_assigned()
+        yield process
+    finally:
+        process.stop(grace_s=0)
+
+
+@pytest.fixture
+async def api(shared_worker):
+    """The gateway of acct-1's principal, in front of the module's worker."""
+    served = await gateway_for(shared_worker.settings)
+    yield served
+    await served.client.close()
+
+
 def index(config: FieldAgentConfig) -> int:
     return CONFIGS.index(config)
 
@@ -52,7 +79,7 @@ def base_url(field: FieldProcess, config: FieldAgentConfig) -> str:
     return field.url(index(config), "")
 
 
-async def test_the_reference_agents_quirks_all_at_once(api, field, settings):
+async def test_the_reference_agents_quirks_all_at_once(api, field):
     """Behaviours 1-4, 6-9 and 16: discovery through a 3.3 MB tool list at /mcp/ only, with a tenant
     header; 30 slash-less creatives reach the slashed formats it lists; kind-only creatives go out
     under an id it lists or are skipped with a reason; approvals come by polling a list that
@@ -160,7 +187,7 @@ async def test_a_batch_whose_answer_was_lost_is_retried_safely_at_an_agent_that_
     assert len(received) == 6 and len({r["idempotency_key"] for r in received}) == 1  # one batch, one key, twice
 
 
-async def test_an_update_wins_over_discovery_and_an_unreachable_agent_fails_visibly(api, field, settings, worker):
+async def test_an_update_wins_over_discovery_and_an_unreachable_agent_fails_visibly(api, field, shared_worker):
     """Behaviours 12 and 14: an agent at a closed port is `failed` with the error within a minute, its
     job shows failed with the reason, one notification and one log line; an update to a live
     address wins over the failing discovery, resets its backoff and is delivered at once."""
@@ -177,7 +204,7 @@ async def test_an_update_wins_over_discovery_and_an_unreachable_agent_fails_visi
     rows = await settled(api, ["moved"], "moving", lambda r: r and r["sync_status"] == "failed", "the job shows failed")
     assert "cannot be reached" in rows["moved"]["moving"]["reason"]
     await asyncio.sleep(10)  # two more attempts with backoff (4 s, 8 s): still one line, one notification
-    log = Path(worker.log_path).read_text()
+    log = Path(shared_worker.log_path).read_text()
     assert log.count("discovery of sales agent moving failed") == 1, log[-3000:]
     notifications = await api.call("list_notifications", {**ACCOUNT, "types": ["sales_agent.unavailable"]})
     assert [n["references"]["sales_agent_id"] for n in notifications["notifications"]] == ["moving"]
