@@ -10,10 +10,11 @@ import logging
 import time
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
-from gateway.errors import broker_unavailable
+from gateway.errors import OutcomeUnknown, broker_unavailable, too_large
 from topics.admin import broker_answers
+from topics.catalogue import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class BrokerLink:
         delay = 0.2
         while self.producer is None:
             producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=1,
+                                        max_request_size=MAX_MESSAGE_BYTES,
                                         request_timeout_ms=int(self.send_timeout_s * 1000))
             try:
                 await producer.start()
@@ -56,18 +58,26 @@ class BrokerLink:
             self.producer = None
 
     async def publish(self, topic: str, key: bytes, value: bytes, *, partition: int | None = None) -> None:
-        """Sends and waits for the broker's acknowledgement; 503 (transient) when it cannot."""
+        """Sends and waits for the broker's acknowledgement.
+
+        Not connected: 503, nothing was sent. Too large: 413, nothing was sent. Sent but not
+        acknowledged in time (or refused after being sent): OutcomeUnknown, since the record may
+        have landed."""
         if self.producer is None:
             try:
                 await asyncio.wait_for(self._connected.wait(), self.connect_wait_s)
             except asyncio.TimeoutError:
                 raise broker_unavailable() from None
         assert self.producer is not None
+        if len(value) + len(key) > MAX_MESSAGE_BYTES:
+            raise too_large(f"{len(value) + len(key)} bytes once encoded, over the {MAX_MESSAGE_BYTES}-byte record limit")
         try:
             await asyncio.wait_for(self.producer.send_and_wait(topic, value=value, key=key, partition=partition), self.send_timeout_s)
+        except MessageSizeTooLargeError as exc:
+            raise too_large("the broker refused the record's size") from exc
         except (KafkaError, asyncio.TimeoutError) as exc:
-            log.warning("publish to %s failed: %s", topic, type(exc).__name__)
-            raise broker_unavailable() from exc
+            log.warning("publish to %s not acknowledged: %s", topic, type(exc).__name__)
+            raise OutcomeUnknown(f"the event broker did not acknowledge within {self.send_timeout_s:g} s") from exc
 
     async def ready(self) -> bool:
         """True when the broker answers a metadata request (cached for a second)."""

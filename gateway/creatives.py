@@ -16,7 +16,7 @@ from typing import Any
 from adcp.validation import get_validator
 
 from gateway import keys
-from gateway.errors import AdcpErrors, AdcpRequestError
+from gateway.errors import AdcpErrors, AdcpRequestError, OutcomeUnknown
 from gateway.operations import Call, Operation
 from gateway.queries import QueryError, list_creatives as query_creatives
 from streams.library import logic
@@ -26,6 +26,9 @@ from streams.library.requests import (SUPPORTED_VERSIONS, RequestRejected, creat
 from topics.catalogue import topic
 from topics.events import LibraryCommand, LibraryOperation, TaskResult, TaskStatus
 
+_UNCONFIRMED = ("The broker did not confirm the request in time; it may be applying it. Poll get_task_status: "
+                "if it still says working after a minute, send the same request again with the same idempotency_key "
+                "(applied at most once).")
 #: Actions that come with a creative-changed event (what read-your-writes waits for).
 _EVENT_ACTIONS = frozenset({"created", "updated", "deleted"})
 
@@ -34,6 +37,14 @@ def _schema(tool: str) -> dict[str, Any]:
     """The official request schema of an AdCP tool (tools/list and OpenAPI show the real contract)."""
     validator = get_validator(tool, "request")
     return dict(validator.schema) if validator is not None else {"type": "object"}
+
+
+def _envelope_of(schema: dict[str, Any]) -> dict[str, Any]:
+    """sync_creatives' schema with each creative only required to be an object: the creatives are
+    checked by the handler against the request's version, and the validation mode decides whether
+    an invalid one refuses the request (strict) or only itself (lenient)."""
+    properties = {**schema.get("properties", {}), "creatives": {"type": "array", "items": {"type": "object"}}}
+    return {**schema, "properties": properties}
 
 
 def _account_of(call: Call, account: Any) -> str:
@@ -73,11 +84,22 @@ async def sync_creatives(call: Call) -> dict[str, Any]:
                              schema_checked=not request.invalid)
     answer = view.expect(task_id, fresh=True)  # before publishing: the answer may come back at once
     settings, codecs = app[keys.SETTINGS], app[keys.CODECS]
-    await app[keys.BROKER].publish(topic("library_commands").full_name(settings.topic_prefix),
-                                   key=codecs.key("library_commands").encode(command.account_id),
-                                   value=codecs.value("library_commands").encode(command))
-    app[keys.METRICS].published.labels("library_commands").inc()
+    known = app[keys.TASKS].get(task_id) is not None  # a retry of a request already submitted
     app[keys.TASKS].submitted(task_id, request.account_id, "sync_creatives", now, request.push_notification_config)
+    try:
+        await app[keys.BROKER].publish(topic("library_commands").full_name(settings.topic_prefix),
+                                       key=codecs.key("library_commands").encode(command.account_id),
+                                       value=codecs.value("library_commands").encode(command))
+    except OutcomeUnknown:
+        # The command may have landed: the honest answer is the task, whose id is the same for a
+        # retry of this request (applied at most once), not "nothing was applied".
+        app[keys.TASKS].watch(task_id)
+        return _with_context({"status": "submitted", "task_id": task_id, "message": _UNCONFIRMED}, params)
+    except AdcpRequestError:
+        if not known:
+            app[keys.TASKS].forget(task_id)
+        raise
+    app[keys.METRICS].published.labels("library_commands").inc()
     result = await view.settle(task_id, answer, settings.request_budget_s, changed_ids=_changed_ids)
     if result is None:
         app[keys.TASKS].watch(task_id)  # the final answer goes to get_task_status and the webhook
@@ -176,7 +198,7 @@ OPERATIONS = (
               _schema("list_creative_formats"), list_creative_formats),
     Operation("sync_creatives", "Create, update, patch, archive and assign creatives in an account's library "
               "(AdCP 3.2 upsert semantics; `patch: true` updates only the fields given).",
-              _schema("sync_creatives"), sync_creatives),
+              _schema("sync_creatives"), sync_creatives, check_schema=_envelope_of(_schema("sync_creatives"))),
     Operation("list_creatives", "Query an account's library: filters, sort, cursor pagination, field projection.",
               _schema("list_creatives"), list_creatives),
     Operation("get_task_status", "The state, and when done the result, of a submitted task.",

@@ -33,6 +33,24 @@ def broker_unavailable(detail: str = "the event broker is unreachable") -> AdcpR
                             recovery="transient", retry_after=5, suggestion="Retry with the same idempotency_key.")
 
 
+class OutcomeUnknown(AdcpRequestError):
+    """A publish was sent but not acknowledged in time: it may well have landed (29 of 30 did when
+    this was measured), so "nothing was applied" would be a lie. Callers with a deterministic task
+    id answer `submitted` instead; the others pass this on."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(503, "SERVICE_UNAVAILABLE",
+                         f"The outcome is unknown: {detail}. The change may or may not have been applied.",
+                         recovery="transient", retry_after=5,
+                         suggestion="Read the entity back (get/list) before retrying; a sync_creatives retry with the "
+                                    "same idempotency_key is applied at most once.")
+
+
+def too_large(detail: str) -> AdcpRequestError:
+    return AdcpRequestError(413, "INVALID_REQUEST", f"The request is too large to be stored: {detail}. Nothing was applied.",
+                            recovery="correctable", suggestion="Send fewer or smaller creatives per request.")
+
+
 def invalid(message: str, field: str | None = None, code: str = "INVALID_REQUEST") -> AdcpRequestError:
     return AdcpRequestError(400, code, message, field=field, recovery="correctable")
 

@@ -17,8 +17,8 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.errors import AdcpRequestError
-from gateway.middleware import PRINCIPAL
-from gateway.operations import Call
+from gateway.middleware import PRINCIPAL, request_id_of
+from gateway.validation import parse_body
 
 PROTOCOL_VERSIONS = ("2025-06-18", "2025-03-26", "2024-11-05")
 SESSION_HEADER = "Mcp-Session-Id"
@@ -99,9 +99,9 @@ async def end_session(request: web.Request) -> web.Response:
 @routes.post("/mcp")
 async def rpc(request: web.Request) -> web.StreamResponse:
     try:
-        message = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
-        return web.json_response(_error(None, PARSE_ERROR, "The body is not valid JSON."), status=400)
+        message = parse_body(await request.read())
+    except AdcpRequestError as error:
+        return web.json_response(_error(None, PARSE_ERROR, error.message), status=400)
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" or not isinstance(message.get("method", ""), str):
         return web.json_response(_error(None, INVALID_REQUEST, "Expected one JSON-RPC 2.0 message."), status=400)
     if "method" not in message:  # a response to a server request: we never send any
@@ -148,12 +148,9 @@ async def _call_tool(request: web.Request, params: dict[str, Any]) -> dict[str, 
         error = AdcpRequestError(404, "INVALID_REQUEST", f"Unknown tool {params.get('name')!r}.", field="name")
         return tool_result(error.body(), is_error=True)
     arguments = params.get("arguments")
-    if arguments is None:
-        arguments = {}
-    if not isinstance(arguments, dict):
-        return tool_result(AdcpRequestError(400, "INVALID_REQUEST", "arguments must be an object.").body(), is_error=True)
     try:
-        body = await operation.handler(Call(request.app, request[PRINCIPAL], arguments))
+        body = await operation.invoke(request.app, request[PRINCIPAL], {} if arguments is None else arguments,
+                                      request_id_of(request))
     except AdcpRequestError as error:
         return tool_result(error.body(), is_error=True)
     return tool_result(body, is_error=False)

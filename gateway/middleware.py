@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 import time
 
 from aiohttp import web
@@ -14,10 +16,25 @@ log = logging.getLogger(__name__)
 WEBHOOK_PREFIX = "/webhooks/"
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/.well-known/jwks.json"})
 PRINCIPAL = web.RequestKey("principal", Principal)
+REQUEST_ID = web.RequestKey("request_id", str)
+_CALLER_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def request_id_of(request: web.Request) -> str:
+    return request.get(REQUEST_ID, "-")
 
 
 @web.middleware
 async def errors(request: web.Request, handler):  # noqa: ANN001
+    """Every answer carries X-Request-Id (the caller's, when it is a sane one), the id the logs use."""
+    offered = request.headers.get("X-Request-Id", "")
+    request[REQUEST_ID] = offered if _CALLER_REQUEST_ID.match(offered) else secrets.token_hex(8)
+    response = await _answer(request, handler)
+    response.headers["X-Request-Id"] = request[REQUEST_ID]
+    return response
+
+
+async def _answer(request: web.Request, handler):  # noqa: ANN001, ANN202
     try:
         return await handler(request)
     except AdcpRequestError as error:
@@ -32,8 +49,9 @@ async def errors(request: web.Request, handler):  # noqa: ANN001
         code = "REFERENCE_NOT_FOUND" if exc.status == 404 else "INVALID_REQUEST"
         return error_response(AdcpRequestError(exc.status, code, exc.reason, recovery="correctable"))
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(AdcpRequestError(500, "SERVICE_UNAVAILABLE", "Internal error; nothing was applied.",
+        log.exception("unhandled error on %s %s (request %s)", request.method, request.path, request[REQUEST_ID])
+        return error_response(AdcpRequestError(500, "SERVICE_UNAVAILABLE",
+                                               f"Internal error (request id {request[REQUEST_ID]}).",
                                                recovery="transient", retry_after=1))
 
 

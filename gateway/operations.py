@@ -3,6 +3,8 @@ REST routes under `/api/v1/` (with their OpenAPI document). Adding an operation 
 """
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +12,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway.auth import Principal
+from gateway.errors import AdcpRequestError
+from gateway.validation import check_input, compile_schema
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[["Call"], Awaitable[dict[str, Any]]]
 
@@ -21,6 +27,7 @@ class Call:
     app: web.Application
     principal: Principal
     params: dict[str, Any]
+    request_id: str = "-"
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,27 @@ class Operation:
     input_schema: dict[str, Any]  # JSON Schema of the arguments (tools/list, OpenAPI)
     handler: Handler
     tags: tuple[str, ...] = field(default=("creative",))
+    #: What the input is checked against before the handler runs, when it differs from the
+    #: advertised schema (sync_creatives: creatives are checked by the handler, per validation_mode).
+    check_schema: dict[str, Any] | None = None
+
+    @functools.cached_property
+    def _validator(self) -> Any:
+        return compile_schema(self.check_schema if self.check_schema is not None else self.input_schema)
+
+    async def invoke(self, app: web.Application, principal: Principal, params: Any, request_id: str) -> dict[str, Any]:
+        """The one way an operation runs, from either transport: its input checked first (shape,
+        strings, schema), and any failure leaving as an AdCP error, never a traceback."""
+        call = Call(app, principal, check_input(self._validator, params), request_id)
+        try:
+            return await self.handler(call)
+        except AdcpRequestError:
+            raise
+        except Exception:
+            log.exception("operation %s failed unexpectedly (request %s)", self.name, request_id)
+            raise AdcpRequestError(500, "SERVICE_UNAVAILABLE", f"Internal error while running {self.name} "
+                                   f"(request id {request_id}); it may not have completed.", recovery="transient",
+                                   retry_after=1, suggestion="Retry; quote the request id if it happens again.") from None
 
 
 class Registry:

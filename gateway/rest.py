@@ -3,15 +3,15 @@ from the operation registry, and the OpenAPI document at `GET /api/v1/openapi.js
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from gateway import keys
-from gateway.errors import AdcpRequestError, invalid
-from gateway.middleware import PRINCIPAL
-from gateway.operations import Call, Registry
+from gateway.errors import AdcpRequestError
+from gateway.middleware import PRINCIPAL, request_id_of
+from gateway.operations import Registry
+from gateway.validation import parse_body
 
 routes = web.RouteTableDef()
 
@@ -22,14 +22,8 @@ async def call(request: web.Request) -> web.Response:
     if operation is None:
         raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"Unknown operation {request.match_info['operation']!r}.",
                                recovery="correctable", suggestion="GET /api/v1/openapi.json lists the operations.")
-    raw = await request.read()
-    try:
-        params = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("The body is not valid JSON.") from None
-    if not isinstance(params, dict):
-        raise invalid("The body must be a JSON object.")
-    body = await operation.handler(Call(request.app, request[PRINCIPAL], params))
+    params = parse_body(await request.read())
+    body = await operation.invoke(request.app, request[PRINCIPAL], params, request_id_of(request))
     status = 202 if body.get("status") == "submitted" else 200
     return web.json_response(body, status=status)
 

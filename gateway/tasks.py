@@ -38,6 +38,10 @@ class Tasks:
                   push_notification_config: dict[str, Any] | None) -> None:
         self._pending[task_id] = PendingTask(task_id, account_id, task_type, created_at, push_notification_config)
 
+    def forget(self, task_id: str) -> None:
+        """The task was never sent (refused before publishing): it does not exist."""
+        self._pending.pop(task_id, None)
+
     def get(self, task_id: str) -> PendingTask | None:
         return self._pending.get(task_id)
 

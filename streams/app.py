@@ -20,7 +20,7 @@ from streams.metrics import WorkerMetrics
 from streams.runtime import DeadLetters
 from streams import serdes
 from streams.serdes import FaustAvroCodec
-from topics.catalogue import TABLES, TOPICS, Codecs, table_partitions
+from topics.catalogue import MAX_MESSAGE_BYTES, TABLES, TOPICS, Codecs, table_partitions
 from topics.codec import AvroCodec
 from topics.credentials import SecretBox
 from topics.registry import SchemaRegistryClient
@@ -124,6 +124,7 @@ def faust_settings(settings: Settings) -> dict:
         # wait for the broker's ack: at the default 16 KB a 100-creative command (~100 KB of events
         # and changelog) waited for seven round trips. One batch holds a whole command here.
         producer_max_batch_size=512 * 1024,
+        producer_max_request_size=MAX_MESSAGE_BYTES,  # a 4 MiB request's command and events
         topic_disable_leader=True,
         topic_allow_declare=True,
         web_enabled=True,

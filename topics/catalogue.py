@@ -20,6 +20,11 @@ from topics.registry import SchemaRegistryClient
 Cleanup = Literal["delete", "compact"]
 KEY_SCHEMA = "string_key"
 DAY_MS = 24 * 3600 * 1000
+#: The largest record any topic carries: a whole sync_creatives request (the gateway takes bodies of
+#: up to 4 MiB) travels as one library command, and one creative of it as one creative-changed event.
+#: Kafka's default (1 MiB) is raised to this on every topic (`max.message.bytes`) and for every
+#: producer (`max_request_size`), with room for the Avro envelope.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class TopicSpec:
         return f"{prefix}{self.name}" if self.prefixed else self.name
 
     def config(self) -> dict[str, str]:
-        config = {"cleanup.policy": self.cleanup}
+        config = {"cleanup.policy": self.cleanup, "max.message.bytes": str(MAX_MESSAGE_BYTES)}
         if self.retention_ms is not None:
             config["retention.ms"] = str(self.retention_ms)
         return config

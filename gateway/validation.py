@@ -1,0 +1,118 @@
+"""What every operation's input goes through before its handler sees it, whichever transport it
+came by (REST or MCP): JSON with bounded depth, strings that can be stored and shown, ids without
+invisible or control characters, and the operation's JSON Schema. One mechanism for all
+operations, so that a new operation is guarded without writing a line for it.
+
+Pure: no I/O. Every refusal is an AdCP error naming the field.
+"""
+from __future__ import annotations
+
+import json
+import unicodedata
+from typing import Any
+
+import jsonschema_rs
+
+from gateway.errors import AdcpErrors, AdcpRequestError, invalid
+
+MAX_DEPTH = 32  # AdCP payloads nest ~8 deep (creative → assets → asset → …); more is an attack
+MAX_ERRORS = 20  # schema problems reported at once
+#: Characters an id may never contain: controls, format characters (bidi overrides, zero-width
+#: joiners), surrogates, private use, unassigned. They make two ids look alike, or one id look
+#: like another in a console.
+_ODD_IN_IDS = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+
+
+def parse_body(raw: bytes) -> Any:
+    """The JSON of a request body (empty: {}), or a 400 that says why not."""
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise invalid(f"The body nests deeper than {MAX_DEPTH} levels.") from None
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("The body is not valid JSON (UTF-8).") from None
+
+
+def _field(path: list[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "request"
+
+
+def _is_id_field(path: list[str | int]) -> bool:
+    names = [p for p in path if isinstance(p, str)]
+    name = names[-1] if names else ""
+    return name.endswith(("_id", "_ids", "_key")) or name == "id"
+
+
+def _string_problem(value: str, path: list[str | int], *, is_key: bool) -> AdcpRequestError | None:
+    where = _field(path) + (" (a key)" if is_key else "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return invalid(f"{where}: the string holds a lone UTF-16 surrogate and cannot be stored.", _field(path))
+    if "\x00" in value:
+        return invalid(f"{where}: NUL characters are not allowed.", _field(path))
+    if not is_key and _is_id_field(path) and any(unicodedata.category(c) in _ODD_IN_IDS for c in value):
+        return invalid(f"{where}: ids may not contain control, invisible or bidirectional-override characters.",
+                       _field(path))
+    return None
+
+
+def check_shape(params: Any) -> None:
+    """Depth and strings of a parsed request: walked without recursion (a deep document must not
+    be able to exhaust the stack here either)."""
+    stack: list[tuple[Any, list[str | int], int]] = [(params, [], 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise invalid(f"The request nests deeper than {MAX_DEPTH} levels.", _field(path))
+        if isinstance(value, str):
+            problem = _string_problem(value, path, is_key=False)
+            if problem:
+                raise problem
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                problem = _string_problem(key, [*path, key], is_key=True)
+                if problem:
+                    raise problem
+                stack.append((item, [*path, key], depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, [*path, index], depth + 1) for index, item in enumerate(value))
+
+
+def compile_schema(schema: dict[str, Any]) -> Any:
+    """A validator of `schema` (jsonschema-rs: the AdCP schemas are large, and the check runs on
+    every request), checking formats too: a date-time without its offset is refused here."""
+    return jsonschema_rs.validator_for(schema, validate_formats=True)
+
+
+def schema_errors(validator: Any, params: Any) -> list[dict[str, Any]]:
+    """AdCP errors for every way `params` breaks the compiled schema (at most MAX_ERRORS)."""
+    errors = []
+    for error in validator.iter_errors(params):
+        path = list(error.instance_path)
+        if type(error.kind).__name__ == "Required":
+            path.append(error.kind.property)
+            code = "ACCOUNT_REQUIRED" if path == ["account"] else "INVALID_REQUEST"
+            message = f"{_field(path)} is required."
+        else:
+            code, message = "INVALID_REQUEST", f"{_field(path)}: {error.message[:300]}"
+        errors.append({"code": code, "message": message, "field": _field(path), "recovery": "correctable"})
+        if len(errors) == MAX_ERRORS:
+            break
+    return errors
+
+
+def check_input(validator: Any, params: Any) -> dict[str, Any]:
+    """The request's arguments when they may be handed to the operation; else an AdCP error."""
+    if not isinstance(params, dict):
+        raise invalid("The arguments must be a JSON object.")
+    check_shape(params)
+    errors = schema_errors(validator, params)
+    if errors:
+        raise AdcpErrors(400, errors)
+    return params
