@@ -268,7 +268,8 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     settings = settings.with_(bootstrap_servers=settings.bootstrap_servers or broker.bootstrap,
                               topic_prefix=f"bench{namespace}.", app_id=f"bench-{namespace}",
                               data_dir=workdir, worker_port=free_port(), gateway_port=free_port(), log_format="text",
-                              principals_file=workdir / "principals.json")
+                              principals_file=workdir / "principals.json",
+                              allow_private_targets=True)  # its simulated agents listen on loopback
     bench = Bench(settings, Codecs(prefix=settings.topic_prefix))
     worker = gateway = None
     report: dict[str, object] = {"broker": "embedded Tansu" if broker else settings.bootstrap_servers,

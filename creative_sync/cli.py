@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import threading
@@ -89,7 +90,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_sim_agents(args: argparse.Namespace, settings: Settings) -> int:
     from creative_sync.sim_agents import run_sim_agents
 
-    return run_sim_agents(first_port=args.port, token=args.token)
+    # The token from the environment by preference: a command line is visible to every user in `ps`.
+    return run_sim_agents(first_port=args.port, token=os.environ.get("CREATIVE_SYNC_SIM_TOKEN") or args.token)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.set_defaults(func=cmd_principals)
     sim = sub.add_parser("sim-agents", help="simulated AdCP sales agents on loopback (display, video, AdCP 3.1)")
     sim.add_argument("--port", type=int, default=9100, help="port of the first agent (the others follow)")
-    sim.add_argument("--token", default=None, help="the bearer token they accept (default: a fresh one, printed)")
+    sim.add_argument("--token", default=None, help="the bearer token they accept (better: CREATIVE_SYNC_SIM_TOKEN, "
+                     "which `ps` does not show; default: a fresh one, printed)")
     sim.set_defaults(func=cmd_sim_agents)
     bench = sub.add_parser("bench", help="measure the system against the raw broker in the same run")
     bench.add_argument("--events", type=int, default=20000, help="events for the throughput and hop-latency parts")

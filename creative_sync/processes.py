@@ -12,9 +12,9 @@ from pathlib import Path
 from creative_sync.settings import Settings
 
 
-def spawn(role: str, settings: Settings, *args: str, **popen) -> subprocess.Popen:
-    """`python -m creative_sync <role> [args]` with `settings` in its environment."""
-    env = {**os.environ, **settings.to_env()}
+def spawn(role: str, settings: Settings, *args: str, env_extra: dict[str, str] | None = None, **popen) -> subprocess.Popen:
+    """`python -m creative_sync <role> [args]` with `settings` (and `env_extra`) in its environment."""
+    env = {**os.environ, **settings.to_env(), **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "creative_sync", role, *args], env=env, stdin=subprocess.DEVNULL, **popen)
 
 

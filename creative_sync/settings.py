@@ -56,6 +56,9 @@ class Settings:
     principals_file: Path = Path("var/principals.json")
     #: Fernet key sealing sales agents' secrets on the credentials topic; gateway and workers share it.
     secrets_key_file: Path | None = None  # None: <data_dir>/secrets.key
+    #: The development allowance of the outbound policy (streams.sync.outbound): sales agents and
+    #: webhooks may be on loopback and private networks. Off in production; `make up` and tests turn it on.
+    allow_private_targets: bool = False
     # -- the sync engine ----------------------------------------------------------------------
     sync_call_timeout_s: float = 30.0  # one sync_creatives call to a sales agent
     sync_flush_after_s: float = 0.05  # a partial batch waits this long for more creatives
@@ -101,6 +104,7 @@ class Settings:
             webhook_signing_key_file=Path(key) if (key := _env_opt("CREATIVE_SYNC_WEBHOOK_SIGNING_KEY_FILE")) else None,
             principals_file=Path(_env("CREATIVE_SYNC_PRINCIPALS_FILE", str(data_dir / "principals.json"))),
             secrets_key_file=Path(key) if (key := _env_opt("CREATIVE_SYNC_SECRETS_KEY_FILE")) else None,
+            allow_private_targets=_env("CREATIVE_SYNC_ALLOW_PRIVATE_TARGETS", "false").lower() in ("1", "true", "yes"),
             sync_call_timeout_s=float(_env("CREATIVE_SYNC_SYNC_CALL_TIMEOUT_S", "30")),
             sync_flush_after_s=float(_env("CREATIVE_SYNC_SYNC_FLUSH_AFTER_S", "0.05")),
             sync_breaker_threshold=int(_env("CREATIVE_SYNC_SYNC_BREAKER_THRESHOLD", "5")),
@@ -151,6 +155,7 @@ class Settings:
             "CREATIVE_SYNC_MCP_SESSION_TTL_S": str(self.mcp_session_ttl_s),
             "CREATIVE_SYNC_PRINCIPALS_FILE": str(self.principals_file),
             "CREATIVE_SYNC_SECRETS_KEY_FILE": str(self.secrets_key_path),
+            "CREATIVE_SYNC_ALLOW_PRIVATE_TARGETS": "true" if self.allow_private_targets else "false",
             "CREATIVE_SYNC_SYNC_CALL_TIMEOUT_S": str(self.sync_call_timeout_s),
             "CREATIVE_SYNC_SYNC_FLUSH_AFTER_S": str(self.sync_flush_after_s),
             "CREATIVE_SYNC_SYNC_BREAKER_THRESHOLD": str(self.sync_breaker_threshold),

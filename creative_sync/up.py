@@ -60,12 +60,15 @@ def run_up(settings: Settings) -> int:
             principals.unlink(missing_ok=True)
             settings = settings.with_(bootstrap_servers=broker.bootstrap, store="memory://", principals_file=principals)
             _, token = PrincipalStore(principals).add("demo", ["demo"])
+        # The simulated agents listen on loopback: the development allowance of the outbound policy.
+        settings = settings.with_(allow_private_targets=True)
         states = asyncio.run(ensure_topics(settings.bootstrap_servers, all_specs(settings.app_id), settings.topic_prefix))
         children.append(spawn("worker", settings))
         children.append(spawn("gateway", settings))
         sim_port, sim_token = int(os.environ.get("CREATIVE_SYNC_SIM_PORT", "9100")), secrets.token_urlsafe(24)
-        children.append(spawn("sim-agents", settings, "--port", str(sim_port), "--token", sim_token,
-                              stdout=subprocess.DEVNULL))
+        # The token in the environment, not on the command line (`ps` shows those to every user).
+        children.append(spawn("sim-agents", settings, "--port", str(sim_port), stdout=subprocess.DEVNULL,
+                              env_extra={"CREATIVE_SYNC_SIM_TOKEN": sim_token}))
         sim_urls = [f"http://127.0.0.1:{sim_port + i}/mcp" for i in range(len(DEMO_AGENTS))]
         base = f"http://{settings.gateway_host}:{settings.gateway_port}"
         worker_metrics = f"http://{settings.worker_host}:{settings.worker_port}/metrics"

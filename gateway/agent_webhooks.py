@@ -1,5 +1,8 @@
 """Webhooks from sales agents: `creative.status_changed` notifications and task webhooks of
-sync_creatives, at POST /webhooks/sales-agents/{sales_agent_id}.
+sync_creatives, at POST /webhooks/sales-agents/{sales_agent_id} (the agent's scoped id, topics.ids).
+A webhook speaks only for its own agent and account: decisions about another account's creatives
+are refused here, and the status processor applies a decision only to a creative that was synced
+to that very agent.
 
 Nothing is published before the signature checks out: RFC 9421 (the AdCP webhook profile,
 verified by the adcp library against the JWKS registered for the agent) or the legacy
@@ -28,6 +31,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.errors import AdcpRequestError, error_response
 from gateway.read_model import Bounded
+from streams.status.logic import MAX_AGENT_CLOCK_AHEAD, trusted_agent_time
 from streams.sync.logic import stable_id
 from topics.catalogue import topic
 from topics.events import ApprovalEvent, ApprovalSource
@@ -54,13 +58,29 @@ def hmac_problem(secret: str, headers: Mapping[str, str], body: bytes, now: floa
 
 def _time(value: Any) -> datetime | None:
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
     except ValueError:
         return None
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
-def approvals_from(agent_id: str, payload: Mapping[str, Any], now: datetime) -> list[ApprovalEvent]:
-    """The review decisions a webhook carries (raises ValueError when it is not one we know)."""
+class NotItsAccount(ValueError):
+    """A webhook names an account other than its agent's."""
+
+
+def approvals_from(agent_id: str, payload: Mapping[str, Any], now: datetime, *, account_id: str | None) -> list[ApprovalEvent]:
+    """The review decisions a webhook of agent `agent_id` (of account `account_id`) carries. Raises
+    ValueError when it is not one we know, or its time lies in the future; NotItsAccount when it
+    speaks about another account."""
+    approvals = _approvals(agent_id, payload, now)
+    if any(a.account_id != account_id for a in approvals):
+        raise NotItsAccount("a sales agent's webhook may only report on creatives of the account that registered it")
+    if any(a.agent_updated_at is not None and trusted_agent_time(a.agent_updated_at, now) is None for a in approvals):
+        raise ValueError(f"its observation time lies more than {MAX_AGENT_CLOCK_AHEAD} ahead of ours")
+    return approvals
+
+
+def _approvals(agent_id: str, payload: Mapping[str, Any], now: datetime) -> list[ApprovalEvent]:
     key = payload.get("idempotency_key")
     if not isinstance(key, str) or not key:
         raise ValueError("idempotency_key is required")
@@ -154,8 +174,14 @@ async def receive(request: web.Request) -> web.Response:
         return _refuse(401, "AUTH_INVALID", f"Webhook signature refused: {problem}.")
     try:
         payload = json.loads(body)
-        approvals = approvals_from(agent_id, payload, datetime.now(UTC))
-    except (ValueError, TypeError, KeyError) as exc:
+        if not isinstance(payload, dict):
+            raise ValueError("the body is not a JSON object")
+        approvals = approvals_from(agent_id, payload, datetime.now(UTC), account_id=agent.account_id)
+    except NotItsAccount as exc:
+        metrics.inbound_webhooks.labels("refused").inc()
+        log.warning("refused a webhook from sales agent %s: %s", agent_id, exc)
+        return _refuse(403, "PERMISSION_DENIED", f"{exc}.")
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
         metrics.inbound_webhooks.labels("invalid").inc()
         return _refuse(400, "INVALID_REQUEST", f"Not a webhook we understand: {exc}.")
     inbound, digest = app[keys.INBOUND], hashlib.sha256(body).hexdigest()

@@ -18,6 +18,7 @@ from gateway.operations import Registry
 from gateway.read_model import LibraryView
 from gateway.tasks import Tasks
 from gateway.webhooks import Rfc9421Signer, TaskWebhooks
+from streams.sync.outbound import Policy
 from topics.catalogue import Codecs, table
 from topics.credentials import SecretBox
 from topics.registry import SchemaRegistryClient
@@ -56,11 +57,12 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
                                        lambda a: a.campaign_id)
     app[keys.NOTIFICATIONS] = notifications.NotificationsView(settings.bootstrap_servers, codecs, settings.topic_prefix)
     key = settings.webhook_signing_key_file.read_bytes() if settings.webhook_signing_key_file else None
-    webhooks = webhooks or TaskWebhooks(Rfc9421Signer(key))
+    webhooks = webhooks or TaskWebhooks(Rfc9421Signer(key), policy=Policy(allow_private=settings.allow_private_targets))
     app[keys.TASKS] = Tasks(view, webhooks)
     app[keys.OPERATIONS] = Registry([*creatives.OPERATIONS, *syncing.OPERATIONS, *campaigns.OPERATIONS,
                                       *notifications.OPERATIONS])
     app[keys.MCP_SESSIONS] = mcp.Sessions(settings.mcp_session_ttl_s)
+    app[keys.CLAIMS] = set()
     app[keys.VERSION] = _version()
     app[keys.STARTED_AT] = datetime.now(UTC)
     app.cleanup_ctx.append(_lifecycle(webhooks))

@@ -11,8 +11,9 @@ with reasons, or why nothing could be queued).
 from __future__ import annotations
 
 import json
-import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,12 +21,11 @@ from gateway import keys
 from gateway.errors import AdcpRequestError, invalid
 from gateway.notifications import campaign_counts, health_view
 from gateway.operations import Call, Operation
-from gateway.scope import account_of, creative_ids_of, owned, visible_to
+from gateway.scope import account_of, agent_of, claim, creative_ids_of, entity_id_of, owned, visible_to
 from gateway.syncing import queue_syncs
 from topics.catalogue import topic
 from topics.events import CampaignEntity, EntityType, SyncTrigger
-
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+from topics.ids import public, scoped
 CAMPAIGN_STATUSES = ("draft", "active", "paused", "completed", "archived")
 TACTIC_STATUSES = ("draft", "active", "paused", "completed", "archived")
 _NO_SYNC_STATUSES = ("completed", "archived")  # a campaign that will not run again gets nothing new
@@ -37,11 +37,12 @@ def entity_view(entity: CampaignEntity) -> dict[str, Any]:
               "created_at": entity.created_at.isoformat() if entity.created_at else None,
               "updated_at": entity.updated_at.isoformat()}
     if entity.entity_type is EntityType.BRAND_AGENT:
-        return {"brand_agent_id": entity.entity_id, **common}
+        return {"brand_agent_id": public(entity.entity_id), **common}
     if entity.entity_type is EntityType.CAMPAIGN:
-        return {"campaign_id": entity.entity_id, "brand_agent_id": entity.brand_agent_id, **common,
+        return {"campaign_id": public(entity.entity_id), "brand_agent_id": public(entity.brand_agent_id), **common,
                 "start_date": attributes.get("start_date"), "end_date": attributes.get("end_date")}
-    return {"tactic_id": entity.entity_id, "campaign_id": entity.campaign_id, "sales_agent_id": entity.sales_agent_id,
+    return {"tactic_id": public(entity.entity_id), "campaign_id": public(entity.campaign_id),
+            "sales_agent_id": public(entity.sales_agent_id),
             "media_product_id": attributes.get("media_product_id"), **common}
 
 
@@ -54,13 +55,17 @@ async def _publish(call: Call, entity: CampaignEntity) -> None:
     app[keys.CAMPAIGNS].apply(entity)
 
 
-def _new_id(call: Call, name: str, kind: EntityType, prefix: str) -> str:
-    entity_id = call.params.get(name) or f"{prefix}-{uuid.uuid4().hex[:12]}"
-    if not isinstance(entity_id, str) or not _ID.match(entity_id):
-        raise invalid(f"{name}: letters, digits, '.', '_' and '-' (at most 100).", name)
+@contextmanager
+def _new_id(call: Call, account_id: str, name: str, kind: EntityType, prefix: str) -> Iterator[str]:
+    """The scoped id of an entity being created: the request's (within its account) or a new one.
+    Held while the creation is published, so that two requests of this gateway cannot both create it."""
+    public_id = entity_id_of(call.params.get(name) or f"{prefix}-{uuid.uuid4().hex[:12]}", name)
+    entity_id = scoped(account_id, public_id)
     if call.app[keys.CAMPAIGNS].get(kind.value, entity_id) is not None:
-        raise AdcpRequestError(409, "CONFLICT", f"{name} {entity_id} is taken; choose another or leave it out.", field=name)
-    return entity_id
+        raise AdcpRequestError(409, "CONFLICT", f"{name} {public_id} already exists in this account; choose another "
+                               "or leave it out.", field=name)
+    with claim(call, kind.value, entity_id, public_id, name):
+        yield entity_id
 
 
 def _name(params: dict[str, Any], required: bool) -> str | None:
@@ -106,7 +111,7 @@ async def _sync(call: Call, account_id: str, campaign: CampaignEntity, creative_
         if visible_to(agent, account_id):
             agents[agent.sales_agent_id] = agent
         else:
-            unknown.append(str(tactic.sales_agent_id))
+            unknown.append(public(str(tactic.sales_agent_id)))
     changes = [c for c in (library.get(i) for i in creative_ids) if c is not None and c.status != "archived"]
     summary: dict[str, Any] = {"queued": 0, "skipped": 0, "creatives": []}
     if unknown:
@@ -127,12 +132,11 @@ async def _sync(call: Call, account_id: str, campaign: CampaignEntity, creative_
 # -- brand agents ---------------------------------------------------------------------------------
 async def create_brand_agent(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
-    now = datetime.now(UTC)
-    entity = CampaignEntity(entity_type=EntityType.BRAND_AGENT, entity_id=_new_id(call, "brand_agent_id", EntityType.BRAND_AGENT, "ba"),
-                            account_id=account_id, brand_agent_id=None, name=_name(call.params, True), status="active",
-                            created_at=now, updated_at=now)
-    entity = entity.model_copy(update={"brand_agent_id": entity.entity_id})
-    await _publish(call, entity)
+    now, name = datetime.now(UTC), _name(call.params, True)
+    with _new_id(call, account_id, "brand_agent_id", EntityType.BRAND_AGENT, "ba") as entity_id:
+        entity = CampaignEntity(entity_type=EntityType.BRAND_AGENT, entity_id=entity_id, account_id=account_id,
+                                brand_agent_id=entity_id, name=name, status="active", created_at=now, updated_at=now)
+        await _publish(call, entity)
     return {"brand_agent": entity_view(entity)}
 
 
@@ -154,13 +158,13 @@ def _attributes(params: dict[str, Any], current: dict[str, Any], names: tuple[st
 async def create_campaign(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
     brand = owned(call, EntityType.BRAND_AGENT, "brand_agent_id", account_id)
-    now = datetime.now(UTC)
-    entity = CampaignEntity(entity_type=EntityType.CAMPAIGN, entity_id=_new_id(call, "campaign_id", EntityType.CAMPAIGN, "cmp"),
-                            account_id=account_id, brand_agent_id=brand.entity_id, name=_name(call.params, True),
-                            status=_status(call.params, CAMPAIGN_STATUSES, "active"),
-                            attributes_json=_attributes(call.params, {}, ("start_date", "end_date")), created_at=now, updated_at=now)
-    entity = entity.model_copy(update={"campaign_id": entity.entity_id})
-    await _publish(call, entity)
+    now, name = datetime.now(UTC), _name(call.params, True)
+    status, attributes = _status(call.params, CAMPAIGN_STATUSES, "active"), _attributes(call.params, {}, ("start_date", "end_date"))
+    with _new_id(call, account_id, "campaign_id", EntityType.CAMPAIGN, "cmp") as entity_id:
+        entity = CampaignEntity(entity_type=EntityType.CAMPAIGN, entity_id=entity_id, account_id=account_id,
+                                brand_agent_id=brand.entity_id, campaign_id=entity_id, name=name, status=status,
+                                attributes_json=attributes, created_at=now, updated_at=now)
+        await _publish(call, entity)
     return {"campaign": entity_view(entity)}
 
 
@@ -180,7 +184,7 @@ async def list_campaigns(call: Call) -> dict[str, Any]:
     view = call.app[keys.CAMPAIGNS]
     brand_agent_id = call.params.get("brand_agent_id")
     campaigns = [c for c in view.of_account(EntityType.CAMPAIGN.value, account_id)
-                 if brand_agent_id is None or c.brand_agent_id == brand_agent_id]
+                 if brand_agent_id is None or c.brand_agent_id == scoped(account_id, str(brand_agent_id))]
     notes = call.app[keys.NOTIFICATIONS]
     return {"campaigns": [{**entity_view(c), "tactics": len(view.tactics(c.entity_id)),
                            "active_tactics": sum(1 for t in view.tactics(c.entity_id) if t.status == "active"),
@@ -195,17 +199,15 @@ async def list_campaigns(call: Call) -> dict[str, Any]:
 async def create_tactic(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
     campaign = owned(call, EntityType.CAMPAIGN, "campaign_id", account_id)
-    agent_id = call.params.get("sales_agent_id")
-    if not isinstance(agent_id, str) or not visible_to(call.app[keys.AGENTS].get(agent_id), account_id):
-        raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No sales agent {agent_id} for this account: register it first.",
-                               field="sales_agent_id")
-    now = datetime.now(UTC)
-    tactic = CampaignEntity(entity_type=EntityType.TACTIC, entity_id=_new_id(call, "tactic_id", EntityType.TACTIC, "tac"),
-                            account_id=account_id, brand_agent_id=campaign.brand_agent_id, campaign_id=campaign.entity_id,
-                            sales_agent_id=agent_id, name=_name(call.params, True),
-                            status=_status(call.params, TACTIC_STATUSES, "active"),
-                            attributes_json=_attributes(call.params, {}, ("media_product_id",)), created_at=now, updated_at=now)
-    await _publish(call, tactic)
+    agent = agent_of(call, call.params.get("sales_agent_id"), account_id)
+    now, name = datetime.now(UTC), _name(call.params, True)
+    status, attributes = _status(call.params, TACTIC_STATUSES, "active"), _attributes(call.params, {}, ("media_product_id",))
+    with _new_id(call, account_id, "tactic_id", EntityType.TACTIC, "tac") as entity_id:
+        tactic = CampaignEntity(entity_type=EntityType.TACTIC, entity_id=entity_id, account_id=account_id,
+                                brand_agent_id=campaign.brand_agent_id, campaign_id=campaign.entity_id,
+                                sales_agent_id=agent.sales_agent_id, name=name, status=status, attributes_json=attributes,
+                                created_at=now, updated_at=now)
+        await _publish(call, tactic)
     creative_ids = call.app[keys.CAMPAIGNS].assigned(campaign.entity_id)
     sync = await _sync(call, account_id, campaign, creative_ids, [tactic], SyncTrigger.NEW_TACTIC, tactic.entity_id)
     return {"tactic": entity_view(tactic), "sync": sync}
@@ -256,7 +258,7 @@ async def assign_creative(call: Call) -> dict[str, Any]:
         await _publish(call, _assignment(campaign, creative_id, now))
     sync = await _sync(call, account_id, campaign, ids, call.app[keys.CAMPAIGNS].tactics(campaign.entity_id),
                        SyncTrigger.CAMPAIGN_ASSIGNMENT)
-    return {"campaign_id": campaign.entity_id, "assigned": ids, "sync": sync}
+    return {"campaign_id": public(campaign.entity_id), "assigned": ids, "sync": sync}
 
 
 async def unassign_creative(call: Call) -> dict[str, Any]:
@@ -268,7 +270,7 @@ async def unassign_creative(call: Call) -> dict[str, Any]:
     for creative_id in ids:
         if creative_id in assigned:
             await _publish(call, _assignment(campaign, creative_id, now, deleted=True))
-    return {"campaign_id": campaign.entity_id, "unassigned": [i for i in ids if i in assigned],
+    return {"campaign_id": public(campaign.entity_id), "unassigned": [i for i in ids if i in assigned],
             "not_assigned": [i for i in ids if i not in assigned]}
 
 

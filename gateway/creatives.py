@@ -18,11 +18,12 @@ from adcp.validation import get_validator
 from gateway import keys
 from gateway.errors import AdcpErrors, AdcpRequestError, OutcomeUnknown
 from gateway.operations import Call, Operation
+from gateway.scope import target_url
 from gateway.queries import QueryError, list_creatives as query_creatives
 from streams.library import logic
 from streams.library.formats import list_formats
 from streams.library.requests import (SUPPORTED_VERSIONS, RequestRejected, creative_problems, parse_sync_request,
-                                      payload_hash, task_id_for)
+                                      payload_hash, task_id_for, without_secrets)
 from topics.catalogue import topic
 from topics.events import LibraryCommand, LibraryOperation, TaskResult, TaskStatus
 
@@ -70,6 +71,8 @@ async def sync_creatives(call: Call) -> dict[str, Any]:
     call.principal.require_account(request.account_id)
     if request.invalid and request.validation_mode == "strict":
         raise AdcpErrors(400, [p.as_adcp() for problems in request.invalid.values() for p in problems])
+    if request.push_notification_config is not None:
+        await target_url(call, request.push_notification_config.get("url"), "push_notification_config.url")
     view = app[keys.LIBRARY_VIEW]
     now = datetime.now(UTC)
     if request.dry_run:
@@ -79,7 +82,8 @@ async def sync_creatives(call: Call) -> dict[str, Any]:
     task_id = task_id_for(request.account_id, request.idempotency_key, request_hash)
     command = LibraryCommand(command_id=task_id, account_id=request.account_id, principal_id=call.principal.principal_id,
                              operation=LibraryOperation.SYNC_CREATIVES, idempotency_key=request.idempotency_key,
-                             request_json=json.dumps(params, sort_keys=True, separators=(",", ":")), received_at=now,
+                             request_json=json.dumps(without_secrets(params), sort_keys=True, separators=(",", ":")),
+                             received_at=now,
                              # checked here; with invalid creatives (lenient) the library finds them again itself
                              schema_checked=not request.invalid)
     answer = view.expect(task_id, fresh=True)  # before publishing: the answer may come back at once

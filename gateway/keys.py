@@ -29,5 +29,6 @@ ACTIVITY = web.AppKey("activity", CompactedView)  # the campaign_activity table'
 NOTIFICATIONS = web.AppKey("notifications", object)  # gateway.notifications.NotificationsView (it imports keys)
 INBOUND = web.AppKey("inbound", object)  # gateway.agent_webhooks.Inbound (it imports keys)
 TASKS = web.AppKey("tasks", Tasks)
+CLAIMS = web.AppKey("claims", set)  # (kind, scoped id) of entities being created by this gateway
 VERSION = web.AppKey("version", str)
 STARTED_AT = web.AppKey("started_at", datetime)

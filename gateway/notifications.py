@@ -21,6 +21,7 @@ from gateway.scope import account_of
 from streams.notify.logic import TYPES
 from topics.catalogue import topic
 from topics.events import CampaignHealth, Notification, NotificationState
+from topics.ids import public, public_all, scoped
 from topics.views import CompactedView, GroupedLazyView
 
 MAX_PAGE = 100
@@ -74,7 +75,10 @@ def _cursor_of(note: Notification) -> str:
 def _after_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         created, note_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created), str(note_id)
+        after = datetime.fromisoformat(created)
+        if after.tzinfo is None:
+            raise ValueError("naive")
+        return after, str(note_id)
     except (ValueError, TypeError):
         raise invalid("pagination.cursor is not a cursor this API gave.", "pagination.cursor") from None
 
@@ -110,8 +114,8 @@ def counts(notes: Iterable[Notification], state_of: Callable[[str], Notification
 def note_view(note: Notification, state: NotificationState | None) -> dict[str, Any]:
     return {"notification_id": note.notification_id, "type": note.type, "urgency": note.urgency.value.lower(),
             "message": note.message, "action_required": note.action_required,
-            "references": {"brand_agent_id": note.brand_agent_id, "campaign_id": note.campaign_id,
-                           "creative_id": note.creative_id, "sales_agent_id": note.sales_agent_id,
+            "references": {"brand_agent_id": public(note.brand_agent_id), "campaign_id": public(note.campaign_id),
+                           "creative_id": note.creative_id, "sales_agent_id": public(note.sales_agent_id),
                            "rejection_reason": note.rejection_reason},
             "read": bool(state and state.read), "acknowledged": bool(state and state.acknowledged),
             "created_at": note.created_at.isoformat()}
@@ -125,7 +129,7 @@ def health_view(health: CampaignHealth | None) -> dict[str, Any] | None:
             "totalTactics": health.total_tactics, "approvedCreatives": health.approved_creatives,
             "totalCreatives": health.total_creatives, "failuresInWindow": health.failures_in_window,
             "lastSyncIssue": health.last_sync_issue, "reasons": list(health.reasons),
-            "missingTactics": list(health.missing_tactics), "computedAt": health.computed_at.isoformat()}
+            "missingTactics": public_all(health.missing_tactics), "computedAt": health.computed_at.isoformat()}
 
 
 def campaign_counts(view: NotificationsView, account_id: str, campaign_id: str, creatives: Iterable[str],
@@ -166,11 +170,11 @@ def _filters(call: Call, account_id: str) -> Filters:
     for flag in ("acknowledged", "unread_only"):
         if params.get(flag) is not None and not isinstance(params[flag], bool):
             raise invalid(f"{flag} must be true or false.", flag)
-    campaign_id = params.get("campaign_id")
-    creatives = frozenset(call.app[keys.CAMPAIGNS].assigned(campaign_id)) if isinstance(campaign_id, str) else frozenset()
+    campaign_id = scoped(account_id, params["campaign_id"]) if isinstance(params.get("campaign_id"), str) else None
+    creatives = frozenset(call.app[keys.CAMPAIGNS].assigned(campaign_id)) if campaign_id else frozenset()
     return Filters(types=_strings(params, "types", TYPES) | _strings(params, "type", TYPES),
                    urgency=_strings(params, "urgency", URGENCIES), acknowledged=params.get("acknowledged"),
-                   unread_only=bool(params.get("unread_only")), campaign_id=campaign_id if isinstance(campaign_id, str) else None,
+                   unread_only=bool(params.get("unread_only")), campaign_id=campaign_id,
                    campaign_creatives=creatives,
                    creative_id=params.get("creative_id") if isinstance(params.get("creative_id"), str) else None, since=since)
 

@@ -20,17 +20,18 @@ from gateway import keys
 from gateway.errors import AdcpRequestError, invalid
 from gateway.operations import Call, Operation
 from gateway.queries import as_adcp
-from gateway.scope import MAX_CREATIVES, account_of, creative_ids_of, owned, visible_to
+from gateway.scope import (MAX_CREATIVES, account_of, agent_of, claim, creative_ids_of, entity_id_of, owned, target_url,
+                           visible_to)
 from streams.matching.logic import Match, TacticActivity, detected_agents, formats_of, match, traits_of
 from streams.status.logic import summary
 from streams.sync.logic import by_partition, deliver_entries, formats_known, job_id_for
 from topics.catalogue import topic
 from topics.credentials import AgentSecrets
+from topics.ids import public, public_all, scoped, webhook_path
 from topics.events import (AgentProtocol, CreativeChanged, EntityType, SalesAgent, SalesAgentCredentials, SyncItem, SyncOutcome, SyncResult,
                            SyncState, SyncTrigger)
 
 AWAITING_DISCOVERY = "awaiting_discovery"
-_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _AUTH_HEADERS = ("Authorization", "x-adcp-auth")
 
 
@@ -38,10 +39,10 @@ def agent_view(agent: SalesAgent, extra_header_names: tuple[str, ...] = ()) -> d
     """A sales agent as the API shows it: everything but its secrets (of its extra headers, the names)."""
     formats = json.loads(agent.discovered_formats_json) if agent.discovered_formats_json else []
     return {
-        "sales_agent_id": agent.sales_agent_id, "name": agent.name, "agent_url": agent.agent_url,
+        "sales_agent_id": public(agent.sales_agent_id), "name": agent.name, "agent_url": agent.agent_url,
         "protocol": agent.protocol.value.lower(), "auth_header": agent.auth_header,
         "has_auth_token": agent.credentials_ref is not None, "has_webhook_secret": agent.has_webhook_secret,
-        "webhook_url": f"/webhooks/sales-agents/{agent.sales_agent_id}",
+        "webhook_url": webhook_path(agent.sales_agent_id),
         "webhook_signing": "rfc9421" if agent.webhook_jwks_json else ("hmac-sha256" if agent.has_webhook_secret else None),
         "declared_formats": list(agent.declared_formats),
         "discovered_formats": [f.get("format_id") for f in formats if isinstance(f, dict)],
@@ -88,9 +89,7 @@ def _agent_fields(params: dict[str, Any], current: SalesAgent | None) -> dict[st
     if name is not None:
         fields["name"] = name[:200]
     url = _text(params, "agent_url", required=current is None)
-    if url is not None:
-        if not re.match(r"^https?://[^\s/]+", url):
-            raise invalid("agent_url must be an http(s) URL, e.g. https://agent.example.com/mcp.", "agent_url")
+    if url is not None:  # (checked against the outbound policy by the caller: it resolves the name)
         fields["agent_url"] = url
     protocol = params.get("protocol", None if current else "mcp")
     if protocol is not None:
@@ -175,21 +174,22 @@ def _secrets(params: dict[str, Any], before: AgentSecrets | None) -> AgentSecret
 
 async def register_sales_agent(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
-    agent_id = call.params.get("sales_agent_id") or f"sa-{uuid.uuid4().hex[:12]}"
-    if not isinstance(agent_id, str) or not _AGENT_ID.match(agent_id):
-        raise invalid("sales_agent_id: letters, digits, '.', '_' and '-' (at most 100).", "sales_agent_id")
+    public_id = entity_id_of(call.params.get("sales_agent_id") or f"sa-{uuid.uuid4().hex[:12]}", "sales_agent_id")
+    agent_id = scoped(account_id, public_id)  # ids are per account: another account's agent is never touched
     directory = call.app[keys.AGENTS]
     existing = directory.agents.get(agent_id)
     if existing is not None and not existing.deleted:
-        raise AdcpRequestError(409, "CONFLICT", f"Sales agent {agent_id} is already registered; use update_sales_agent.",
+        raise AdcpRequestError(409, "CONFLICT", f"Sales agent {public_id} is already registered; use update_sales_agent.",
                                field="sales_agent_id")
     fields = _agent_fields(call.params, None)
+    await target_url(call, fields["agent_url"], "agent_url")
     secrets = _secrets(call.params, None)
     agent = SalesAgent(sales_agent_id=agent_id, account_id=account_id, available=False, updated_at=datetime.now(UTC),
                        credentials_ref=agent_id if secrets and secrets.auth_token else None,
                        has_webhook_secret=bool(secrets and secrets.webhook_secret),
                        revision=(existing.revision if existing is not None else 0) + 1, **fields)
-    await _publish_agent(call, agent, secrets)
+    with claim(call, "SALES_AGENT", agent_id, public_id, "sales_agent_id"):
+        await _publish_agent(call, agent, secrets)
     return {"sales_agent": agent_view(agent, _header_names(secrets))}
 
 
@@ -197,6 +197,8 @@ async def update_sales_agent(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
     current = _owned_agent(call, account_id)
     fields = _agent_fields(call.params, current)
+    if "agent_url" in fields:
+        await target_url(call, fields["agent_url"], "agent_url")
     secrets = _secrets(call.params, call.app[keys.AGENTS].secrets(current.sales_agent_id))
     if secrets is not None:
         fields.update(credentials_ref=current.sales_agent_id if secrets.auth_token else None,
@@ -218,7 +220,7 @@ async def remove_sales_agent(call: Call) -> dict[str, Any]:
     removed = current.model_copy(update={"deleted": True, "available": False, "updated_at": datetime.now(UTC),
                                          "revision": current.revision + 1})
     await _publish_agent(call, removed, AgentSecrets() if current.credentials_ref or current.has_webhook_secret else None)
-    return {"sales_agent_id": current.sales_agent_id, "removed": True}
+    return {"sales_agent_id": public(current.sales_agent_id), "removed": True}
 
 
 async def list_sales_agents(call: Call) -> dict[str, Any]:
@@ -233,11 +235,7 @@ def _header_names(secrets: AgentSecrets | None) -> tuple[str, ...]:
 
 
 def _owned_agent(call: Call, account_id: str) -> SalesAgent:
-    agent_id = call.params.get("sales_agent_id")
-    agent = call.app[keys.AGENTS].get(agent_id) if isinstance(agent_id, str) else None
-    if agent is None or agent.account_id != account_id:
-        raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No sales agent {agent_id} in this account.", field="sales_agent_id")
-    return agent
+    return agent_of(call, call.params.get("sales_agent_id"), account_id)
 
 
 # -- manual sync ----------------------------------------------------------------------------------
@@ -258,14 +256,15 @@ async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
         if not isinstance(wanted, list) or not all(isinstance(a, str) for a in wanted) or not wanted:
             raise invalid("sales_agent_ids must be a non-empty list of ids (or left out: every compatible agent).",
                           "sales_agent_ids")
-        unknown = [a for a in wanted if not visible_to(directory.get(a), account_id)]
+        unknown = [a for a in wanted if not visible_to(directory.get(scoped(account_id, a)), account_id)]
         if unknown:
             raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"Unknown sales agents: {', '.join(unknown)}.",
                                    field="sales_agent_ids")
-        agents, chosen_by = [directory.get(a) for a in dict.fromkeys(wanted)], "sales_agent_ids"
+        agents, chosen_by = [directory.get(scoped(account_id, a)) for a in dict.fromkeys(wanted)], "sales_agent_ids"
     else:
         agents, chosen_by = _detected(call, account_id, [c.creative_id for c in changes])
-    campaign_id = call.params.get("campaign_id") if isinstance(call.params.get("campaign_id"), str) else None
+    campaign_id = owned(call, EntityType.CAMPAIGN, "campaign_id", account_id).entity_id \
+        if call.params.get("campaign_id") is not None else None
     answers = await queue_syncs(call, account_id, changes, agents, trigger=SyncTrigger.MANUAL, campaign_id=campaign_id)
     if "creative_ids" in call.params:
         return {"creatives": answers, "sales_agents_from": chosen_by}
@@ -280,8 +279,8 @@ def _detected(call: Call, account_id: str, creative_ids: list[str]) -> tuple[lis
     view, directory = call.app[keys.CAMPAIGNS], call.app[keys.AGENTS]
     campaign_id, brand_agent_id = call.params.get("campaign_id"), call.params.get("brand_agent_id")
     if campaign_id is not None:
-        brands = {str(owned(call, EntityType.CAMPAIGN, "campaign_id", account_id).brand_agent_id)}
-        chosen_by = f"campaign {campaign_id}"
+        campaign = owned(call, EntityType.CAMPAIGN, "campaign_id", account_id)
+        brands, chosen_by, campaign_id = {str(campaign.brand_agent_id)}, f"campaign {campaign_id}", campaign.entity_id
     elif brand_agent_id is not None:
         brands = {owned(call, EntityType.BRAND_AGENT, "brand_agent_id", account_id).entity_id}
         chosen_by = f"brand agent {brand_agent_id}: tactic activity in the last 30 days"
@@ -338,7 +337,7 @@ async def queue_syncs(call: Call, account_id: str, changes: list[CreativeChanged
             common = dict(job_id=job_id, sales_agent_id=agent.sales_agent_id, account_id=account_id,
                           creative_id=change.creative_id, content_version=change.content_version)
             if verdict.compatible:
-                queued.append({"sales_agent_id": agent.sales_agent_id, "name": agent.name,
+                queued.append({"sales_agent_id": public(agent.sales_agent_id), "name": agent.name,
                                **({"state": AWAITING_DISCOVERY} if verdict.by == AWAITING_DISCOVERY else {"matched_by": verdict.by})})
                 jobs.setdefault(agent.sales_agent_id, []).append(SyncItem(
                     job_id=job_id, creative_id=change.creative_id, content_version=change.content_version,
@@ -346,7 +345,7 @@ async def queue_syncs(call: Call, account_id: str, changes: list[CreativeChanged
                 results.append(SyncResult(**common, result_id=f"{job_id}-queued", outcome=SyncOutcome.SYNCING, attempt=0,
                                           occurred_at=now))
             else:
-                skipped.append({"sales_agent_id": agent.sales_agent_id, "name": agent.name, "reason": verdict.reason})
+                skipped.append({"sales_agent_id": public(agent.sales_agent_id), "name": agent.name, "reason": verdict.reason})
                 results.append(SyncResult(**common, result_id=f"{job_id}-skipped", outcome=SyncOutcome.SKIPPED, attempt=0,
                                           reason=verdict.reason, occurred_at=now))
         answers.append({"creative_id": change.creative_id, "content_version": change.content_version,
@@ -379,7 +378,7 @@ async def get_creative_sync_status(call: Call) -> dict[str, Any]:
             "creative_id": creative_id, "content_version": library[creative_id].content_version,
             "summary": {"total_agents": len(rows), **summary(rows)},
             "sales_agents": [{
-                "sales_agent_id": r.sales_agent_id,
+                "sales_agent_id": public(r.sales_agent_id),
                 "name": _agent_name(directory, r.sales_agent_id),
                 "sync_status": _shown_status(r, directory.get(r.sales_agent_id)), "approval_status": r.approval_status,
                 "reason": r.rejection_reason or r.skip_reason or r.last_error,
@@ -401,7 +400,7 @@ def _shown_status(row: Any, agent: SalesAgent | None) -> str:
 def _agent_name(directory: Any, agent_id: str) -> str:
     """The agent's name, also once it is removed (status rows outlive it)."""
     agent = directory.agents.get(agent_id)
-    return agent.name if agent is not None else agent_id
+    return agent.name if agent is not None else public(agent_id)
 
 
 async def get_creative(call: Call) -> dict[str, Any]:
@@ -418,11 +417,11 @@ async def get_creative(call: Call) -> dict[str, Any]:
     synced_at = [r.last_sync_at for r in rows if r.last_sync_at is not None]
     return {
         "creative": as_adcp(change, include_assignments=True),
-        "campaign_ids": call.app[keys.CAMPAIGNS].campaigns_of(account_id, change.creative_id),
+        "campaign_ids": public_all(call.app[keys.CAMPAIGNS].campaigns_of(account_id, change.creative_id)),
         "syncStatusSummary": {"totalRelevantAgents": len(rows) - counts["skipped"], **counts,
                               "lastSyncDate": max(synced_at).isoformat() if synced_at else None},
         "syncDetails": [{
-            "salesAgentId": r.sales_agent_id,
+            "salesAgentId": public(r.sales_agent_id),
             "salesAgentName": _agent_name(directory, r.sales_agent_id),
             "status": r.sync_status.value.lower(), "approvalStatus": r.approval_status,
             "rejectionReason": r.rejection_reason, "skipReason": r.skip_reason, "lastError": r.last_error,

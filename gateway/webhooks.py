@@ -16,14 +16,19 @@ import hmac
 import json
 import logging
 import random
+import socket
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from streams.sync.outbound import Policy, address_problem, url_problem
 
 log = logging.getLogger(__name__)
 RETRIABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -92,10 +97,29 @@ class Rfc9421Signer:
         return sign
 
 
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver, refusing names that resolve to an address the outbound policy forbids
+    (streams.sync.outbound): aiohttp then connects to the addresses checked here."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy, self._inner = policy, DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            problem = address_problem(result["host"], self.policy)
+            if problem:
+                raise OSError(f"refused: {host} is not an allowed target: {problem}")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 class TaskWebhooks:
-    def __init__(self, signer: Rfc9421Signer, *, attempts: int = 6, first_delay_s: float = 0.5,
+    def __init__(self, signer: Rfc9421Signer, *, policy: Policy = Policy(), attempts: int = 6, first_delay_s: float = 0.5,
                  max_delay_s: float = 30.0, timeout_s: float = 10.0) -> None:
-        self.signer, self.attempts = signer, attempts
+        self.signer, self.attempts, self.policy = signer, attempts, policy
         self.first_delay_s, self.max_delay_s, self.timeout_s = first_delay_s, max_delay_s, timeout_s
         self._tasks: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -116,16 +140,23 @@ class TaskWebhooks:
                       result: dict[str, Any] | None) -> bool:
         """POST the webhook until a 2xx, a non-retriable answer, or the attempts run out."""
         url = str(config["url"])
+        problem = url_problem(url, self.policy)  # (aiohttp resolves no address literal: checked here)
+        if problem:
+            log.warning("webhook for %s not sent: its URL is not an allowed target (%s)", task_id, problem)
+            return False
         payload = task_payload(task_id=task_id, task_type=task_type, status=status, result=result,
                                operation_id=config.get("operation_id"), token=config.get("token"), now=datetime.now(UTC))
         body = json.dumps(payload, separators=(",", ":")).encode()
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s), trust_env=False,
+                connector=aiohttp.TCPConnector(resolver=GuardedResolver(self.policy)))
         delay = self.first_delay_s
         for attempt in range(1, self.attempts + 1):
             headers = {"Content-Type": "application/json", **await self._auth_headers(config, url, body)}
             try:
-                async with self._session.post(url, data=body, headers=headers) as response:
+                # No redirects: a redirect could point anywhere, past the checks above.
+                async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as response:
                     if 200 <= response.status < 300:
                         return True
                     if response.status not in RETRIABLE:

@@ -20,6 +20,7 @@ from streams.metrics import WorkerMetrics
 from streams.runtime import DeadLetters
 from streams import serdes
 from streams.serdes import FaustAvroCodec
+from streams.sync import outbound
 from topics.catalogue import MAX_MESSAGE_BYTES, TABLES, TOPICS, Codecs, table_partitions
 from topics.codec import AvroCodec
 from topics.credentials import SecretBox
@@ -137,6 +138,8 @@ def faust_settings(settings: Settings) -> dict:
 def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> Pipeline:
     if not settings.bootstrap_servers:
         raise ValueError("the worker needs settings.bootstrap_servers")
+    # Every connection to a sales agent (httpx, under the adcp SDK) is checked against the policy.
+    outbound.install(outbound.Policy(allow_private=settings.allow_private_targets))
     conf = faust_settings(settings)
     Path(conf["datadir"]).mkdir(parents=True, exist_ok=True)  # faust makes only the last level
     app = faust.App(settings.app_id, **conf)

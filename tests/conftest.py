@@ -66,6 +66,7 @@ def isolated_settings(bootstrap: str, namespace: str, folder: Path, *, rocksdb: 
         gateway_port=free_port(),
         principals_file=folder / "principals.json",
         log_format="text",
+        allow_private_targets=True,  # simulated and field agents listen on loopback
     )
 
 

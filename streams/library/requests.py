@@ -215,6 +215,20 @@ def _complete_for_check(creative: Any) -> Any:
     return {"name": "patch", "assets": {}, **creative} if "creative_id" in creative else creative
 
 
+REDACTED = "[kept by the gateway]"
+
+
+def without_secrets(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The request as it may travel on a topic: the buyer's webhook credentials
+    (push_notification_config.authentication.credentials) stay with the gateway that sends the
+    webhook; nothing downstream needs them."""
+    config = payload.get("push_notification_config")
+    authentication = config.get("authentication") if isinstance(config, Mapping) else None
+    if not isinstance(authentication, Mapping) or "credentials" not in authentication:
+        return dict(payload)
+    return {**payload, "push_notification_config": {**config, "authentication": {**authentication, "credentials": REDACTED}}}
+
+
 def payload_hash(payload: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of a request: equal payloads replay, different ones conflict."""
     return hashlib.sha256(to_json_bytes(payload)).hexdigest()

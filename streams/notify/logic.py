@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from topics.events import CampaignHealth, CreativeSyncState, HealthStatus, Notification, SyncState, SyncStatus, Urgency
+from topics.ids import public, public_all
 
 TYPES = ("creative.sync_started", "creative.sync_completed", "creative.sync_failed", "creative.approved",
          "creative.rejected", "campaign.creative_sync_unhealthy", "campaign.missing_creatives", "campaign.healthy",
@@ -40,7 +41,7 @@ def _rows(state: CreativeSyncState | None) -> dict[str, SyncStatus]:
 
 
 def _names(agent_ids: Sequence[str], names: Mapping[str, str]) -> str:
-    shown = [names.get(a, a) for a in agent_ids]
+    shown = [names.get(a) or public(a) for a in agent_ids]
     return ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
 
 
@@ -81,7 +82,7 @@ def creative_notifications(before: CreativeSyncState | None, after: CreativeSync
     for agent, row in sorted(new.items()):
         was = old.get(agent)
         episode = was.updated_at if was is not None else None  # the state it left: one notification per episode
-        agent_name = names.get(agent, agent)
+        agent_name = names.get(agent) or public(agent)
         if row.sync_status in (SyncState.FAILED, SyncState.SKIPPED) and (was is None or was.sync_status is not row.sync_status):
             reason = (row.last_error if row.sync_status is SyncState.FAILED else row.skip_reason) or "no reason given"
             skipped = row.sync_status is SyncState.SKIPPED
@@ -141,7 +142,7 @@ def campaign_notifications(account_id: str, campaign_id: str, brand_agent_id: st
     newly_missing = [t for t in after.missing_tactics if t not in previously_missing]
     if newly_missing:
         note("campaign.missing_creatives", Urgency.HIGH, f"Campaign {name}: {_plural(len(newly_missing), 'active tactic')} "
-             f"without a compatible creative ({', '.join(newly_missing)})",
+             f"without a compatible creative ({', '.join(public_all(newly_missing))})",
              "Assign a creative in a format these sales agents accept", sorted(newly_missing))
     return out
 

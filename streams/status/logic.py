@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from streams.sync.logic import job_id_for
 from topics.events import (
@@ -27,6 +27,15 @@ _STATE_OF_OUTCOME = {SyncOutcome.SYNCING: SyncState.SYNCING, SyncOutcome.SYNCED:
                      SyncOutcome.FAILED: SyncState.FAILED, SyncOutcome.SKIPPED: SyncState.SKIPPED}
 #: approval statuses (AdCP creative-status) a sales agent may report
 APPROVAL_STATUSES = frozenset({"processing", "pending_review", "approved", "suspended", "rejected", "archived"})
+#: How far ahead of ours an agent's clock may run and its times still be believed. Real agents'
+#: clocks run minutes off; a time further ahead would order every later decision before it and
+#: freeze the row (an attacker's trick), so it is not used for ordering.
+MAX_AGENT_CLOCK_AHEAD = timedelta(minutes=10)
+
+
+def trusted_agent_time(agent_time: datetime | None, observed_at: datetime) -> datetime | None:
+    """An agent's own time of a decision, if it is not implausibly far in the future."""
+    return agent_time if agent_time is not None and agent_time <= observed_at + MAX_AGENT_CLOCK_AHEAD else None
 
 
 def state_key(account_id: str, creative_id: str) -> str:
@@ -123,7 +132,7 @@ def apply_approval(state: CreativeSyncState, event: ApprovalEvent) -> StatusChan
         return StatusChange(state)
     if event.observed_at < row.updated_at:
         return StatusChange(state)  # seen before what the row already says (our delivery's answer, say)
-    agent_time = event.agent_updated_at
+    agent_time = trusted_agent_time(event.agent_updated_at, event.observed_at)
     if agent_time is not None and row.agent_updated_at is not None and agent_time < row.agent_updated_at:
         return StatusChange(state)  # the agent itself says this came before what we know
     if row.approval_status == status and row.rejection_reason == event.rejection_reason:

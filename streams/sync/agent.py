@@ -28,6 +28,7 @@ from streams.matching.logic import listed_formats
 from streams.sync import logic
 from streams.sync.client import AgentClient, CallError, discover
 from topics.events import AgentQueue, ApprovalEvent, ApprovalSource, QueuedBatch, SalesAgent, SyncJob, SyncOutcome, SyncResult
+from topics.ids import webhook_path
 
 PROCESSOR = "sync"
 _NEVER = datetime.min.replace(tzinfo=UTC)
@@ -318,7 +319,7 @@ class AgentSupervisor:
         secrets = self.engine.directory.secrets(self.agent_id)
         if not agent.accepts_webhooks or secrets is None or not secrets.webhook_secret:
             return None
-        return {"url": f"{self.engine.settings.webhook_base_url}/webhooks/sales-agents/{self.agent_id}",
+        return {"url": self.engine.settings.webhook_base_url + webhook_path(self.agent_id),
                 "authentication": {"schemes": ["HMAC-SHA256"], "credentials": secrets.webhook_secret}}
 
     async def _mark_waiting_failed(self, agent: SalesAgent, queues: list[AgentQueue]) -> None:

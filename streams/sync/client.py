@@ -177,7 +177,8 @@ class AgentClient:
                                         code="AGENT_UNREACHABLE")) from None
         except Exception as exc:  # the SDK raises many types for an unreachable or broken agent
             await self.close()
-            raise CallError(CallFailure(f"{self.agent.name} unreachable: {_first_line(exc)}", code="AGENT_UNREACHABLE")) from None
+            raise CallError(CallFailure(f"{self.agent.name} unreachable: {_transport_failure(exc)}",
+                                        code="AGENT_UNREACHABLE")) from None
 
     async def _call(self, tool: str, params: dict[str, Any]) -> dict[str, Any]:
         client = await self._connected()
@@ -211,6 +212,37 @@ class AgentClient:
         failure = failure_from_errors(errors) if errors else CallFailure(
             f"{self.agent.name} failed {tool}: {_first_line(result.error or result.message or 'no answer')}")
         raise CallError(failure)
+
+
+def _transport_failure(exc: BaseException) -> str:
+    """What went wrong reaching an agent, in our words: the exception's type, the HTTP status, and
+    our own refusal (outbound policy); never text the target sent, which could be anything a
+    mistaken or hostile URL points at."""
+    chain = _causes(exc)
+    for error in chain:
+        if "refused: " in str(error) and "not an allowed target" in str(error):
+            return _first_line(str(error)[str(error).index("refused: "):])
+    for error in chain:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return f"HTTP {status} ({type(error).__name__})"
+    if any(isinstance(e, (ConnectionError, OSError)) or "Connect" in type(e).__name__ for e in chain):
+        return f"could not connect ({type(exc).__name__})"
+    return type(exc).__name__
+
+
+def _causes(exc: BaseException, limit: int = 12) -> list[BaseException]:
+    """`exc`, its causes and contexts, and the members of exception groups (anyio wraps the MCP
+    client's failures in them), breadth first."""
+    found, queue = [], [exc]
+    while queue and len(found) < limit:
+        error = queue.pop(0)
+        if error in found:
+            continue
+        found.append(error)
+        queue.extend(getattr(error, "exceptions", ()) or ())
+        queue.extend(e for e in (error.__cause__, error.__context__) if e is not None)
+    return found
 
 
 def _first_line(value: Any) -> str:

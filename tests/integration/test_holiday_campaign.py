@@ -21,6 +21,7 @@ from gateway.webhooks import hmac_headers
 from tests.integration.sales_agents import Api, eventually, image_kind_creative, register
 from tests.support import read_topic, topic_name
 from topics.catalogue import Codecs
+from topics.ids import public, scoped, webhook_path
 
 ACCOUNT = {"account_id": "acct-1"}
 SECRET = "the-mobile-agents-webhook-secret-0123456789"
@@ -88,7 +89,7 @@ async def test_holiday_campaign_warning_rejection_and_recovery(api, agents, sett
                        "subscriber_id": "s", "account_id": "acct-1", "creative_id": "holiday-video",
                        "transition": {"from": "approved", "to": "rejected", "observed_at": datetime.now(UTC).isoformat()},
                        "reason_detail": "Audio too loud for mobile", "initiator": "seller"}).encode()
-    response = await api.client.post("/webhooks/sales-agents/mobile", data=body,
+    response = await api.client.post(webhook_path(scoped("acct-1", "mobile")), data=body,
                                      headers={"Content-Type": "application/json", **hmac_headers(SECRET, body)})
     assert response.status == 200
 
@@ -127,12 +128,12 @@ async def test_holiday_campaign_warning_rejection_and_recovery(api, agents, sett
     failures = [n for n in notes if n.type == "creative.sync_failed" and n.urgency.value == "MEDIUM"]
     skips = [n for n in notes if n.type == "creative.sync_failed" and n.urgency.value == "LOW"]
     assert len(failures) == 22  # one per (creative, failing agent), not one per retry
-    assert {n.sales_agent_id for n in failures} == {"sports", "weather"}
+    assert {public(n.sales_agent_id) for n in failures} == {"sports", "weather"}
     assert len(skips) == 15 and "Video format not supported" in next(n for n in skips if n.creative_id == "holiday-video").message
     assert kinds["campaign.healthy"] >= 1 and kinds["campaign.creative_sync_unhealthy"] >= 2  # warning, then critical
     rejection = [n for n in notes if n.type == "creative.rejected"]
     assert len(rejection) == 1 and rejection[0].urgency.value == "HIGH" and rejection[0].campaign_id == "holiday"
-    assert rejection[0].rejection_reason == "Audio too loud for mobile" and rejection[0].sales_agent_id == "mobile"
+    assert rejection[0].rejection_reason == "Audio too loud for mobile" and public(rejection[0].sales_agent_id) == "mobile"
     unhealthy = [n for n in notes if n.type == "campaign.creative_sync_unhealthy"]
     assert [n.urgency.value for n in unhealthy][:2] == ["MEDIUM", "HIGH"]
 

@@ -6,6 +6,8 @@ import asyncio
 import json
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
+
 import pytest
 
 from creative_sync.samples import display_creative, sync_request, video_creative
@@ -20,6 +22,7 @@ from tests.integration.sales_agents import (
 )
 from tests.support import read_topic, topic_name
 from topics.catalogue import Codecs
+from topics.ids import public, scoped, webhook_path
 
 
 async def test_an_a2a_agent_is_discovered_and_receives_creatives(api, agents):
@@ -116,7 +119,7 @@ async def test_creatives_reach_compatible_agents_and_their_reviews_come_back(api
     codec = Codecs(prefix=settings.topic_prefix).value("sync_status")
     wanted = {("banner", "display"), ("banner", "legacy"), ("banner", "video"), ("clip", "video"), ("skyscraper", "legacy")}
     await read_topic(settings.bootstrap_servers, topic_name(settings, "sync_status"), decode=lambda r: codec.decode(r.value),
-                     until=lambda states: {(s.creative_id, r.sales_agent_id) for s in states for r in s.rows} >= wanted)
+                     until=lambda states: {(s.creative_id, public(r.sales_agent_id)) for s in states for r in s.rows} >= wanted)
 
 
 async def _approval(api: Api, creative_id: str, agent_id: str, approval: str) -> dict | None:
@@ -131,7 +134,7 @@ async def test_webhook_approvals_are_verified_deduplicated_and_reach_the_status(
     hooked = await agents.add(SimAgentConfig("hooked", "Pushy Publisher", ("image",),
                                              behaviour=Behaviour(review="delayed", review_delay_s=1.0)))
     await register(api, agents, "hooked", "Pushy Publisher", webhook_secret=WEBHOOK_SECRET)
-    url = str(api.client.make_url("/webhooks/sales-agents/hooked"))
+    url = str(api.client.make_url(webhook_path(scoped("acct-1", "hooked"))))
     hooked.notify = (url, WEBHOOK_SECRET)
     await api.call("sync_creatives", sync_request("acct-1", [display_creative("banner")]))
 
@@ -151,11 +154,11 @@ async def test_webhook_approvals_are_verified_deduplicated_and_reach_the_status(
     body = json.dumps({"idempotency_key": "fire-0001", "notification_id": "n1", "notification_type": "creative.status_changed",
                        "fired_at": "2026-11-22T00:00:00Z", "subscriber_id": "s", "account_id": "acct-1",
                        "creative_id": "banner", "transition": {"from": "approved", "to": "rejected",
-                                                              "observed_at": "2099-01-01T00:00:00Z"},
+                                                              "observed_at": datetime.now(UTC).isoformat()},
                        "reason_code": "policy_revocation", "reason_detail": "Revoked", "initiator": "seller"}).encode()
 
     async def post(data: bytes, headers: dict) -> int:
-        response = await api.client.post("/webhooks/sales-agents/hooked", data=data,
+        response = await api.client.post(webhook_path(scoped("acct-1", "hooked")), data=data,
                                          headers={"Content-Type": "application/json", **headers})
         return response.status
     assert await post(body, hmac_headers("a-forged-secret-that-is-long-enough-too", body)) == 401
@@ -181,18 +184,18 @@ async def test_rfc9421_signed_webhooks_are_verified_against_the_agents_registere
     signer = Rfc9421Signer()
     await agents.add(SimAgentConfig("signed", "Signing Publisher", ("image",)))
     await register(api, agents, "signed", "Signing Publisher", webhook_jwks={"keys": [signer.public_jwk]})
-    url = str(api.client.make_url("/webhooks/sales-agents/signed"))
+    url = str(api.client.make_url(webhook_path(scoped("acct-1", "signed"))))
     body = json.dumps({"idempotency_key": "fire-9421", "notification_id": "n9", "notification_type": "creative.status_changed",
                        "fired_at": "2026-11-22T00:00:00Z", "subscriber_id": "s", "account_id": "acct-1",
                        "creative_id": "whatever", "transition": {"from": "pending_review", "to": "approved"},
                        "reason_code": "review_passed", "initiator": "seller"}).encode()
     headers = {"Content-Type": "application/json", **await signer.headers(url, body)}
     tampered = body.replace(b"approved", b"rejected")
-    assert (await api.client.post("/webhooks/sales-agents/signed", data=tampered, headers=headers)).status == 401
-    assert (await api.client.post("/webhooks/sales-agents/signed", data=body, headers=headers)).status == 200
+    assert (await api.client.post(webhook_path(scoped("acct-1", "signed")), data=tampered, headers=headers)).status == 401
+    assert (await api.client.post(webhook_path(scoped("acct-1", "signed")), data=body, headers=headers)).status == 200
     other = Rfc9421Signer(key_id="creative-sync-webhooks")  # same key id, another key: a forgery
     forged = {"Content-Type": "application/json", **await other.headers(url, body)}
-    assert (await api.client.post("/webhooks/sales-agents/signed", data=body, headers=forged)).status == 401
+    assert (await api.client.post(webhook_path(scoped("acct-1", "signed")), data=body, headers=forged)).status == 401
 
 
 async def test_a_dead_agent_catches_up_and_a_hanging_one_slows_nobody(api, agents, settings):
@@ -242,7 +245,7 @@ async def test_a_dead_agent_catches_up_and_a_hanging_one_slows_nobody(api, agent
     codec = Codecs(prefix=settings.topic_prefix).value("sync_results")
     groups = await read_topic(settings.bootstrap_servers, topic_name(settings, "sync_results"),
                               decode=lambda r: codec.decode(r.value),
-                              until=lambda found: any(r.sales_agent_id == "dead" and r.outcome.value == "FAILED"
+                              until=lambda found: any(public(r.sales_agent_id) == "dead" and r.outcome.value == "FAILED"
                                                       for g in found for r in g.results))
-    failed = [r for g in groups for r in g.results if r.sales_agent_id == "dead" and r.outcome.value == "FAILED"]
+    failed = [r for g in groups for r in g.results if public(r.sales_agent_id) == "dead" and r.outcome.value == "FAILED"]
     assert failed and all(r.errors and r.errors[0].recovery == "transient" for r in failed)

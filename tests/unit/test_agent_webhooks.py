@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.agent_webhooks import approvals_from, hmac_problem
+from gateway.agent_webhooks import NotItsAccount, approvals_from, hmac_problem
 from gateway.webhooks import hmac_headers
 from streams.matching.logic import formats_of, match, traits_of
 from creative_sync.samples import display_creative, video_creative
@@ -38,10 +38,25 @@ def test_forged_unsigned_stale_and_malformed_signatures_are_refused(headers, bod
 
 
 def test_a_status_change_becomes_one_approval_event_with_its_reason_and_time():
-    [event] = approvals_from("agent-1", json.loads(BODY), datetime(2026, 11, 22, tzinfo=UTC))
+    received = datetime(2026, 11, 22, 10, 0, 30, tzinfo=UTC)
+    [event] = approvals_from("agent-1", json.loads(BODY), received, account_id="a")
     assert (event.status, event.rejection_reason, event.source) == ("rejected", "Too small", ApprovalSource.WEBHOOK)
     assert event.agent_updated_at == datetime(2026, 11, 22, 10, tzinfo=UTC)
-    assert event.event_id == approvals_from("agent-1", json.loads(BODY), datetime.now(UTC))[0].event_id  # per fire
+    later = datetime(2026, 11, 22, 11, tzinfo=UTC)
+    assert event.event_id == approvals_from("agent-1", json.loads(BODY), later, account_id="a")[0].event_id  # per fire
+
+
+def test_an_agent_speaks_only_for_its_own_account():
+    received = datetime(2026, 11, 22, 10, 0, 30, tzinfo=UTC)
+    with pytest.raises(NotItsAccount):
+        approvals_from("b~agent-1", json.loads(BODY), received, account_id="b")  # BODY names account "a"
+
+
+def test_a_decision_dated_in_the_future_is_refused_but_minutes_of_skew_are_not():
+    five_minutes_behind = datetime(2026, 11, 22, 9, 55, tzinfo=UTC)  # the agent's clock runs 5 min ahead
+    assert approvals_from("agent-1", json.loads(BODY), five_minutes_behind, account_id="a")
+    with pytest.raises(ValueError, match="ahead"):
+        approvals_from("agent-1", json.loads(BODY), datetime(2026, 11, 21, tzinfo=UTC), account_id="a")
 
 
 def test_a_sync_creatives_task_webhook_becomes_one_event_per_reviewed_creative():
@@ -50,7 +65,7 @@ def test_a_sync_creatives_task_webhook_becomes_one_event_per_reviewed_creative()
                    {"creative_id": "c1", "action": "created", "status": "approved"},
                    {"creative_id": "c2", "action": "created", "status": "rejected", "warnings": ["No alcohol ads"]},
                    {"creative_id": "c3", "action": "failed"}]}}
-    events = approvals_from("agent-1", payload, datetime.now(UTC))
+    events = approvals_from("agent-1", payload, datetime.now(UTC), account_id="a")
     assert [(e.creative_id, e.status, e.rejection_reason) for e in events] == [
         ("c1", "approved", None), ("c2", "rejected", "No alcohol ads")]
     assert {e.source for e in events} == {ApprovalSource.TASK_WEBHOOK}
@@ -60,7 +75,7 @@ def test_a_sync_creatives_task_webhook_becomes_one_event_per_reviewed_creative()
                                      "creative.status_changed", "account_id": "a"}])
 def test_webhooks_we_do_not_understand_are_refused(payload):
     with pytest.raises(ValueError):
-        approvals_from("agent-1", payload, datetime.now(UTC))
+        approvals_from("agent-1", payload, datetime.now(UTC), account_id="a")
 
 
 def test_declared_formats_win_over_discovered_ones_and_mime_patterns_are_kept():
