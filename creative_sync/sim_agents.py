@@ -198,7 +198,14 @@ class _OneToken:
         self._token = token
 
     def authenticate(self, token: str | None) -> Principal | None:
-        return Principal("buyer", "buyer", frozenset()) if token == self._token else None
+        return _AnyAccount("buyer", "buyer", frozenset()) if token == self._token else None
+
+
+class _AnyAccount(Principal):
+    """A buyer of a sales agent: it may act for any account (the agent serves many)."""
+
+    def require_account(self, account_id: str) -> None:
+        return None
 
 
 def create_agent_app(agent: SimAgent, token: str) -> web.Application:

@@ -48,6 +48,10 @@ class Operation:
     async def invoke(self, app: web.Application, principal: Principal, params: Any, request_id: str) -> dict[str, Any]:
         """The one way an operation runs, from either transport: its input checked first (shape,
         strings, schema), and any failure leaving as an AdCP error, never a traceback."""
+        account = params.get("account") if isinstance(params, dict) else None
+        if isinstance(account, dict) and isinstance(account.get("account_id"), str):
+            # Every operation, even one that only reads formats; before anything else is looked at.
+            principal.require_account(account["account_id"])
         call = Call(app, principal, check_input(self._validator, params), request_id)
         try:
             return await self.handler(call)

@@ -40,12 +40,12 @@ def address_problem(address: str, policy: Policy) -> str | None:
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # (an IPv6 zone id is not part of the address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if ip.is_loopback:  # (checked first: ::1 is also in a reserved block)
+        return None if policy.allow_private else f"{ip} is a loopback or private address"
     if ip.is_unspecified or ip.is_multicast or ip.is_link_local or ip.is_reserved:
         return f"{ip} is a link-local, multicast, reserved or unspecified address"
-    if ip.is_loopback or ip.is_private or not ip.is_global:
-        if policy.allow_private and (ip.is_loopback or ip.is_private):
-            return None
-        return f"{ip} is a loopback or private address"
+    if ip.is_private or not ip.is_global:
+        return None if policy.allow_private and ip.is_private else f"{ip} is a loopback or private address"
     return None
 
 

@@ -2,11 +2,17 @@
 and worker."""
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import Iterator
+
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from creative_sync.processes import WorkerProcess
 from gateway.app import create_app
 from gateway.auth import PrincipalStore
+from tests.conftest import create_topics, isolated_settings
 from tests.integration.sales_agents import Agents, Api
 
 
@@ -40,3 +46,17 @@ async def gateway_api(topics_created):
     served = await gateway_for(topics_created)
     yield served
     await served.client.close()
+
+
+def module_deployment(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    """One deployment (topics, worker) shared by the tests of a module (as a module-scoped fixture):
+    each test uses ids of its own, and a worker's start (group join, the adcp client's import) is
+    most of a short test's time."""
+    folder = tmp_path_factory.mktemp("deployment")
+    settings = asyncio.run(create_topics(isolated_settings(kafka_bootstrap, uuid.uuid4().hex[:10], folder)))
+    process = WorkerProcess(settings, folder / "worker.log").start()
+    try:
+        process.wait_assigned()
+        yield process
+    finally:
+        process.stop(grace_s=0)

@@ -5,17 +5,14 @@ real agents were seen with (issue 14)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
 
 from creative_sync.broker import free_port
 from creative_sync.samples import display_creative, sync_request, video_creative
-from creative_sync.processes import WorkerProcess
-from tests.conftest import create_topics, isolated_settings
 from tests.field_agents.agent import FieldAgentConfig
-from tests.integration.conftest import gateway_for
+from tests.integration.conftest import gateway_for, module_deployment
 from tests.integration.field import (ACCOUNT, FieldProcess, agent_view, approved, discovered, reference_creative, register,
                                      settled)
 from tests.integration.sales_agents import eventually, image_kind_creative
@@ -50,17 +47,7 @@ def field(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shared_worker(kafka_bootstrap, tmp_path_factory):
-    """One deployment (topics, worker) for the interop tests of this module: each test uses agents
-    and creatives of its own, and a worker's start (group join, the adcp client's import) is most
-    of a short test's time."""
-    folder = tmp_path_factory.mktemp("deployment")
-    settings = asyncio.run(create_topics(isolated_settings(kafka_bootstrap, uuid.uuid4().hex[:10], folder)))
-    process = WorkerProcess(settings, folder / "worker.log").start()
-    try:
-        process.wait_assigned()
-        yield process
-    finally:
-        process.stop(grace_s=0)
+    yield from module_deployment(kafka_bootstrap, tmp_path_factory)
 
 
 @pytest.fixture
@@ -205,7 +192,7 @@ async def test_an_update_wins_over_discovery_and_an_unreachable_agent_fails_visi
     assert "cannot be reached" in rows["moved"]["moving"]["reason"]
     await asyncio.sleep(10)  # two more attempts with backoff (4 s, 8 s): still one line, one notification
     log = Path(shared_worker.log_path).read_text()
-    assert log.count("discovery of sales agent moving failed") == 1, log[-3000:]
+    assert log.count("discovery of sales agent acct-1~moving failed") == 1, log[-3000:]
     notifications = await api.call("list_notifications", {**ACCOUNT, "types": ["sales_agent.unavailable"]})
     assert [n["references"]["sales_agent_id"] for n in notifications["notifications"]] == ["moving"]
 

@@ -156,3 +156,17 @@ def test_an_agents_older_decision_by_its_own_clock_does_not_overwrite_a_newer_on
 def test_a_decision_observed_before_our_delivery_was_answered_is_older_news():
     state = run(empty_state("a", "c"), result(SyncOutcome.SYNCED, when=10, approval="pending_review"))
     assert apply_approval(state, _agent_approval("approved", when=9, agent_when=500)).rows == []
+
+
+def test_a_decision_dated_years_ahead_cannot_freeze_the_row():
+    """A time far in the future would order every later decision before it: it is not believed."""
+    state = run(empty_state("a", "c"), result(SyncOutcome.SYNCED, when=1, approval="pending_review"))
+    state = apply_approval(state, _agent_approval("rejected", when=5, agent_when=10 * 365 * 86400, reason="Frozen")).state
+    assert state.rows[0].approval_status == "rejected" and state.rows[0].agent_updated_at is None
+    assert apply_approval(state, _agent_approval("approved", when=6, agent_when=7)).rows[0].approval_status == "approved"
+
+
+def test_a_decision_about_a_creative_never_synced_to_that_agent_changes_nothing():
+    state = run(empty_state("a", "c"), result(SyncOutcome.SYNCED, agent="ag", when=1, approval="pending_review"))
+    other = _agent_approval("rejected", when=5, agent_when=5).model_copy(update={"sales_agent_id": "b~ag"})
+    assert apply_approval(state, other).rows == []
