@@ -62,6 +62,25 @@ async def read_topic(
         await consumer.stop()
 
 
+async def read_all(bootstrap: str, topic_name: str) -> list[Any]:
+    """Every record `topic_name` holds now (up to its end offsets), raw."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic_name, p) for p in sorted(consumer.partitions_for_topic(topic_name) or ())]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends, records = await consumer.end_offsets(partitions), []
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
 async def message_count(bootstrap: str, topic_name: str) -> int:
     """How many messages `topic_name` holds (sum of end offsets)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)

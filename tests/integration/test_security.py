@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,8 @@ from gateway.webhooks import hmac_headers
 from streams.library.requests import payload_hash, task_id_for
 from tests.integration.conftest import module_deployment
 from tests.integration.sales_agents import AGENT_TOKEN, Agents, eventually
+from tests.support import message_count, read_all, topic_name
+from topics.catalogue import all_specs
 from topics.ids import scoped, webhook_path
 
 A, B = "acct-1", "acct-2"
@@ -250,3 +254,129 @@ async def test_two_accounts_racing_for_the_same_ids_each_get_their_own_and_one_a
         assert names == {f"{caller.account} agent"}
         brands = {x["name"] for x in (await caller.call("list_brand_agents", {}))["brand_agents"] if x["brand_agent_id"].startswith("race-")}
         assert brands == {f"{caller.account} brand"}
+
+
+# -- outbound URLs ---------------------------------------------------------------------------------
+async def test_loopback_and_internal_targets_are_refused_without_the_development_allowance(deployment):
+    """SSRF: with the allowance off (the default outside `make up` and tests) the gateway refuses
+    agents and webhooks on its own API, the worker's metrics, cloud metadata, file: and gopher:.
+    (Only loopback targets here; private ranges are the validator's unit tests, no traffic.)"""
+    settings = deployment.settings.with_(allow_private_targets=False)
+    store = PrincipalStore(settings.principals_file)
+    token = store.add("buyer A strict", [A])[1]
+    client = TestClient(TestServer(create_app(settings, principals=store), port=settings.gateway_port))
+    await client.start_server()
+    a = Caller(client, token, A)
+    try:
+        internal = [f"http://127.0.0.1:{settings.gateway_port}/api/v1/list_creatives", f"http://localhost:{settings.worker_port}/metrics",
+                    f"http://[::1]:{settings.gateway_port}/mcp", "http://169.254.169.254/latest/meta-data/", "file:///etc/passwd",
+                    f"gopher://127.0.0.1:{settings.worker_port}/_GET", "http://0.0.0.0:8080/"]
+        for url in internal:
+            answer = await a.call("register_sales_agent", {"name": "Internal", "agent_url": url}, status=400)
+            assert answer["errors"][0]["field"] == "agent_url" and "not an allowed target" in answer["errors"][0]["message"], url
+        await a.call("register_sales_agent", {"sales_agent_id": "outside", "name": "Outside",
+                                              "agent_url": "https://agent.example.com/mcp"})
+        for url in internal[:2]:
+            answer = await a.call("update_sales_agent", {"sales_agent_id": "outside", "agent_url": url}, status=400)
+            assert answer["errors"][0]["field"] == "agent_url"
+        commands = await message_count(settings.bootstrap_servers, topic_name(settings, "library_commands"))
+        for url in internal:
+            request = sync_request(A, [display_creative("hooked")], idempotency_key=f"ssrf-{uuid.uuid4().hex}")
+            request["push_notification_config"] = {"url": url, "authentication": {"schemes": ["Bearer"], "credentials": "x" * 32}}
+            status, answer = await a.raw("sync_creatives", request)
+            assert status == 400 and answer["errors"][0]["field"].startswith("push_notification_config"), (url, answer)
+        assert await message_count(settings.bootstrap_servers, topic_name(settings, "library_commands")) == commands
+    finally:
+        await client.close()
+
+
+# -- limits and honest answers ---------------------------------------------------------------------
+async def test_a_four_mebibyte_request_is_applied_and_one_byte_more_is_a_413(accounts, deployment):
+    a, _ = accounts
+    limit = deployment.settings.max_body_bytes
+
+    def request_of(size: int, key: str) -> bytes:
+        creatives = [display_creative(f"big-{i}") for i in range(100)]
+        request = sync_request(A, creatives, idempotency_key=key)
+        base = len(json.dumps(request).encode())
+        padding = (size - base) // 100 - len(json.dumps({"snippet": {"asset_type": "html", "content": ""}})) - 2
+        for creative in creatives:
+            creative["assets"]["snippet"] = {"asset_type": "html", "content": "<p>" + "x" * (padding - 7) + "</p>"}
+        body = json.dumps(request).encode()
+        return body + b" " * (size - len(body))  # exactly `size` bytes
+
+    headers = {"Authorization": f"Bearer {a.token}", "Content-Type": "application/json"}
+    body = request_of(limit, "four-mebibytes-0001")
+    assert len(body) == limit
+    response = await a.client.post("/api/v1/sync_creatives", data=body, headers=headers)
+    answer = await response.json()
+    assert response.status in (200, 202), answer
+    task_id = answer.get("task_id") or task_id_for(A, "four-mebibytes-0001", payload_hash(json.loads(body)))
+
+    async def done() -> dict | None:
+        status = await a.call("get_task_status", {"task_id": task_id})
+        return status if status["status"] == "completed" else None
+    result = (await eventually(done, timeout=120, what="the 4 MiB request applied"))["result"]
+    assert [c["action"] for c in result["creatives"]] == ["created"] * 100
+    listed = await a.call("list_creatives", {"filters": {"creative_ids": ["big-0", "big-99"]}})
+    assert sorted(c["creative_id"] for c in listed["creatives"]) == ["big-0", "big-99"]
+
+    too_big = await a.client.post("/api/v1/sync_creatives", data=request_of(limit + 1, "four-mebibytes-0002"), headers=headers)
+    refused = await too_big.json()
+    assert too_big.status == 413 and refused["errors"][0]["recovery"] == "correctable", refused
+
+
+async def test_a_publish_the_broker_does_not_confirm_in_time_is_submitted_and_applied_once(accounts):
+    """Defect 6: a publish that timed out may have landed; the answer says `submitted` with the
+    task, never "nothing was applied", and the retry with the same key applies it at most once."""
+    a, _ = accounts
+    link = a.client.server.app[keys.BROKER]
+    request = {k: v for k, v in sync_request(A, [display_creative("unconfirmed")], idempotency_key="unconfirmed-00001").items()
+               if k != "account"}
+    normal, link.send_timeout_s = link.send_timeout_s, 1e-9
+    try:
+        status, answer = await a.raw("sync_creatives", {"account": {"account_id": A}, **request})
+    finally:
+        link.send_timeout_s = normal
+    assert status == 202 and answer["status"] == "submitted" and "Nothing was applied" not in json.dumps(answer), answer
+    assert answer["task_id"] == task_id_for(A, "unconfirmed-00001", payload_hash({"account": {"account_id": A}, **request}))
+    retried = await a.call("sync_creatives", request)  # the same request again, as the answer advises
+    assert retried.get("status") != "submitted" or retried["task_id"] == answer["task_id"]
+    listed = await a.call("list_creatives", {"filters": {"creative_ids": ["unconfirmed"]}})
+    assert [(c["creative_id"], c.get("version", 1)) for c in listed["creatives"]] == [("unconfirmed", 1)]
+
+
+async def test_no_secret_reaches_a_topic_a_log_or_the_metrics(accounts, deployment, caplog):
+    """Defect 7: agents' tokens, headers and webhook secrets are sealed; buyers' webhook
+    credentials stay with the gateway; none of them, nor a principal's token, is anywhere else."""
+    caplog.set_level(logging.DEBUG)
+    a, _ = accounts
+    mark = uuid.uuid4().hex
+    secrets = {"agent token": f"agent-token-{mark}", "tenant header": f"tenant-{mark}",
+               "webhook secret": f"webhook-secret-{mark}-long-enough", "buyer credentials": f"buyer-credentials-{mark}-long",
+               "principal token": a.token}
+    await a.call("register_sales_agent", {"sales_agent_id": "sealed", "name": "Sealed", "agent_url": "http://127.0.0.1:9/mcp",
+                                          "auth": {"token": secrets["agent token"]}, "headers": {"x-tenant": secrets["tenant header"]},
+                                          "webhook_secret": secrets["webhook secret"]})
+    request = {k: v for k, v in sync_request(A, [display_creative("sealed-creative")], idempotency_key=f"sealed-{mark}").items()
+               if k != "account"}
+    request["push_notification_config"] = {"url": "https://buyer.example/hooks/1",
+                                           "authentication": {"schemes": ["HMAC-SHA256"], "credentials": secrets["buyer credentials"]}}
+    await a.call("sync_creatives", request)
+
+    async def failed_discovery() -> bool:  # the worker has opened the credentials and used them
+        listed = (await a.call("list_sales_agents", {}))["sales_agents"]
+        return any(x["sales_agent_id"] == "sealed" and x["discovery"] == "failed" for x in listed)
+    await eventually(failed_discovery, timeout=120, what="the worker tried the sealed agent")
+    settings = deployment.settings
+    everything = b""
+    for spec in all_specs(settings.app_id):
+        records = await read_all(settings.bootstrap_servers, spec.full_name(settings.topic_prefix))
+        everything += b"".join((r.key or b"") + (r.value or b"") for r in records)
+    assert b"sealed-creative" in everything  # (the topics were read)
+    metrics = await (await a.client.get("/metrics")).text()
+    texts = {"topics": everything.decode("latin-1"), "worker log": Path(deployment.log_path).read_text(),
+             "gateway log": caplog.text, "metrics": metrics}
+    for where, text in texts.items():
+        for name, secret in secrets.items():
+            assert secret not in text, f"the {name} is in the {where}"

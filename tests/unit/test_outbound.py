@@ -58,6 +58,36 @@ async def test_a_name_resolving_to_loopback_is_refused_at_registration_and_at_re
     await check_target("https://name.that.does.not.resolve.invalid/mcp", STRICT)  # checked again at connect time
 
 
+async def test_a_task_webhook_to_an_internal_address_is_not_sent():
+    from gateway.webhooks import Rfc9421Signer, TaskWebhooks
+
+    hits = []
+
+    async def record(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    strict, dev = TaskWebhooks(Rfc9421Signer(), policy=STRICT, attempts=1), TaskWebhooks(Rfc9421Signer(), policy=DEV, attempts=1)
+    try:
+        for url in (f"http://127.0.0.1:{port}/hook", f"http://localhost:{port}/hook"):
+            config = {"url": url, "authentication": {"schemes": ["Bearer"], "credentials": "c" * 32}}
+            assert await strict.deliver(config, task_id="t", task_type="sync_creatives", status="completed", result={}) is False
+        assert hits == []
+        config = {"url": f"http://127.0.0.1:{port}/hook", "authentication": {"schemes": ["Bearer"], "credentials": "c" * 32}}
+        assert await dev.deliver(config, task_id="t", task_type="sync_creatives", status="completed", result={})
+        assert hits == ["/hook"]
+    finally:
+        await strict.close()
+        await dev.close()
+        await runner.cleanup()
+
+
 async def test_httpx_connections_are_checked_when_made_and_the_target_hears_nothing():
     """The connect-time check under every httpx client of the process (the adcp SDK's): a loopback
     server is never reached, with a bearer token or without, while the policy forbids it."""
