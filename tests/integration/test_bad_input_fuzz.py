@@ -1,42 +1,35 @@
-"""Generated garbage at the real gateway process, over MCP and REST: never a 5xx, always an AdCP
-error shape, and nothing published on the backbone."""
+"""Every operation fuzzed from its own input schema, at the real gateway process, over REST and
+MCP: requests with a poison (wrong type, unencodable or invisible string, naive date-time, nesting
+bomb, missing field) are all refused with an AdCP error and publish nothing; requests shaped like
+the schema never get a 5xx. Raw garbage bodies too. The counts are printed."""
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.error
 import urllib.request
+from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from creative_sync.processes import GatewayProcess
-from creative_sync.samples import display_creative
+from gateway import campaigns, creatives, notifications, syncing
 from gateway.auth import PrincipalStore
+from tests.fuzzing import json_values, poisoned, shaped
 from tests.support import message_count, topic_name
+from topics.catalogue import TOPICS
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
-    max_leaves=20)
-sync_like = st.fixed_dictionaries({}, optional={
-    "account": json_values | st.just({"account_id": "acct-1"}) | st.just({"account_id": "acct-2"}),
-    "idempotency_key": json_values | st.text(min_size=16, max_size=40),
-    "creatives": json_values | st.lists(st.just(display_creative("c1")) | json_values, max_size=3),
-    "validation_mode": json_values | st.sampled_from(["strict", "lenient"]),
-    "dry_run": json_values, "patch": json_values, "delete_missing": json_values, "creative_ids": json_values,
-    "assignments": json_values, "adcp_version": json_values, "push_notification_config": json_values,
-})
-bodies = st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()) | \
-    sync_like.map(lambda v: json.dumps(v).encode())
-TOOLS = ["sync_creatives", "list_creatives", "get_task_status", "list_creative_formats", "get_adcp_capabilities"]
+OPERATIONS = [*creatives.OPERATIONS, *syncing.OPERATIONS, *campaigns.OPERATIONS, *notifications.OPERATIONS]
+OWN_ACCOUNT = {"account_id": "acct-1"}
 
 
 @pytest.fixture
 def gateway_process(topics_created, tmp_path):
-    # No worker: a request that slipped through would be published, and the count below would show it.
+    # No worker: whatever a request published would stay on its topic, and the counts show it.
     store = PrincipalStore(topics_created.principals_file)
     token = store.add("fuzzer", ["acct-1"])[1]
-    process = GatewayProcess(topics_created, tmp_path / "gateway.log").start()
+    process = GatewayProcess(topics_created.with_(request_budget_s=0.2), tmp_path / "gateway.log").start()
     process.token = token
     yield process
     process.stop(grace_s=0)
@@ -45,7 +38,7 @@ def gateway_process(topics_created, tmp_path):
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **headers})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
@@ -59,36 +52,100 @@ def mcp_session(gateway: GatewayProcess, headers: dict[str, str]) -> dict[str, s
         return {**headers, "Mcp-Session-Id": response.headers["Mcp-Session-Id"]}
 
 
-async def test_garbage_never_causes_a_5xx_or_an_event(gateway_process, settings):
-    auth = {"Authorization": f"Bearer {gateway_process.token}"}
-    mcp_headers = mcp_session(gateway_process, auth)
-    seen: dict[str, int] = {}
+def _requests(poison: bool) -> st.SearchStrategy:
+    def of(operation) -> st.SearchStrategy:  # noqa: ANN001
+        base = shaped(operation.input_schema).map(
+            lambda r: {**r, "account": OWN_ACCOUNT} if isinstance(r, dict) and "account" in r else r)
+        if poison:
+            base = base.flatmap(lambda r: poisoned(operation.input_schema, r if isinstance(r, dict) else {}))
+        return base.map(lambda r: (operation.name, r))
+    return st.one_of([of(operation) for operation in OPERATIONS])
 
-    @hypothesis_settings(max_examples=150, deadline=None, derandomize=True,
-                         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-    @given(tool=st.sampled_from(TOOLS), body=bodies, via_mcp=st.booleans())
-    def check(tool: str, body: bytes, via_mcp: bool) -> None:
-        if via_mcp:
-            try:
-                arguments = json.loads(body)
-            except ValueError:
-                arguments = body.decode("latin-1")
-            envelope = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                                   "params": {"name": tool, "arguments": arguments}}).encode()
-            status, answer = post(f"{gateway_process.base_url}/mcp", envelope, mcp_headers)
-            assert status < 500, answer
-            result = json.loads(answer).get("result") or {}
-            if result.get("isError"):
-                assert result["structuredContent"]["errors"][0]["code"], answer
-        else:
-            status, answer = post(f"{gateway_process.base_url}/api/v1/{tool}", body, auth)
-            assert status < 500, answer
-            if status >= 400:
-                errors = json.loads(answer)["errors"]
-                assert errors and all(e["code"] and e["message"] and e["recovery"] for e in errors), answer
-        seen[f"{'mcp' if via_mcp else 'rest'} {status}"] = seen.get(f"{'mcp' if via_mcp else 'rest'} {status}", 0) + 1
 
-    import asyncio
-    await asyncio.to_thread(check)
-    assert any(k.startswith("mcp") for k in seen) and any(k.startswith("rest 4") for k in seen), seen
-    assert await message_count(settings.bootstrap_servers, topic_name(settings, "library_commands")) == 0
+class Gateway:
+    """Sends one request over REST or MCP and returns (status, AdCP body, is error)."""
+
+    def __init__(self, process: GatewayProcess) -> None:
+        self.process, self.auth = process, {"Authorization": f"Bearer {process.token}"}
+        self.mcp = mcp_session(process, self.auth)
+
+    def send(self, tool: str, body: bytes, via_mcp: bool) -> tuple[int, dict, bool]:
+        if not via_mcp:
+            status, answer = post(f"{self.process.base_url}/api/v1/{tool}", body, self.auth)
+            parsed = json.loads(answer)
+            return status, parsed, status >= 400
+        try:
+            arguments = json.loads(body)
+        except ValueError:
+            arguments = body.decode("latin-1")
+        envelope = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                               "params": {"name": tool, "arguments": arguments}}).encode()
+        status, answer = post(f"{self.process.base_url}/mcp", envelope, self.mcp)
+        message = json.loads(answer)
+        assert message.get("jsonrpc") == "2.0", answer  # over MCP, always JSON-RPC
+        if "error" in message:
+            return status, {"errors": [{"code": "JSONRPC", "message": message["error"]["message"], "recovery": "correctable"}]}, True
+        result = message["result"]
+        return status, result["structuredContent"], bool(result["isError"])
+
+
+def _assert_adcp_error(answer: dict) -> None:
+    errors = answer["errors"]
+    assert errors and all(e["code"] and e["message"] and e["recovery"] in ("transient", "correctable", "terminal")
+                          for e in errors), answer
+
+
+async def _published(settings) -> int:  # noqa: ANN001
+    return sum([await message_count(settings.bootstrap_servers, topic_name(settings, spec.role)) for spec in TOPICS])
+
+
+async def test_every_operation_fuzzed_from_its_schema_never_gets_a_5xx_and_poison_publishes_nothing(gateway_process, settings):
+    gateway = Gateway(gateway_process)
+    seen: Counter = Counter()
+    fuzz = hypothesis_settings(max_examples=520, deadline=None, derandomize=True, database=None,
+                               suppress_health_check=list(HealthCheck))
+
+    @fuzz
+    @given(request=_requests(poison=True), via_mcp=st.booleans())
+    def poisoned_requests(request: tuple[str, dict], via_mcp: bool) -> None:
+        tool, params = request
+        status, answer, is_error = gateway.send(tool, json.dumps(params).encode(), via_mcp)
+        assert status < 500 and is_error, (tool, params, answer)
+        _assert_adcp_error(answer)
+        seen[("poisoned", tool)] += 1
+
+    @fuzz
+    @given(body=st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()),
+           tool=st.sampled_from([op.name for op in OPERATIONS]), via_mcp=st.booleans())
+    def garbage(body: bytes, tool: str, via_mcp: bool) -> None:
+        status, answer, is_error = gateway.send(tool, body, via_mcp)
+        assert status < 500, (tool, body, answer)
+        if is_error:
+            _assert_adcp_error(answer)
+        seen[("garbage", "any")] += 1
+
+    await asyncio.to_thread(poisoned_requests)
+    await asyncio.to_thread(garbage)
+    assert await _published(settings) == 0  # not one poisoned or garbage request reached a topic
+
+    @fuzz
+    @given(request=_requests(poison=False), via_mcp=st.booleans())
+    def shaped_requests(request: tuple[str, dict], via_mcp: bool) -> None:
+        tool, params = request
+        status, answer, is_error = gateway.send(tool, json.dumps(params).encode(), via_mcp)
+        assert status < 500, (tool, params, answer)
+        if is_error:
+            _assert_adcp_error(answer)
+        seen[("shaped", tool)] += 1
+        seen[("shaped status", "2xx" if status < 300 else "4xx")] += 1
+
+    await asyncio.to_thread(shaped_requests)
+    assert seen[("shaped status", "2xx")] >= 50, seen  # the shaped requests reach the handlers, not only the checks
+    covered = {tool for kind, tool in seen if kind == "poisoned"}
+    assert covered == {op.name for op in OPERATIONS}, sorted({op.name for op in OPERATIONS} - covered)
+    total = sum(n for (kind, _), n in seen.items() if kind != "shaped status")
+    print(f"\nfuzz: {total} generated requests over REST and MCP: "
+          f"{sum(n for (k, _), n in seen.items() if k == 'poisoned')} poisoned (all refused, nothing published), "
+          f"{sum(n for (k, _), n in seen.items() if k == 'shaped')} shaped by the schemas ({seen[('shaped status', '2xx')]} answered, "
+          f"{seen[('shaped status', '4xx')]} refused), {seen[('garbage', 'any')]} raw garbage; "
+          f"{len(covered)} operations")
