@@ -31,9 +31,12 @@ class QueryError(ValueError):
 
 def _when(value: Any, field: str) -> datetime:
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         raise QueryError(f"{field} must be an ISO 8601 date-time.", field) from None
+    if moment.tzinfo is None:
+        raise QueryError(f"{field} must carry its UTC offset (e.g. 2026-01-01T00:00:00Z).", field)
+    return moment
 
 
 def _format_id(creative: CreativeChanged) -> str | None:
