@@ -42,6 +42,12 @@ def wait_http(url: str, timeout_s: float) -> bool:
     return False
 
 
+def spawn_sim_agents(settings: Settings, port: int, token: str, **popen) -> subprocess.Popen:
+    """The simulated sales agents, their token in the environment: not on the command line, which
+    `ps` shows to every user of the machine."""
+    return spawn("sim-agents", settings, "--port", str(port), env_extra={"CREATIVE_SYNC_SIM_TOKEN": token}, **popen)
+
+
 def run_up(settings: Settings) -> int:
     broker: EmbeddedBroker | None = None
     children: list[subprocess.Popen] = []
@@ -66,9 +72,7 @@ def run_up(settings: Settings) -> int:
         children.append(spawn("worker", settings))
         children.append(spawn("gateway", settings))
         sim_port, sim_token = int(os.environ.get("CREATIVE_SYNC_SIM_PORT", "9100")), secrets.token_urlsafe(24)
-        # The token in the environment, not on the command line (`ps` shows those to every user).
-        children.append(spawn("sim-agents", settings, "--port", str(sim_port), stdout=subprocess.DEVNULL,
-                              env_extra={"CREATIVE_SYNC_SIM_TOKEN": sim_token}))
+        children.append(spawn_sim_agents(settings, sim_port, sim_token, stdout=subprocess.DEVNULL))
         sim_urls = [f"http://127.0.0.1:{sim_port + i}/mcp" for i in range(len(DEMO_AGENTS))]
         base = f"http://{settings.gateway_host}:{settings.gateway_port}"
         worker_metrics = f"http://{settings.worker_host}:{settings.worker_port}/metrics"

@@ -63,14 +63,14 @@ class BrokerLink:
         Not connected: 503, nothing was sent. Too large: 413, nothing was sent. Sent but not
         acknowledged in time (or refused after being sent): OutcomeUnknown, since the record may
         have landed."""
+        if len(value) + len(key) > MAX_MESSAGE_BYTES:
+            raise too_large(f"{len(value) + len(key)} bytes once encoded, over the {MAX_MESSAGE_BYTES}-byte record limit")
         if self.producer is None:
             try:
                 await asyncio.wait_for(self._connected.wait(), self.connect_wait_s)
             except asyncio.TimeoutError:
                 raise broker_unavailable() from None
         assert self.producer is not None
-        if len(value) + len(key) > MAX_MESSAGE_BYTES:
-            raise too_large(f"{len(value) + len(key)} bytes once encoded, over the {MAX_MESSAGE_BYTES}-byte record limit")
         try:
             await asyncio.wait_for(self.producer.send_and_wait(topic, value=value, key=key, partition=partition), self.send_timeout_s)
         except MessageSizeTooLargeError as exc:

@@ -8,6 +8,7 @@ tools/call, ping, sessions) is small and tested here against the official client
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -22,9 +23,10 @@ from gateway.validation import parse_body
 
 PROTOCOL_VERSIONS = ("2025-06-18", "2025-03-26", "2024-11-05")
 SESSION_HEADER = "Mcp-Session-Id"
-PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS = -32700, -32600, -32601, -32602
+PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
 
 routes = web.RouteTableDef()
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -98,6 +100,19 @@ async def end_session(request: web.Request) -> web.Response:
 
 @routes.post("/mcp")
 async def rpc(request: web.Request) -> web.StreamResponse:
+    """One JSON-RPC message; whatever goes wrong, the answer is JSON-RPC (tool failures are tool
+    results with isError, an unexpected failure here an internal error with the request id)."""
+    try:
+        return await _rpc(request)
+    except AdcpRequestError:
+        raise
+    except Exception:
+        log.exception("MCP request failed unexpectedly (request %s)", request_id_of(request))
+        return web.json_response(_error(None, INTERNAL_ERROR, f"Internal error (request id {request_id_of(request)})."),
+                                 status=500)
+
+
+async def _rpc(request: web.Request) -> web.StreamResponse:
     try:
         message = parse_body(await request.read())
     except AdcpRequestError as error:

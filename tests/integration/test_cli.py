@@ -78,3 +78,40 @@ def test_topics_create_is_idempotent_and_list_shows_the_catalogue(kafka_bootstra
     for spec in specs:
         assert spec.full_name(f"cli{namespace}.") in listing.stdout
     assert f"app{namespace}-creatives-changelog" in listing.stdout, "the name faust gives the table's changelog"
+
+
+def test_the_simulated_agents_token_of_make_up_is_not_on_a_command_line(settings, tmp_path):
+    """`make up` starts the simulated agents with their token in the environment: `ps` shows every
+    user the command lines, never the token; the agents accept it and nothing else."""
+    import secrets
+    import urllib.error
+    import urllib.request
+
+    from creative_sync.broker import free_port
+    from creative_sync.up import spawn_sim_agents
+
+    token, port = secrets.token_urlsafe(24), free_port()
+    process = spawn_sim_agents(settings, port, token, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def capabilities(bearer: str) -> int:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/get_adcp_capabilities", data=b"{}",
+                                             headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    return response.status
+            except urllib.error.HTTPError as error:
+                return error.code
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert process.poll() is None, "the simulated agents exited"
+            try:
+                status = capabilities(token)
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert status == 200 and capabilities("not-the-token") == 401
+        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().decode()
+        assert "sim-agents" in cmdline and token not in cmdline
+    finally:
+        process.kill()
+        process.wait(10)

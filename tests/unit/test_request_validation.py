@@ -71,3 +71,13 @@ def test_scoped_ids_keep_accounts_apart_whatever_the_account_id_holds(account):
     assert public(scoped(account, "campaign-1")) == "campaign-1"
     assert account_in(scoped(account, "campaign-1")) == account
     assert scoped(account, "x") != scoped(account + "-2", "x")
+
+
+async def test_a_record_over_the_limit_is_a_413_before_anything_is_sent():
+    from gateway.broker import BrokerLink
+    from topics.catalogue import MAX_MESSAGE_BYTES
+
+    link = BrokerLink("127.0.0.1:1")  # never connected: the size is refused first, not "retry"
+    with pytest.raises(AdcpRequestError) as refused:
+        await link.publish("t", b"k", b"v" * (MAX_MESSAGE_BYTES + 1))
+    assert refused.value.status == 413 and refused.value.recovery == "correctable"
