@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from streams.sync import outbound
 from streams.sync.logic import CallFailure, choose_version, failure_from_errors
 from topics.credentials import AgentSecrets
 from topics.events import SalesAgent
@@ -116,6 +117,10 @@ class AgentClient:
 
     async def _connected(self) -> Any:
         if self._client is None:
+            address = self.agent.endpoint_url or self.agent.agent_url
+            refused = await outbound.refusal(address)
+            if refused:
+                raise CallError(CallFailure(f"{self.agent.name} refused: {refused}", code="AGENT_UNREACHABLE"))
             client_type, config_type = await sdk()
             auth = self.agent.auth_header or "Authorization"
             # The endpoint discovery found (the client tries /mcp and /mcp/ under a base URL).

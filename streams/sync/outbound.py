@@ -116,51 +116,71 @@ async def check_target(url: str, policy: Policy) -> None:
 _policy: Policy | None = None  # None: not installed (the process makes no outbound calls to check)
 
 
+async def refusal(url: str) -> str | None:
+    """Why the installed policy refuses `url` now (None: it does not, or none is installed): a
+    clear reason before a client even tries (the connections are checked again underneath)."""
+    if _policy is None:
+        return None
+    try:
+        await check_target(url, _policy)
+    except OutboundRefused as refused:
+        return str(refused)
+    return None
+
+
 def install(policy: Policy) -> None:
-    """Check every TCP connection httpx makes in this process against `policy` from now on."""
+    """Check every TCP connection httpx makes in this process against `policy` from now on (both
+    httpcore and httpcore2: the MCP client of the SDK runs on the httpx2 fork, its A2A client on
+    httpx)."""
     global _policy
     _policy = policy
-    from httpcore._async import connection, connection_pool
+    import importlib
 
-    if connection_pool.AutoBackend is not _GuardedBackend:
-        _GuardedBackend.inner = connection_pool.AutoBackend
-        connection_pool.AutoBackend = connection.AutoBackend = _GuardedBackend
-
-
-class _GuardedBackend:
-    """httpcore's AutoBackend, but every address is checked and the connection goes to the checked
-    address (TLS still verifies and sends the name: httpcore passes it to start_tls separately)."""
-
-    inner: Any = None
-
-    def __init__(self) -> None:
-        self._backend = self.inner()
-
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                          socket_options: Any = None) -> Any:
-        if _policy is None:
-            return await self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
-        import httpcore
-
+    for package in ("httpcore", "httpcore2"):
         try:
-            addresses = await resolve_checked(host, port, _policy)
-        except OutboundRefused as refused:
-            raise httpcore.ConnectError(f"refused: {refused}") from None
-        failure: Exception | None = None
-        for address in addresses:
+            modules = [importlib.import_module(f"{package}._async.{name}") for name in ("connection_pool", "connection")]
+        except ImportError:
+            continue
+        if not getattr(modules[0].AutoBackend, "guarded", False):
+            guarded = _guarded(importlib.import_module(package), modules[0].AutoBackend)
+            for module in modules:
+                module.AutoBackend = guarded
+
+
+def _guarded(httpcore: Any, auto_backend: type) -> type:
+    """`httpcore`'s AutoBackend, but every address is checked and the connection goes to the
+    checked address (TLS still verifies and sends the name: httpcore passes it to start_tls
+    separately)."""
+
+    class GuardedBackend:
+        guarded = True
+
+        def __init__(self) -> None:
+            self._backend = auto_backend()
+
+        async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                              socket_options: Any = None) -> Any:
+            if _policy is None:
+                return await self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
             try:
-                return await self._backend.connect_tcp(address, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
+                addresses = await resolve_checked(host, port, _policy)
+            except OutboundRefused as refused:
+                raise httpcore.ConnectError(f"refused: {refused}") from None
+            failure: Exception | None = None
+            for address in addresses:
+                try:
+                    return await self._backend.connect_tcp(address, port, timeout, local_address, socket_options)
+                except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                    failure = exc
+            assert failure is not None
+            raise failure
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
-        if _policy is not None:
-            import httpcore
+        async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
+            if _policy is not None:
+                raise httpcore.ConnectError("refused: unix sockets are not an allowed target")
+            return await self._backend.connect_unix_socket(path, timeout, socket_options)
 
-            raise httpcore.ConnectError("refused: unix sockets are not an allowed target")
-        return await self._backend.connect_unix_socket(path, timeout, socket_options)
+        async def sleep(self, seconds: float) -> None:
+            await self._backend.sleep(seconds)
 
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
+    return GuardedBackend
