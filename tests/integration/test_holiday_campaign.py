@@ -132,7 +132,7 @@ async def test_holiday_campaign_warning_rejection_and_recovery(api, agents, sett
     assert len(skips) == 15 and "Video format not supported" in next(n for n in skips if n.creative_id == "holiday-video").message
     assert kinds["campaign.healthy"] >= 1 and kinds["campaign.creative_sync_unhealthy"] >= 2  # warning, then critical
     rejection = [n for n in notes if n.type == "creative.rejected"]
-    assert len(rejection) == 1 and rejection[0].urgency.value == "HIGH" and rejection[0].campaign_id == "holiday"
+    assert len(rejection) == 1 and rejection[0].urgency.value == "HIGH" and public(rejection[0].campaign_id) == "holiday"
     assert rejection[0].rejection_reason == "Audio too loud for mobile" and public(rejection[0].sales_agent_id) == "mobile"
     unhealthy = [n for n in notes if n.type == "campaign.creative_sync_unhealthy"]
     assert [n.urgency.value for n in unhealthy][:2] == ["MEDIUM", "HIGH"]
