@@ -79,9 +79,20 @@ def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
 
 
 def tool_result(body: dict[str, Any], *, is_error: bool) -> dict[str, Any]:
-    """AdCP over MCP: the flat AdCP response in structuredContent, the same JSON as text."""
+    """AdCP over MCP: the flat AdCP response in structuredContent, the same JSON as text. An error
+    also carries the first error as `adcp_error` (transport-errors: where the official clients
+    look for the code and recovery of a failed call)."""
+    if is_error and body.get("errors") and "adcp_error" not in body:
+        body = {"adcp_error": _compact(body["errors"][0]), **body}
     return {"content": [{"type": "text", "text": json.dumps(body, separators=(",", ":"))}],
             "structuredContent": body, "isError": is_error}
+
+
+def _compact(error: dict[str, Any]) -> dict[str, Any]:
+    """An `adcp_error` within the transport's 4 KB cap (a long message is cut, never the code)."""
+    if len(json.dumps(error)) <= 4000:
+        return error
+    return {**error, "message": str(error.get("message", ""))[:2000], "suggestion": str(error.get("suggestion", ""))[:1000]}
 
 
 @routes.get("/mcp")

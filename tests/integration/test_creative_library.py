@@ -75,6 +75,13 @@ async def test_sync_then_list_over_mcp_with_the_official_adcp_client(gateway):
         assert listed.success, listed.error
         assert_adcp("list_creatives", listed.data)
         assert {c["creative_id"] for c in listed.data["creatives"]} == {"c1", "v1"}  # read-your-writes
+        # Errors reach the official client with their code and recovery (its adcp_error), not as raw text.
+        refused = await client.adapter.list_creatives({"account": {"account_id": "someone-else"}})
+        assert not refused.success and refused.adcp_error["code"] == "PERMISSION_DENIED"
+        assert refused.adcp_error["recovery"] == "terminal"
+        invalid = await client.adapter.list_creatives({"account": {"account_id": "acct-1"}, "sort": 3})
+        assert invalid.adcp_error["code"] == "INVALID_REQUEST" and invalid.adcp_error["field"] == "sort"
+        assert invalid.adcp_error["recovery"] == "correctable"
 
 
 async def test_strict_refuses_the_whole_bad_batch_and_lenient_applies_the_good_ones(gateway, settings):
