@@ -49,8 +49,14 @@ def _envelope_of(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _account_of(call: Call, account: Any) -> str:
+    """The account a request names; optional (AdCP 3.2) for a principal that has only one."""
+    if account is None and len(call.principal.accounts) == 1:
+        return next(iter(call.principal.accounts))
     if not isinstance(account, dict) or not isinstance(account.get("account_id"), str):
-        raise AdcpRequestError(400, "ACCOUNT_REQUIRED", "account.account_id is required.", field="account.account_id")
+        raise AdcpRequestError(400, "ACCOUNT_REQUIRED", "This principal acts for several accounts: name one.",
+                               field="account.account_id",
+                               suggestion=f"Send {{\"account\": {{\"account_id\": ...}}}} with one of: "
+                                          f"{', '.join(sorted(call.principal.accounts))}.")
     call.principal.require_account(account["account_id"])
     return account["account_id"]
 

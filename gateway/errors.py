@@ -1,11 +1,25 @@
-"""AdCP-shaped errors: {code, message, field?, suggestion?, retry_after?, recovery}."""
+"""AdCP-shaped errors: {code, message, field?, suggestion?, retry_after?, recovery}, answered in the
+3.2 protocol envelope of a failed task: `status: failed`, the first error as the envelope's
+`adcp_error` (where the official clients read code and recovery) and every error in `errors`."""
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from aiohttp import web
 
 Recovery = Literal["transient", "correctable", "terminal"]
+
+
+ADCP_ERROR_MAX_BYTES = 4000  # the transport's cap on one `adcp_error` is 4 KB
+
+
+def failed(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The envelope of a failed task (protocol-envelope.json: status, adcp_error; payload errors)."""
+    first = dict(errors[0])
+    if len(json.dumps(first)) > ADCP_ERROR_MAX_BYTES:  # cut the prose, never the code
+        first.update(message=str(first.get("message", ""))[:2000], suggestion=str(first.get("suggestion", ""))[:1000])
+    return {"status": "failed", "adcp_error": first, "errors": errors}
 
 
 class AdcpRequestError(Exception):
@@ -25,7 +39,7 @@ class AdcpRequestError(Exception):
             error["suggestion"] = self.suggestion
         if self.retry_after is not None:
             error["retry_after"] = self.retry_after
-        return {"errors": [error]}
+        return failed([error])
 
 
 def broker_unavailable(detail: str = "the event broker is unreachable") -> AdcpRequestError:
@@ -70,4 +84,4 @@ class AdcpErrors(AdcpRequestError):
         self.errors, self.extra = errors, extra or {}
 
     def body(self) -> dict[str, Any]:
-        return {"errors": self.errors, **self.extra}
+        return {**failed(self.errors), **self.extra}

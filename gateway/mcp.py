@@ -79,20 +79,10 @@ def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
 
 
 def tool_result(body: dict[str, Any], *, is_error: bool) -> dict[str, Any]:
-    """AdCP over MCP: the flat AdCP response in structuredContent, the same JSON as text. An error
-    also carries the first error as `adcp_error` (transport-errors: where the official clients
-    look for the code and recovery of a failed call)."""
-    if is_error and body.get("errors") and "adcp_error" not in body:
-        body = {"adcp_error": _compact(body["errors"][0]), **body}
+    """AdCP over MCP: the flat AdCP response (envelope fields beside the payload) in
+    structuredContent, the same JSON as text; a failed task with isError and its `adcp_error`."""
     return {"content": [{"type": "text", "text": json.dumps(body, separators=(",", ":"))}],
             "structuredContent": body, "isError": is_error}
-
-
-def _compact(error: dict[str, Any]) -> dict[str, Any]:
-    """An `adcp_error` within the transport's 4 KB cap (a long message is cut, never the code)."""
-    if len(json.dumps(error)) <= 4000:
-        return error
-    return {**error, "message": str(error.get("message", ""))[:2000], "suggestion": str(error.get("suggestion", ""))[:1000]}
 
 
 @routes.get("/mcp")
@@ -164,15 +154,14 @@ async def _rpc(request: web.Request) -> web.StreamResponse:
                  for op in request.app[keys.OPERATIONS]]
         return web.json_response(_result(request_id, {"tools": tools}))
     if method == "tools/call":
+        if request.app[keys.OPERATIONS].get(str(params.get("name"))) is None:  # a protocol error, per the MCP spec
+            return web.json_response(_error(request_id, INVALID_PARAMS, f"Unknown tool: {params.get('name')!r}"))
         return web.json_response(_result(request_id, await _call_tool(request, params)))
     return web.json_response(_error(request_id, METHOD_NOT_FOUND, f"Method not found: {method}"))
 
 
 async def _call_tool(request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
     operation = request.app[keys.OPERATIONS].get(str(params.get("name")))
-    if operation is None:
-        error = AdcpRequestError(404, "INVALID_REQUEST", f"Unknown tool {params.get('name')!r}.", field="name")
-        return tool_result(error.body(), is_error=True)
     arguments = params.get("arguments")
     try:
         body = await operation.invoke(request.app, request[PRINCIPAL], {} if arguments is None else arguments,

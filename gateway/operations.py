@@ -54,7 +54,7 @@ class Operation:
             principal.require_account(account["account_id"])
         call = Call(app, principal, check_input(self._validator, params), request_id)
         try:
-            return await self.handler(call)
+            body = await self.handler(call)
         except AdcpRequestError:
             raise
         except Exception:
@@ -62,6 +62,9 @@ class Operation:
             raise AdcpRequestError(500, "SERVICE_UNAVAILABLE", f"Internal error while running {self.name} "
                                    f"(request id {request_id}); it may not have completed.", recovery="transient",
                                    retry_after=1, suggestion="Retry; quote the request id if it happens again.") from None
+        # The protocol envelope's task status, required on every answer (a submitted task, or
+        # get_task_status's own, says so already).
+        return body if "status" in body else {"status": "completed", **body}
 
 
 class Registry:

@@ -13,7 +13,10 @@ from typing import Any
 from topics.events import CreativeChanged
 
 MAX_PAGE, DEFAULT_PAGE = 100, 50
-ALWAYS_PROJECTED = ("creative_id",)
+#: What `fields` never drops: the properties list-creatives-response requires of every creative
+#: (the official client refuses a whole answer that misses one of them), and its format reference
+#: (format_id or format_kind: exactly one is required).
+ALWAYS_PROJECTED = ("creative_id", "name", "status", "created_date", "updated_date", "format_id", "format_kind")
 _SORT_KEYS = {
     "created_date": lambda c: (c.created_at, c.creative_id),
     "updated_date": lambda c: (c.updated_at, c.creative_id),

@@ -78,15 +78,26 @@ def _field_of(pointer: str) -> str:
 
 
 def _version_of(payload: Mapping[str, Any]) -> str | None:
+    """The release whose shapes serve the request: its own when we know it; a later 3.x than we
+    know is served the highest 3.x we speak (minor releases are backward compatible); another
+    major is VERSION_UNSUPPORTED."""
     version = payload.get("adcp_version")
     if version is None:
         return None
-    release = ".".join(str(version).split(".")[:2])
-    if release not in SUPPORTED_VERSIONS:
-        raise RequestRejected([Problem("VERSION_UNSUPPORTED" if False else "INVALID_REQUEST",
-                                       f"adcp_version {version!r} is not supported; use one of {', '.join(SUPPORTED_VERSIONS)}.",
+    parts = str(version).split(".")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+        raise RequestRejected([Problem("INVALID_REQUEST", f"adcp_version {version!r} is not a version (e.g. 3.2).",
                                        "adcp_version")])
-    return release
+    release = ".".join(parts[:2])
+    if release in SUPPORTED_VERSIONS:
+        return release
+    ours = [tuple(map(int, v.split("."))) for v in SUPPORTED_VERSIONS]
+    major, minor = int(parts[0]), int(parts[1])
+    if major == max(ours)[0] and minor > max(ours)[1]:
+        return SUPPORTED_VERSIONS[-1]
+    raise RequestRejected([Problem("VERSION_UNSUPPORTED",
+                                   f"adcp_version {version!r} is not supported; use one of {', '.join(SUPPORTED_VERSIONS)}.",
+                                   "adcp_version", f"Send adcp_version {SUPPORTED_VERSIONS[-1]}.")])
 
 
 @functools.cache

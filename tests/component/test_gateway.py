@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from creative_sync.broker import free_port
 from creative_sync.settings import Settings
+from gateway import keys
 from gateway.app import create_app
 from gateway.auth import PrincipalStore
 
@@ -150,3 +151,13 @@ def test_principals_add_prints_a_token_that_authenticates_and_stores_only_its_ha
     principal = PrincipalStore(principals).authenticate(token)
     assert principal is not None and principal.name == "buyer" and principal.accounts == {"acct-1", "acct-2"}
     assert PrincipalStore(principals).authenticate(token + "x") is None
+
+
+async def test_list_creatives_needs_no_account_from_a_principal_with_one(client_without_broker, tmp_path):
+    one = await client_without_broker.post("/api/v1/list_creatives", json={}, headers=client_without_broker.headers)
+    assert one.status == 200 and (await one.json())["creatives"] == []
+    store = client_without_broker.server.app[keys.PRINCIPALS]
+    _, token = store.add("agency", ["acct-1", "acct-2"])
+    several = await client_without_broker.post("/api/v1/list_creatives", json={}, headers={"Authorization": f"Bearer {token}"})
+    [error] = (await several.json())["errors"]
+    assert several.status == 400 and error["code"] == "ACCOUNT_REQUIRED" and "acct-1, acct-2" in error["suggestion"]

@@ -65,8 +65,11 @@ async def test_tool_failures_are_adcp_errors_with_is_error(mcp):
                                                    "arguments": {"account": {"account_id": "acct-9"}}},
                                headers=headers)).json())["result"]
     assert result["isError"] is True and result["structuredContent"]["errors"][0]["code"] == "PERMISSION_DENIED"
-    unknown = (await (await rpc(mcp, "tools/call", {"name": "nope"}, headers=headers)).json())["result"]
-    assert unknown["isError"] is True
+    # The 3.2 envelope of a failed task: status, and the first error as adcp_error.
+    assert result["structuredContent"]["status"] == "failed"
+    assert result["structuredContent"]["adcp_error"] == result["structuredContent"]["errors"][0]
+    unknown = await (await rpc(mcp, "tools/call", {"name": "nope"}, headers=headers)).json()
+    assert unknown["error"]["code"] == -32602  # an unknown tool is a protocol error
 
 
 async def test_sessions_are_required_owned_and_expire(mcp):
@@ -115,8 +118,8 @@ async def test_an_operation_added_to_the_registry_appears_on_mcp_rest_and_openap
     assert {tool["name"] for tool in tools} == names
     called = (await (await rpc(mcp, "tools/call", {"name": "echo_word", "arguments": {"word": "hi"}},
                                headers=headers)).json())["result"]
-    assert called["isError"] is False and called["structuredContent"] == {"echo": "hi", "principal": "buyer"}
+    assert called["isError"] is False and called["structuredContent"] == {"status": "completed", "echo": "hi", "principal": "buyer"}
 
     over_rest = await mcp.post("/api/v1/echo_word", json={"word": "hi"}, headers=mcp.auth)
-    assert over_rest.status == 200 and await over_rest.json() == {"echo": "hi", "principal": "buyer"}
+    assert over_rest.status == 200 and await over_rest.json() == {"status": "completed", "echo": "hi", "principal": "buyer"}
     assert (await mcp.post("/api/v1/echo_word", json={"word": "hi"})).status == 401  # unauthenticated

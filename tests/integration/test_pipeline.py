@@ -47,7 +47,7 @@ async def test_http_request_becomes_avro_event_processed_into_table_and_output(g
     response = await gateway.post("/api/v1/sync_creatives", headers={"Authorization": f"Bearer {gateway.token}"}, json=body)
     assert response.status == 200, await response.text()
     answer = await response.json()
-    assert answer == {"creatives": [{"creative_id": "c1", "action": "created"}], "context": {"trace": "t-1"}}
+    assert answer == {"status": "completed", "creatives": [{"creative_id": "c1", "action": "created"}], "context": {"trace": "t-1"}}
     task_id = task_id_for("acct-1", "idem-key-0000000001", payload_hash(body))
 
     [command] = await read_topic(settings.bootstrap_servers, topic_name(settings, "library_commands"), until=lambda r: len(r) >= 1)

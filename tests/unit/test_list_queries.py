@@ -62,7 +62,12 @@ def test_sort_pages_and_summaries_follow_the_adcp_shape():
 def test_fields_projection_and_assignments():
     response = list_creatives(LIBRARY, {"fields": ["name"], "include_assignments": True,
                                         "filters": {"creative_ids": ["v1"]}})
-    assert response["creatives"] == [{"creative_id": "v1", "name": "Video v1"}]
+    [projected] = response["creatives"]
+    # What the schema requires of a creative is kept whatever `fields` says; the rest is left out.
+    assert set(projected) == {"creative_id", "name", "status", "created_date", "updated_date", "format_kind"}
+    assert projected["name"] == "Video v1" and validate_response("list_creatives", response).valid
+    assert set(list_creatives(LIBRARY, {"fields": ["assets"], "filters": {"creative_ids": ["v1"]}})["creatives"][0]) == \
+        {"creative_id", "name", "status", "created_date", "updated_date", "format_kind", "assets"}
     full = list_creatives(LIBRARY, {"include_assignments": True, "filters": {"creative_ids": ["v1"]}})
     assert full["creatives"][0]["assignments"]["assigned_packages"] == [
         {"package_id": "pkg", "assigned_date": (T0 + timedelta(minutes=3)).isoformat()}]

@@ -108,3 +108,17 @@ def test_task_ids_are_the_same_for_a_retry_and_differ_for_another_payload():
     other = sync_request("a", [display_creative("d")], idempotency_key="k" * 16)
     assert task_id_for("a", "k" * 16, payload_hash(body)) == task_id_for("a", "k" * 16, payload_hash(dict(body)))
     assert task_id_for("a", "k" * 16, payload_hash(body)) != task_id_for("a", "k" * 16, payload_hash(other))
+
+
+@pytest.mark.parametrize("asked, served, code", [
+    ("3.2", "3.2", None), ("3.0.4", "3.0", None), ("3.3", "3.2", None), ("3.17", "3.2", None),
+    ("4.0", None, "VERSION_UNSUPPORTED"), ("2.5", None, "VERSION_UNSUPPORTED"), ("three", None, "INVALID_REQUEST"),
+])
+def test_a_later_minor_is_served_the_highest_we_speak_and_another_major_is_unsupported(asked, served, code):
+    request = sync_request("a", [display_creative("c")], adcp_version=asked)
+    if code is None:
+        assert parse_sync_request(request).adcp_version == served
+    else:
+        with pytest.raises(RequestRejected) as rejected:
+            parse_sync_request(request)
+        assert rejected.value.problems[0].code == code and rejected.value.problems[0].field == "adcp_version"
