@@ -70,8 +70,10 @@ def invalid(message: str, field: str | None = None, code: str = "INVALID_REQUEST
 
 
 def error_response(error: AdcpRequestError) -> web.Response:
-    headers = {"Retry-After": str(int(error.retry_after))} if error.retry_after is not None else None
-    return web.json_response(error.body(), status=error.status, headers=headers)
+    headers = {"Retry-After": str(int(error.retry_after))} if error.retry_after is not None else {}
+    if error.status == 401:  # RFC 9110: a 401 names the scheme to authenticate with
+        headers["WWW-Authenticate"] = 'Bearer realm="creative-sync"'
+    return web.json_response(error.body(), status=error.status, headers=headers or None)
 
 
 class AdcpErrors(AdcpRequestError):

@@ -13,6 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -113,7 +114,18 @@ async def rpc(request: web.Request) -> web.StreamResponse:
                                  status=500)
 
 
+def _foreign_origin(request: web.Request) -> str | None:
+    """A browser page of another site calling us (DNS rebinding): the MCP spec has servers check
+    Origin. Non-browser clients send none."""
+    origin = request.headers.get("Origin")
+    if not origin or origin == "null":
+        return origin
+    return None if urlsplit(origin).netloc == request.host else origin
+
+
 async def _rpc(request: web.Request) -> web.StreamResponse:
+    if (origin := _foreign_origin(request)) is not None:
+        return web.json_response(_error(None, INVALID_REQUEST, f"Origin {origin!r} may not call this server."), status=403)
     try:
         message = parse_body(await request.read())
     except AdcpRequestError as error:
@@ -140,6 +152,10 @@ async def _rpc(request: web.Request) -> web.StreamResponse:
         }
         return web.json_response(_result(request_id, result), headers={SESSION_HEADER: session.session_id})
 
+    version_header = request.headers.get("MCP-Protocol-Version")
+    if version_header is not None and version_header not in PROTOCOL_VERSIONS:  # the spec: 400 Bad Request
+        return web.json_response(_error(request_id, INVALID_REQUEST, f"Unsupported MCP-Protocol-Version {version_header!r}; "
+                                        f"this server speaks {', '.join(PROTOCOL_VERSIONS)}."), status=400)
     session_id = request.headers.get(SESSION_HEADER)
     if not session_id or sessions.find(session_id, principal.principal_id) is None:
         # Per the spec: an unknown or expired session is a 404, and the client starts a new one.

@@ -123,3 +123,17 @@ async def test_an_operation_added_to_the_registry_appears_on_mcp_rest_and_openap
     over_rest = await mcp.post("/api/v1/echo_word", json={"word": "hi"}, headers=mcp.auth)
     assert over_rest.status == 200 and await over_rest.json() == {"status": "completed", "echo": "hi", "principal": "buyer"}
     assert (await mcp.post("/api/v1/echo_word", json={"word": "hi"})).status == 401  # unauthenticated
+
+
+async def test_transport_rules_origin_protocol_version_and_www_authenticate(mcp):
+    headers = await session(mcp)
+    listed = await rpc(mcp, "tools/list", headers={**headers, "MCP-Protocol-Version": "2025-06-18"})
+    assert listed.status == 200
+    wrong = await rpc(mcp, "tools/list", headers={**headers, "MCP-Protocol-Version": "1999-01-01"})
+    assert wrong.status == 400 and (await wrong.json())["error"]["code"] == -32600
+    rebinding = await rpc(mcp, "tools/list", headers={**headers, "Origin": "http://evil.example"})
+    assert rebinding.status == 403
+    own = await rpc(mcp, "tools/list", headers={**headers, "Origin": f"http://{mcp.server.host}:{mcp.server.port}"})
+    assert own.status == 200
+    anonymous = await rpc(mcp, "tools/list", headers={})
+    assert anonymous.status == 401 and anonymous.headers["WWW-Authenticate"].startswith("Bearer")
