@@ -195,6 +195,12 @@ async def get_adcp_capabilities(call: Call) -> dict[str, Any]:
         "adcp": {"major_versions": [3], "supported_versions": list(SUPPORTED_VERSIONS),
                  "idempotency": {"supported": True, "replay_ttl_seconds": ttl}},
         "supported_protocols": ["creative"],
+        # Task webhooks are signed with the RFC 9421 profile (Ed25519, JWKS at /.well-known/jwks.json),
+        # or with legacy HMAC-SHA256 / Bearer when the buyer's push_notification_config asks for it.
+        "webhook_signing": {"supported": True, "profile": "adcp/webhook-signing/v1", "algorithms": ["ed25519"],
+                            "legacy_hmac_fallback": True,
+                            # (the schema's floor is a day; ours retries for about a minute and a half)
+                            "delivery_retry_horizon_seconds": max(86400, int(call.app[keys.TASKS].retry_horizon_s))},
         "creative": {"has_creative_library": True, "supports_compliance": False, "supports_generation": False,
                      "supports_transformation": False},
         "last_updated": call.app[keys.STARTED_AT].isoformat(),

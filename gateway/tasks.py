@@ -31,6 +31,10 @@ class Tasks:
         self._pending: Bounded = Bounded(limit)
 
     @property
+    def retry_horizon_s(self) -> float:
+        return self._webhooks.retry_horizon_s
+
+    @property
     def webhook_signing_key(self) -> dict[str, Any]:
         return self._webhooks.signer.public_jwk
 

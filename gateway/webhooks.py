@@ -124,6 +124,12 @@ class TaskWebhooks:
         self._tasks: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
 
+    @property
+    def retry_horizon_s(self) -> float:
+        """How long after the first attempt the last one may come (what receivers keep evidence for)."""
+        delays = [min(self.max_delay_s, self.first_delay_s * 2 ** i) for i in range(self.attempts - 1)]
+        return sum(delays) + self.attempts * self.timeout_s
+
     def schedule(self, coro) -> None:  # noqa: ANN001
         task = asyncio.create_task(coro)
         self._tasks.add(task)

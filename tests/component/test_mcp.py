@@ -52,6 +52,8 @@ async def test_initialize_then_list_and_call_tools(mcp):
                                headers=headers)).json())["result"]
     assert result["isError"] is False and validate_response("get_adcp_capabilities", result["structuredContent"]).valid
     assert result["structuredContent"]["creative"]["has_creative_library"] is True
+    signing = result["structuredContent"]["webhook_signing"]  # we sign task webhooks: RFC 9421, HMAC on request
+    assert signing["supported"] and signing["algorithms"] == ["ed25519"] and signing["legacy_hmac_fallback"]
     formats = (await (await rpc(mcp, "tools/call", {"name": "list_creative_formats", "arguments": {}},
                                 headers=headers)).json())["result"]["structuredContent"]
     assert validate_response("list_creative_formats", formats).valid
