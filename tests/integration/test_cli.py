@@ -80,6 +80,31 @@ def test_topics_create_is_idempotent_and_list_shows_the_catalogue(kafka_bootstra
     assert f"app{namespace}-creatives-changelog" in listing.stdout, "the name faust gives the table's changelog"
 
 
+def _free_ports(count: int) -> int:
+    """The first of `count` consecutive loopback ports free now."""
+    import socket
+
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = probe.getsockname()[1]
+        if first + count > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 def test_the_simulated_agents_token_of_make_up_is_not_on_a_command_line(settings, tmp_path):
     """`make up` starts the simulated agents with their token in the environment: `ps` shows every
     user the command lines, never the token; the agents accept it and nothing else."""
@@ -87,11 +112,11 @@ def test_the_simulated_agents_token_of_make_up_is_not_on_a_command_line(settings
     import urllib.error
     import urllib.request
 
-    from creative_sync.broker import free_port
     from creative_sync.up import spawn_sim_agents
 
-    token, port = secrets.token_urlsafe(24), free_port()
-    process = spawn_sim_agents(settings, port, token, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    token, port = secrets.token_urlsafe(24), _free_ports(4)  # the simulated agents listen on 4 ports in a row
+    errors = (tmp_path / "sim-agents.err").open("w")
+    process = spawn_sim_agents(settings, port, token, stdout=subprocess.DEVNULL, stderr=errors)
     try:
         def capabilities(bearer: str) -> int:
             request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/get_adcp_capabilities", data=b"{}",
@@ -103,7 +128,7 @@ def test_the_simulated_agents_token_of_make_up_is_not_on_a_command_line(settings
                 return error.code
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            assert process.poll() is None, "the simulated agents exited"
+            assert process.poll() is None, (tmp_path / "sim-agents.err").read_text()[-2000:]
             try:
                 status = capabilities(token)
                 break
@@ -115,3 +140,4 @@ def test_the_simulated_agents_token_of_make_up_is_not_on_a_command_line(settings
     finally:
         process.kill()
         process.wait(10)
+        errors.close()
