@@ -79,7 +79,28 @@ def matches(creative: CreativeChanged, filters: Mapping[str, Any]) -> bool:
         return False
     if filters.get("unassigned") is True and creative.assigned_to:
         return False
+    if filters.get("asset_types") and not set(filters["asset_types"]) & _asset_types(creative):
+        return False
     return True
+
+
+def _asset_types(creative: CreativeChanged) -> set[str]:
+    assets = json.loads(creative.creative_json).get("assets") or {}
+    return {a.get("asset_type") for a in assets.values() if isinstance(a, Mapping)} if isinstance(assets, Mapping) else set()
+
+
+#: The filters `matches` applies: any other filter of the schema is refused, never silently ignored
+#: (and `filters_applied` lists only these).
+APPLIED_FILTERS = frozenset({"statuses", "tags", "tags_any", "name_contains", "creative_ids", "created_after",
+                             "created_before", "updated_after", "updated_before", "format_kinds", "format_ids",
+                             "assigned_to_packages", "unassigned", "asset_types"})
+
+
+def _check_filters(filters: Mapping[str, Any]) -> None:
+    unsupported = sorted(k for k, v in filters.items() if k not in APPLIED_FILTERS and v not in (None, [], ""))
+    if unsupported:
+        raise QueryError(f"filters.{unsupported[0]} is not supported by this creative library (supported: "
+                         f"{', '.join(sorted(APPLIED_FILTERS))}); leave it out.", f"filters.{unsupported[0]}")
 
 
 def _cursor(offset: int, fingerprint: str) -> str:
@@ -115,6 +136,7 @@ def as_adcp(creative: CreativeChanged, *, include_assignments: bool) -> dict[str
 def list_creatives(creatives: Iterable[CreativeChanged], request: Mapping[str, Any]) -> dict[str, Any]:
     """The AdCP list_creatives response for `request` over one account's `creatives`."""
     filters = request.get("filters") or {}
+    _check_filters(filters)
     sort = request.get("sort") or {}
     field, direction = sort.get("field", "created_date"), sort.get("direction", "desc")
     if field not in _SORT_KEYS:

@@ -84,3 +84,14 @@ def test_bad_queries_name_their_field(request_, field):
     with pytest.raises(QueryError) as error:
         list_creatives(LIBRARY, request_)
     assert error.value.field == field
+
+
+def test_asset_types_filter_and_unsupported_filters_are_refused_not_ignored():
+    images = list_creatives(LIBRARY, {"filters": {"asset_types": ["image"]}})
+    assert images["creatives"] and all(any(a.get("asset_type") == "image" for a in c["assets"].values())
+                                       for c in images["creatives"])
+    assert images["query_summary"]["filters_applied"] == ["asset_types"]
+    assert list_creatives(LIBRARY, {"filters": {"asset_types": ["audio"]}})["creatives"] == []
+    with pytest.raises(QueryError) as refused:
+        list_creatives(LIBRARY, {"filters": {"media_buy_ids": ["mb-1"]}})
+    assert refused.value.field == "filters.media_buy_ids"
