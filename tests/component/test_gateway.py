@@ -67,7 +67,7 @@ async def test_another_accounts_request_is_403(client_without_broker):
     assert error["code"] == "PERMISSION_DENIED" and error["field"] == "account.account_id"
 
 
-BAD_INPUT_CODES = {"INVALID_REQUEST", "VALIDATION_ERROR", "ACCOUNT_REQUIRED"}
+BAD_INPUT_CODES = {"INVALID_REQUEST", "VALIDATION_ERROR", "ACCOUNT_REQUIRED", "VERSION_UNSUPPORTED"}
 
 
 @pytest.mark.parametrize("body, field", [
