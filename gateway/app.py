@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 
 from creative_sync.settings import Settings
-from gateway import agent_webhooks, campaigns, creatives, health, keys, mcp, middleware, notifications, rest, syncing
+from gateway import a2a, agent_webhooks, campaigns, creatives, health, keys, mcp, middleware, notifications, rest, syncing
 from gateway.auth import PrincipalStore
 from gateway.broker import BrokerLink
 from gateway.metrics import GatewayMetrics
@@ -65,9 +65,11 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     app[keys.CLAIMS] = set()
     app[keys.VERSION] = _version()
     app[keys.STARTED_AT] = datetime.now(UTC)
+    app[keys.A2A] = a2a.A2AServer(app)
     app.cleanup_ctx.append(_lifecycle(webhooks))
     app.add_routes(health.routes)
     app.add_routes(mcp.routes)
+    app.add_routes(a2a.routes)
     app.add_routes(rest.routes)
     app.add_routes(agent_webhooks.routes)
     return app

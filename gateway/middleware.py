@@ -14,7 +14,9 @@ from gateway.errors import AdcpRequestError, error_response
 
 log = logging.getLogger(__name__)
 WEBHOOK_PREFIX = "/webhooks/"
-PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/.well-known/jwks.json"})
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/.well-known/jwks.json",
+                          # the A2A agent card is discovery, public like the MCP server's initialize answer
+                          "/.well-known/agent-card.json", "/.well-known/agent.json"})
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)
 _CALLER_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
