@@ -13,11 +13,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from adcp.validation import get_validator
-
 from gateway import keys
 from gateway.errors import AdcpErrors, AdcpRequestError, OutcomeUnknown
-from gateway.operations import Call, Operation
+from gateway.operations import Call, Operation, official_schema
 from gateway.scope import target_url
 from gateway.queries import QueryError, list_creatives as query_creatives
 from streams.library import logic
@@ -32,12 +30,6 @@ _UNCONFIRMED = ("The broker did not confirm the request in time; it may be apply
                 "(applied at most once).")
 #: Actions that come with a creative-changed event (what read-your-writes waits for).
 _EVENT_ACTIONS = frozenset({"created", "updated", "deleted"})
-
-
-def _schema(tool: str) -> dict[str, Any]:
-    """The official request schema of an AdCP tool (tools/list and OpenAPI show the real contract)."""
-    validator = get_validator(tool, "request")
-    return dict(validator.schema) if validator is not None else {"type": "object"}
 
 
 def _envelope_of(schema: dict[str, Any]) -> dict[str, Any]:
@@ -209,14 +201,14 @@ async def get_adcp_capabilities(call: Call) -> dict[str, Any]:
 
 OPERATIONS = (
     Operation("get_adcp_capabilities", "What this agent speaks: AdCP versions, creative library, idempotency.",
-              _schema("get_adcp_capabilities"), get_adcp_capabilities),
+              official_schema("get_adcp_capabilities"), get_adcp_capabilities),
     Operation("list_creative_formats", "The creative formats this library knows (display, video, audio, native, HTML5).",
-              _schema("list_creative_formats"), list_creative_formats),
+              official_schema("list_creative_formats"), list_creative_formats),
     Operation("sync_creatives", "Create, update, patch, archive and assign creatives in an account's library "
               "(AdCP 3.2 upsert semantics; `patch: true` updates only the fields given).",
-              _schema("sync_creatives"), sync_creatives, check_schema=_envelope_of(_schema("sync_creatives"))),
+              official_schema("sync_creatives"), sync_creatives, check_schema=_envelope_of(official_schema("sync_creatives"))),
     Operation("list_creatives", "Query an account's library: filters, sort, cursor pagination, field projection.",
-              _schema("list_creatives"), list_creatives),
+              official_schema("list_creatives"), list_creatives),
     Operation("get_task_status", "The state, and when done the result, of a submitted task.",
-              _schema("get_task_status"), get_task_status, tags=("tasks",)),
+              official_schema("get_task_status"), get_task_status, tags=("tasks",)),
 )

@@ -166,7 +166,7 @@ async def _rpc(request: web.Request) -> web.StreamResponse:
     if method == "ping":
         return web.json_response(_result(request_id, {}))
     if method == "tools/list":
-        tools = [{"name": op.name, "description": op.summary, "inputSchema": op.input_schema}
+        tools = [{"name": op.name, "description": op.summary, "inputSchema": op.discovery_schema}
                  for op in request.app[keys.OPERATIONS]]
         return web.json_response(_result(request_id, {"tools": tools}))
     if method == "tools/call":

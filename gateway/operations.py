@@ -4,6 +4,7 @@ REST routes under `/api/v1/` (with their OpenAPI document). Adding an operation 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -13,11 +14,21 @@ from aiohttp import web
 
 from gateway.auth import Principal
 from gateway.errors import AdcpRequestError
-from gateway.validation import check_input, compile_schema
+from gateway.validation import check_input, compile_schema, discovery_schema
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[["Call"], Awaitable[dict[str, Any]]]
+#: A schema this small is advertised as it is; a larger one as its discovery summary.
+_ADVERTISED_AS_IS_BYTES = 8000
+
+
+def official_schema(tool: str) -> dict[str, Any]:
+    """The official request schema of an AdCP task (what requests are validated against)."""
+    from adcp.validation import get_validator
+
+    validator = get_validator(tool, "request")
+    return dict(validator.schema) if validator is not None else {"type": "object"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,12 @@ class Operation:
     #: What the input is checked against before the handler runs, when it differs from the
     #: advertised schema (sync_creatives: creatives are checked by the handler, per validation_mode).
     check_schema: dict[str, Any] | None = None
+
+    @functools.cached_property
+    def discovery_schema(self) -> dict[str, Any]:
+        """The input schema tools/list shows (MCP clients load every tool's at once)."""
+        small = len(json.dumps(self.input_schema)) <= _ADVERTISED_AS_IS_BYTES
+        return self.input_schema if small else discovery_schema(self.input_schema)
 
     @functools.cached_property
     def _validator(self) -> Any:

@@ -41,7 +41,8 @@ def openapi_document(registry: Registry, version: str) -> dict[str, Any]:
             "operationId": operation.name,
             "summary": operation.summary,
             "tags": list(operation.tags),
-            "requestBody": {"required": True, "content": {"application/json": {"schema": operation.input_schema}}},
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{operation.name}_request"}}}},
             "responses": {
                 "200": {"description": "The AdCP response", "content": {"application/json": {"schema": {"type": "object"}}}},
                 "202": {"description": "Submitted: poll get_task_status with task_id"},
@@ -55,7 +56,8 @@ def openapi_document(registry: Registry, version: str) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Errors": {"type": "object", "required": ["errors"], "properties": {"errors": {
+            # each request schema once, referenced by its path
+            "schemas": {**{f"{op.name}_request": op.input_schema for op in registry}, "Errors": {"type": "object", "required": ["errors"], "properties": {"errors": {
                 "type": "array", "items": {"type": "object", "required": ["code", "message"], "properties": {
                     "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"},
                     "suggestion": {"type": "string"}, "retry_after": {"type": "number"},

@@ -116,3 +116,44 @@ def check_input(validator: Any, params: Any) -> dict[str, Any]:
     if errors:
         raise AdcpErrors(400, errors)
     return params
+
+
+#: How deep a discovery schema describes the arguments (top-level fields and their fields).
+DISCOVERY_DEPTH = 2
+_KEPT = ("type", "enum", "const", "format", "pattern", "minimum", "maximum", "minItems", "maxItems", "minLength",
+         "maxLength", "default")
+
+
+def discovery_schema(schema: dict[str, Any], depth: int = DISCOVERY_DEPTH) -> dict[str, Any]:
+    """What tools/list advertises: the arguments two levels deep (types, enums, required, short
+    descriptions), the official schema's name for the rest. The official request schemas inline
+    every definition (sync_creatives' is 400 KB, build_creative's 1.5 MB); requests are still
+    validated against the whole official schema, this only keeps discovery small."""
+    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    compact = _compact(schema, depth, defs, seen=frozenset())
+    compact["type"] = "object"
+    if schema.get("title"):
+        compact["description"] = f"{schema['title']} (AdCP). Full schema: the adcp package's '{schema['title']}'."
+    return compact
+
+
+def _compact(node: Any, depth: int, defs: dict[str, Any], seen: frozenset[str]) -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {}
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        name = ref.rsplit("/", 1)[-1]
+        if name in seen or name not in defs:
+            return {"description": str(node.get("description", ""))[:160]} if node.get("description") else {}
+        return _compact({**defs[name], **{k: v for k, v in node.items() if k != "$ref"}}, depth, defs, seen | {name})
+    out: dict[str, Any] = {k: node[k] for k in _KEPT if k in node and not isinstance(node[k], dict | list) or k == "enum" and k in node}
+    if node.get("description"):
+        out["description"] = str(node["description"])[:160]
+    properties = node.get("properties")
+    if isinstance(properties, dict) and depth > 0:
+        out["properties"] = {k: _compact(v, depth - 1, defs, seen) for k, v in properties.items()}
+        if isinstance(node.get("required"), list):
+            out["required"] = node["required"]
+    if isinstance(node.get("items"), dict) and depth > 0:
+        out["items"] = _compact(node["items"], depth - 1, defs, seen)
+    return out

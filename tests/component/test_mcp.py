@@ -43,7 +43,10 @@ async def session(client) -> dict[str, str]:
 async def test_initialize_then_list_and_call_tools(mcp):
     headers = await session(mcp)
     assert (await rpc(mcp, "notifications/initialized", headers=headers, id_=None)).status == 202
-    tools = (await (await rpc(mcp, "tools/list", headers=headers)).json())["result"]["tools"]
+    listed = await rpc(mcp, "tools/list", headers=headers)
+    # Small enough for a client to load at once (the official schemas inline everything: 2.5 MB).
+    assert len(await listed.read()) < 120_000
+    tools = (await listed.json())["result"]["tools"]
     by_name = {t["name"]: t for t in tools}
     assert {"sync_creatives", "list_creatives", "get_task_status", "list_creative_formats",
             "get_adcp_capabilities"} <= set(by_name)
@@ -112,8 +115,11 @@ async def test_an_operation_added_to_the_registry_appears_on_mcp_rest_and_openap
 
     document = await (await mcp.get("/api/v1/openapi.json")).json()
     assert {path.removeprefix("/api/v1/") for path in document["paths"]} == names
-    assert document["paths"]["/api/v1/echo_word"]["post"]["requestBody"]["content"]["application/json"]["schema"][
-        "properties"] == {"word": {"type": "string"}}
+    reference = document["paths"]["/api/v1/echo_word"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert reference == {"$ref": "#/components/schemas/echo_word_request"}  # each schema once, shared
+    assert document["components"]["schemas"]["echo_word_request"]["properties"] == {"word": {"type": "string"}}
+    card = await (await mcp.get("/.well-known/agent-card.json")).json()  # A2A: public discovery, same registry
+    assert {skill["id"] for skill in card["skills"]} == names
 
     headers = await session(mcp)
     tools = (await (await rpc(mcp, "tools/list", headers=headers)).json())["result"]["tools"]
