@@ -23,6 +23,7 @@ from gateway.middleware import PRINCIPAL, request_id_of
 from gateway.validation import parse_body
 
 PROTOCOL_VERSIONS = ("2025-06-18", "2025-03-26", "2024-11-05")
+BATCH_VERSIONS = ("2025-03-26",)
 SESSION_HEADER = "Mcp-Session-Id"
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
 
@@ -130,15 +131,39 @@ async def _rpc(request: web.Request) -> web.StreamResponse:
         message = parse_body(await request.read())
     except AdcpRequestError as error:
         return web.json_response(_error(None, PARSE_ERROR, error.message), status=400)
+    if isinstance(message, list):
+        return await _batch(request, message)
+    status, answer, headers = await _one(request, message)
+    if answer is None:
+        return web.Response(status=status)
+    return web.json_response(answer, status=status, headers=headers)
+
+
+async def _batch(request: web.Request, messages: list[Any]) -> web.Response:
+    """JSON-RPC batches: part of MCP 2025-03-26 (servers MUST accept them), removed in 2025-06-18.
+    A batch runs in an existing session, whose negotiated version decides."""
+    session = request.app[keys.MCP_SESSIONS].find(request.headers.get(SESSION_HEADER, ""), request[PRINCIPAL].principal_id)
+    if session is None or session.protocol_version not in BATCH_VERSIONS:
+        return web.json_response(_error(None, INVALID_REQUEST, "JSON-RPC batches are accepted in a session of MCP "
+                                        f"{', '.join(BATCH_VERSIONS)} only; send one message per request."), status=400)
+    if not messages or any(isinstance(m, dict) and m.get("method") == "initialize" for m in messages):
+        return web.json_response(_error(None, INVALID_REQUEST, "A batch holds at least one message and no initialize."),
+                                 status=400)
+    answers = [answer for _, answer, _ in [await _one(request, m) for m in messages] if answer is not None]
+    return web.json_response(answers) if answers else web.Response(status=202)
+
+
+async def _one(request: web.Request, message: Any) -> tuple[int, dict[str, Any] | None, dict[str, str] | None]:
+    """One JSON-RPC message: (HTTP status, JSON-RPC answer or None for none, headers)."""
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" or not isinstance(message.get("method", ""), str):
-        return web.json_response(_error(None, INVALID_REQUEST, "Expected one JSON-RPC 2.0 message."), status=400)
+        return 400, _error(None, INVALID_REQUEST, "Expected a JSON-RPC 2.0 message."), None
     if "method" not in message:  # a response to a server request: we never send any
-        return web.Response(status=202)
+        return 202, None, None
     principal = request[PRINCIPAL]
     sessions = request.app[keys.MCP_SESSIONS]
     method, request_id, params = message["method"], message.get("id"), message.get("params") or {}
     if not isinstance(params, dict):
-        return web.json_response(_error(request_id, INVALID_PARAMS, "params must be an object."), status=400)
+        return 400, _error(request_id, INVALID_PARAMS, "params must be an object."), None
 
     if method == "initialize":
         asked = str(params.get("protocolVersion") or PROTOCOL_VERSIONS[0])
@@ -150,30 +175,30 @@ async def _rpc(request: web.Request) -> web.StreamResponse:
             "serverInfo": {"name": "creative-sync", "version": request.app[keys.VERSION]},
             "instructions": "AdCP creative library and sync orchestration. Every tool answers an AdCP response.",
         }
-        return web.json_response(_result(request_id, result), headers={SESSION_HEADER: session.session_id})
+        return 200, _result(request_id, result), {SESSION_HEADER: session.session_id}
 
     version_header = request.headers.get("MCP-Protocol-Version")
     if version_header is not None and version_header not in PROTOCOL_VERSIONS:  # the spec: 400 Bad Request
-        return web.json_response(_error(request_id, INVALID_REQUEST, f"Unsupported MCP-Protocol-Version {version_header!r}; "
-                                        f"this server speaks {', '.join(PROTOCOL_VERSIONS)}."), status=400)
+        return 400, _error(request_id, INVALID_REQUEST, f"Unsupported MCP-Protocol-Version {version_header!r}; "
+                           f"this server speaks {', '.join(PROTOCOL_VERSIONS)}."), None
     session_id = request.headers.get(SESSION_HEADER)
     if not session_id or sessions.find(session_id, principal.principal_id) is None:
         # Per the spec: an unknown or expired session is a 404, and the client starts a new one.
-        return web.json_response(_error(request_id, INVALID_REQUEST, "Unknown or expired MCP session: initialize again."),
-                                 status=404 if session_id else 400)
+        return (404 if session_id else 400), _error(request_id, INVALID_REQUEST,
+                                                    "Unknown or expired MCP session: initialize again."), None
     if request_id is None:  # a notification (notifications/initialized, cancelled...): accepted, no answer
-        return web.Response(status=202)
+        return 202, None, None
     if method == "ping":
-        return web.json_response(_result(request_id, {}))
+        return 200, _result(request_id, {}), None
     if method == "tools/list":
         tools = [{"name": op.name, "description": op.summary, "inputSchema": op.discovery_schema}
                  for op in request.app[keys.OPERATIONS]]
-        return web.json_response(_result(request_id, {"tools": tools}))
+        return 200, _result(request_id, {"tools": tools}), None
     if method == "tools/call":
         if request.app[keys.OPERATIONS].get(str(params.get("name"))) is None:  # a protocol error, per the MCP spec
-            return web.json_response(_error(request_id, INVALID_PARAMS, f"Unknown tool: {params.get('name')!r}"))
-        return web.json_response(_result(request_id, await _call_tool(request, params)))
-    return web.json_response(_error(request_id, METHOD_NOT_FOUND, f"Method not found: {method}"))
+            return 200, _error(request_id, INVALID_PARAMS, f"Unknown tool: {params.get('name')!r}"), None
+        return 200, _result(request_id, await _call_tool(request, params)), None
+    return 200, _error(request_id, METHOD_NOT_FOUND, f"Method not found: {method}"), None
 
 
 async def _call_tool(request: web.Request, params: dict[str, Any]) -> dict[str, Any]:

@@ -145,3 +145,31 @@ async def test_transport_rules_origin_protocol_version_and_www_authenticate(mcp)
     assert own.status == 200
     anonymous = await rpc(mcp, "tools/list", headers={})
     assert anonymous.status == 401 and anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_batches_in_a_2025_03_26_session_and_refused_in_2025_06_18(mcp):
+    async def open_session(version):
+        response = await rpc(mcp, "initialize", {"protocolVersion": version, "capabilities": {},
+                                                 "clientInfo": {"name": "t", "version": "1"}}, headers=mcp.auth)
+        assert (await response.json())["result"]["protocolVersion"] == version
+        return {**mcp.auth, "Mcp-Session-Id": response.headers["Mcp-Session-Id"]}
+
+    batch = [{"jsonrpc": "2.0", "id": 1, "method": "ping"},
+             {"jsonrpc": "2.0", "method": "notifications/initialized"},  # no answer for a notification
+             {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "get_adcp_capabilities",
+                                                                            "arguments": {}}},
+             {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "no_such_tool"}}]
+    old = await open_session("2025-03-26")
+    answers = await (await mcp.post("/mcp", json=batch, headers=old)).json()
+    assert [a["id"] for a in answers] == [1, 2, 3]
+    assert answers[0]["result"] == {} and answers[1]["result"]["isError"] is False
+    assert answers[2]["error"]["code"] == -32602
+    only_notifications = await mcp.post("/mcp", json=[batch[1]], headers=old)
+    assert only_notifications.status == 202
+    with_initialize = await mcp.post("/mcp", json=[{"jsonrpc": "2.0", "id": 9, "method": "initialize", "params": {}}],
+                                     headers=old)
+    assert with_initialize.status == 400
+
+    current = await open_session("2025-06-18")
+    refused = await mcp.post("/mcp", json=batch, headers=current)
+    assert refused.status == 400 and (await refused.json())["error"]["code"] == -32600
