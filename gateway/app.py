@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 
 from creative_sync.settings import Settings
-from gateway import a2a, accounts, agent_webhooks, campaigns, creatives, health, keys, mcp, middleware, notifications, rest, syncing
+from gateway import a2a, accounts, agent_webhooks, campaigns, creatives, health, keys, mcp, middleware, notifications, rest, retrieval, syncing
 from gateway.auth import PrincipalStore
 from gateway.broker import BrokerLink
 from gateway.metrics import GatewayMetrics
@@ -59,7 +59,7 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     key = settings.webhook_signing_key_file.read_bytes() if settings.webhook_signing_key_file else None
     webhooks = webhooks or TaskWebhooks(Rfc9421Signer(key), policy=Policy(allow_private=settings.allow_private_targets))
     app[keys.TASKS] = Tasks(view, webhooks)
-    app[keys.OPERATIONS] = Registry([*creatives.OPERATIONS, *accounts.OPERATIONS, *syncing.OPERATIONS, *campaigns.OPERATIONS,
+    app[keys.OPERATIONS] = Registry([*creatives.OPERATIONS, *accounts.OPERATIONS, *retrieval.OPERATIONS, *syncing.OPERATIONS, *campaigns.OPERATIONS,
                                       *notifications.OPERATIONS])
     app[keys.MCP_SESSIONS] = mcp.Sessions(settings.mcp_session_ttl_s)
     app[keys.CLAIMS] = set()

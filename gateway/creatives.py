@@ -19,7 +19,7 @@ from gateway.operations import Call, Operation, official_schema
 from gateway.scope import target_url
 from gateway.queries import QueryError, list_creatives as query_creatives
 from streams.library import logic
-from streams.library.formats import list_formats
+from streams.library.formats import list_formats, supported_formats
 from streams.library.requests import (SUPPORTED_VERSIONS, RequestRejected, creative_problems, parse_sync_request,
                                       payload_hash, task_id_for, without_secrets)
 from topics.catalogue import topic
@@ -40,7 +40,7 @@ def _envelope_of(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "properties": properties}
 
 
-def _account_of(call: Call, account: Any) -> str:
+def account_of(call: Call, account: Any) -> str:
     """The account a request names; optional (AdCP 3.2) for a principal that has only one."""
     if account is None and len(call.principal.accounts) == 1:
         return next(iter(call.principal.accounts))
@@ -53,7 +53,7 @@ def _account_of(call: Call, account: Any) -> str:
     return account["account_id"]
 
 
-def _with_context(body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def with_context(body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     if "context" in params:
         body["context"] = params["context"]
     return body
@@ -74,7 +74,7 @@ async def sync_creatives(call: Call) -> dict[str, Any]:
     view = app[keys.LIBRARY_VIEW]
     now = datetime.now(UTC)
     if request.dry_run:
-        return _with_context(_dry_run(request, view.creatives.get(request.account_id, {}), now), params)
+        return with_context(_dry_run(request, view.creatives.get(request.account_id, {}), now), params)
 
     request_hash = payload_hash(params)
     task_id = task_id_for(request.account_id, request.idempotency_key, request_hash)
@@ -96,7 +96,7 @@ async def sync_creatives(call: Call) -> dict[str, Any]:
         # The command may have landed: the honest answer is the task, whose id is the same for a
         # retry of this request (applied at most once), not "nothing was applied".
         app[keys.TASKS].watch(task_id)
-        return _with_context({"status": "submitted", "task_id": task_id, "message": _UNCONFIRMED}, params)
+        return with_context({"status": "submitted", "task_id": task_id, "message": _UNCONFIRMED}, params)
     except AdcpRequestError:
         if not known:
             app[keys.TASKS].forget(task_id)
@@ -105,7 +105,7 @@ async def sync_creatives(call: Call) -> dict[str, Any]:
     result = await view.settle(task_id, answer, settings.request_budget_s, changed_ids=_changed_ids)
     if result is None:
         app[keys.TASKS].watch(task_id)  # the final answer goes to get_task_status and the webhook
-        return _with_context({"status": "submitted", "task_id": task_id,
+        return with_context({"status": "submitted", "task_id": task_id,
                               "message": "Accepted; the library is applying it. Poll get_task_status or await the webhook."},
                              params)
     return _answer(result, params)
@@ -121,7 +121,7 @@ def _answer(result: TaskResult, params: dict[str, Any]) -> dict[str, Any]:
     if body.get("errors") and "creatives" not in body:
         status = 409 if body["errors"][0].get("code") == "IDEMPOTENCY_CONFLICT" else 400
         raise AdcpErrors(status, body["errors"], {"context": params["context"]} if "context" in params else None)
-    return _with_context(body, params)
+    return with_context(body, params)
 
 
 def _dry_run(request, library: dict, now: datetime) -> dict[str, Any]:  # noqa: ANN001
@@ -135,13 +135,13 @@ def _dry_run(request, library: dict, now: datetime) -> dict[str, Any]:  # noqa: 
 
 # -- list_creatives ------------------------------------------------------------------------------
 async def list_creatives(call: Call) -> dict[str, Any]:
-    account_id = _account_of(call, call.params.get("account"))
+    account_id = account_of(call, call.params.get("account"))
     view = call.app[keys.LIBRARY_VIEW]
     try:
         body = query_creatives(view.account_creatives(account_id), call.params)
     except QueryError as error:
         raise AdcpRequestError(400, "INVALID_REQUEST", str(error), field=error.field) from None
-    return _with_context(body, call.params)
+    return with_context(body, call.params)
 
 
 # -- get_task_status -----------------------------------------------------------------------------
@@ -171,19 +171,19 @@ async def get_task_status(call: Call) -> dict[str, Any]:
             body["result"] = answer
         if failed and answer.get("errors"):
             body["error"] = {"code": answer["errors"][0]["code"], "message": answer["errors"][0]["message"]}
-    return _with_context(body, call.params)
+    return with_context(body, call.params)
 
 
 # -- discovery -----------------------------------------------------------------------------------
 async def list_creative_formats(call: Call) -> dict[str, Any]:
     params = call.params
     ids = [f.get("id") if isinstance(f, dict) else str(f) for f in params.get("format_ids") or []]
-    return _with_context({"formats": list_formats(format_ids=ids or None, kinds=params.get("format_kinds"))}, params)
+    return with_context({"formats": list_formats(format_ids=ids or None, kinds=params.get("format_kinds"))}, params)
 
 
 async def get_adcp_capabilities(call: Call) -> dict[str, Any]:
     ttl = int(logic.REPLAY_TTL.total_seconds())
-    return _with_context({
+    return with_context({
         "adcp": {"major_versions": [3], "supported_versions": list(SUPPORTED_VERSIONS),
                  "idempotency": {"supported": True, "replay_ttl_seconds": ttl}},
         "supported_protocols": ["creative"],
@@ -193,8 +193,11 @@ async def get_adcp_capabilities(call: Call) -> dict[str, Any]:
                             "legacy_hmac_fallback": True,
                             # (the schema's floor is a day; ours retries for about a minute and a half)
                             "delivery_retry_horizon_seconds": max(86400, int(call.app[keys.TASKS].retry_horizon_s))},
+        # A library: list_creatives, and build_creative retrieving a library creative as a manifest
+        # in the formats of supported_formats (no generation, transformation or refinement).
         "creative": {"has_creative_library": True, "supports_compliance": False, "supports_generation": False,
-                     "supports_transformation": False},
+                     "supports_transformation": False, "supports_refinement": False, "supports_transformers": False,
+                     "supports_spend_controls": False, "supported_formats": supported_formats()},
         "last_updated": call.app[keys.STARTED_AT].isoformat(),
     }, call.params)
 

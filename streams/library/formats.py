@@ -75,3 +75,15 @@ def list_formats(*, format_ids: list[str] | None = None, kinds: list[str] | None
     chosen = [f for f in FORMATS
               if (not format_ids or f.format_id in format_ids) and (not kinds or f.kind in kinds)]
     return [f.as_adcp(agent_url) for f in chosen]
+
+
+def supported_formats() -> list[dict[str, Any]]:
+    """get_adcp_capabilities.creative.supported_formats: one build capability per catalogue format,
+    its capability_id being the format id (what target_capability_id names)."""
+    entries = []
+    for known in FORMATS:
+        params = {"width": known.width, "height": known.height} if known.width and known.height else {}
+        entries.append({"capability_id": known.format_id, "operations": ["build"],
+                        "format": {"format_kind": known.kind, "params": params, "display_name": known.name,
+                                   "v1_format_ref": [{"agent_url": STANDARD_AGENT_URL, "id": known.format_id}]}})
+    return entries
