@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway import keys
+from gateway.accounts import account_view
 from gateway.errors import AdcpErrors, AdcpRequestError, OutcomeUnknown
 from gateway.operations import Call, Operation, official_schema
 from gateway.scope import target_url
@@ -40,13 +41,16 @@ def _envelope_of(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "properties": properties}
 
 
-def account_of(call: Call, account: Any) -> str:
+def account_of(call: Call, account: Any, field: str = "account") -> str:
     """The account a request names; optional (AdCP 3.2) for a principal that has only one."""
     if account is None and len(call.principal.accounts) == 1:
         return next(iter(call.principal.accounts))
+    if isinstance(account, dict) and account and "account_id" not in account:  # a natural key (brand + operator)
+        raise AdcpRequestError(400, "ACCOUNT_NOT_FOUND", "Accounts here are named by account_id.", field=field,
+                               suggestion="list_accounts shows the account ids of this principal.")
     if not isinstance(account, dict) or not isinstance(account.get("account_id"), str):
         raise AdcpRequestError(400, "ACCOUNT_REQUIRED", "This principal acts for several accounts: name one.",
-                               field="account.account_id",
+                               field=f"{field}.account_id",
                                suggestion=f"Send {{\"account\": {{\"account_id\": ...}}}} with one of: "
                                           f"{', '.join(sorted(call.principal.accounts))}.")
     call.principal.require_account(account["account_id"])
@@ -135,10 +139,15 @@ def _dry_run(request, library: dict, now: datetime) -> dict[str, Any]:  # noqa: 
 
 # -- list_creatives ------------------------------------------------------------------------------
 async def list_creatives(call: Call) -> dict[str, Any]:
-    account_id = account_of(call, call.params.get("account"))
     view = call.app[keys.LIBRARY_VIEW]
+    chosen = (call.params.get("filters") or {}).get("accounts")
     try:
-        body = query_creatives(view.account_creatives(account_id), call.params)
+        if chosen:  # an agency reading several of its accounts' libraries at once
+            account_ids = sorted({account_of(call, ref, field="filters.accounts") for ref in chosen})
+            creatives = [c for account_id in account_ids for c in view.account_creatives(account_id)]
+            body = query_creatives(creatives, call.params, {a: account_view(a) for a in account_ids})
+        else:
+            body = query_creatives(view.account_creatives(account_of(call, call.params.get("account"))), call.params)
     except QueryError as error:
         raise AdcpRequestError(400, "INVALID_REQUEST", str(error), field=error.field) from None
     return with_context(body, call.params)

@@ -81,6 +81,12 @@ def matches(creative: CreativeChanged, filters: Mapping[str, Any]) -> bool:
         return False
     if filters.get("asset_types") and not set(filters["asset_types"]) & _asset_types(creative):
         return False
+    if filters.get("concept_ids") or filters.get("has_variables") is not None:
+        body = json.loads(creative.creative_json)
+        if filters.get("concept_ids") and body.get("concept_id") not in filters["concept_ids"]:
+            return False
+        if filters.get("has_variables") is not None and bool(body.get("variables")) != filters["has_variables"]:
+            return False
     return True
 
 
@@ -93,7 +99,8 @@ def _asset_types(creative: CreativeChanged) -> set[str]:
 #: (and `filters_applied` lists only these).
 APPLIED_FILTERS = frozenset({"statuses", "tags", "tags_any", "name_contains", "creative_ids", "created_after",
                              "created_before", "updated_after", "updated_before", "format_kinds", "format_ids",
-                             "assigned_to_packages", "unassigned", "asset_types"})
+                             "assigned_to_packages", "unassigned", "asset_types", "concept_ids", "has_variables",
+                             "accounts"})  # accounts: which libraries are read (the caller selects them)
 
 
 def _check_filters(filters: Mapping[str, Any]) -> None:
@@ -119,11 +126,19 @@ def _offset_of(cursor: str | None, fingerprint: str) -> int:
         raise QueryError("The cursor is not valid for this query; start again without it.", "pagination.cursor") from None
 
 
-def as_adcp(creative: CreativeChanged, *, include_assignments: bool) -> dict[str, Any]:
+#: Parts of a stored creative shown only when asked for (include_variables).
+_ON_REQUEST = ("variables",)
+
+
+def as_adcp(creative: CreativeChanged, *, include_assignments: bool, include_variables: bool = False,
+            account: dict[str, Any] | None = None) -> dict[str, Any]:
     body = json.loads(creative.creative_json)
-    item = {**{k: v for k, v in body.items() if k not in ("status",)},
+    hidden = ("status",) if include_variables else ("status", *_ON_REQUEST)
+    item = {**{k: v for k, v in body.items() if k not in hidden},
             "creative_id": creative.creative_id, "name": creative.name or creative.creative_id, "status": creative.status,
             "created_date": creative.created_at.isoformat(), "updated_date": creative.updated_at.isoformat()}
+    if account is not None:
+        item["account"] = account
     if include_assignments:
         item["assignments"] = {"assignment_count": len(creative.assigned_to),
                                "assigned_packages": [
@@ -133,8 +148,10 @@ def as_adcp(creative: CreativeChanged, *, include_assignments: bool) -> dict[str
     return item
 
 
-def list_creatives(creatives: Iterable[CreativeChanged], request: Mapping[str, Any]) -> dict[str, Any]:
-    """The AdCP list_creatives response for `request` over one account's `creatives`."""
+def list_creatives(creatives: Iterable[CreativeChanged], request: Mapping[str, Any],
+                   accounts: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The AdCP list_creatives response for `request` over one account's `creatives` (or several
+    accounts' creatives: `accounts` then maps each account id to the account shown on its items)."""
     filters = request.get("filters") or {}
     _check_filters(filters)
     sort = request.get("sort") or {}
@@ -149,7 +166,9 @@ def list_creatives(creatives: Iterable[CreativeChanged], request: Mapping[str, A
     fingerprint = json.dumps([filters, field, direction], sort_keys=True, default=str)[:200]
     start = _offset_of(pagination.get("cursor"), fingerprint)
     page = matching[start:start + size]
-    items = [as_adcp(c, include_assignments=bool(request.get("include_assignments"))) for c in page]
+    items = [as_adcp(c, include_assignments=bool(request.get("include_assignments")),
+                     include_variables=bool(request.get("include_variables")),
+                     account=accounts.get(c.account_id) if accounts else None) for c in page]
     if request.get("fields"):
         keep = set(request["fields"]) | set(ALWAYS_PROJECTED)
         items = [{k: v for k, v in item.items() if k in keep} for item in items]

@@ -95,3 +95,23 @@ def test_asset_types_filter_and_unsupported_filters_are_refused_not_ignored():
     with pytest.raises(QueryError) as refused:
         list_creatives(LIBRARY, {"filters": {"media_buy_ids": ["mb-1"]}})
     assert refused.value.field == "filters.media_buy_ids"
+
+
+def _with(base: CreativeChanged, **fields) -> CreativeChanged:
+    body = {**json.loads(base.creative_json), **fields}
+    return base.model_copy(update={"creative_json": json.dumps(body)})
+
+
+def test_concept_ids_and_has_variables_filters_and_variables_only_when_asked():
+    slot = {"variable_id": "headline", "name": "Headline", "variable_type": "text", "default_value": "Sale"}
+    library = [_with(creative("c1", minutes=1), concept_id="spring", concept_name="Spring sale", variables=[slot]),
+               _with(creative("c2", minutes=2), concept_id="autumn"), creative("c3", minutes=3)]
+    spring = list_creatives(library, {"filters": {"concept_ids": ["spring"]}})
+    assert ids(spring) == ["c1"] and spring["creatives"][0]["concept_name"] == "Spring sale"
+    assert "variables" not in spring["creatives"][0]  # include_variables decides
+    assert ids(list_creatives(library, {"filters": {"has_variables": True}})) == ["c1"]
+    assert ids(list_creatives(library, {"filters": {"has_variables": False}})) == ["c3", "c2"]
+    shown = list_creatives(library, {"filters": {"has_variables": True}, "include_variables": True})
+    assert shown["creatives"][0]["variables"] == [slot]
+    assert shown["query_summary"]["filters_applied"] == ["has_variables"]
+    assert validate_response("list_creatives", {"status": "completed", **shown}).valid
