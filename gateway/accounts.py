@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import AdcpRequestError
-from gateway.operations import Call, Operation, official_schema
+from gateway.operations import Call, Operation
 
 #: Fields of a settings-update entry that are only addressing, not a change.
 _ADDRESSING = frozenset({"account", "revision", "ext"})
@@ -79,8 +79,8 @@ async def sync_accounts(call: Call) -> dict[str, Any]:
 
 
 OPERATIONS = (
-    Operation("list_accounts", "The accounts this principal acts for (AdCP accounts protocol).",
-              official_schema("list_accounts"), list_accounts, tags=("accounts",)),
-    Operation("sync_accounts", "Confirm access to accounts; the operator provisions them (AdCP accounts protocol).",
-              official_schema("sync_accounts"), sync_accounts, tags=("accounts",)),
+    Operation.task("list_accounts", "The accounts this principal acts for (AdCP accounts protocol).", list_accounts,
+                   tags=("accounts",)),
+    Operation.task("sync_accounts", "Confirm access to accounts; the operator provisions them (AdCP accounts protocol).",
+                   sync_accounts, tags=("accounts",)),
 )

@@ -16,12 +16,13 @@ from typing import Any
 from gateway import keys
 from gateway.accounts import account_view
 from gateway.errors import AdcpErrors, AdcpRequestError, OutcomeUnknown
-from gateway.operations import Call, Operation, official_schema
+from gateway.operations import Call, Operation
 from gateway.scope import target_url
 from gateway.queries import QueryError, list_creatives as query_creatives
 from streams.library import logic
+from streams.library.versions import SUPPORTED_VERSIONS
 from streams.library.formats import list_formats, supported_formats
-from streams.library.requests import (SUPPORTED_VERSIONS, RequestRejected, creative_problems, parse_sync_request,
+from streams.library.requests import (RequestRejected, creative_problems, parse_sync_request,
                                       payload_hash, task_id_for, without_secrets)
 from topics.catalogue import topic
 from topics.events import LibraryCommand, LibraryOperation, TaskResult, TaskStatus
@@ -212,15 +213,15 @@ async def get_adcp_capabilities(call: Call) -> dict[str, Any]:
 
 
 OPERATIONS = (
-    Operation("get_adcp_capabilities", "What this agent speaks: AdCP versions, creative library, idempotency.",
-              official_schema("get_adcp_capabilities"), get_adcp_capabilities),
-    Operation("list_creative_formats", "The creative formats this library knows (display, video, audio, native, HTML5).",
-              official_schema("list_creative_formats"), list_creative_formats),
-    Operation("sync_creatives", "Create, update, patch, archive and assign creatives in an account's library "
-              "(AdCP 3.2 upsert semantics; `patch: true` updates only the fields given).",
-              official_schema("sync_creatives"), sync_creatives, check_schema=_envelope_of(official_schema("sync_creatives"))),
-    Operation("list_creatives", "Query an account's library: filters, sort, cursor pagination, field projection.",
-              official_schema("list_creatives"), list_creatives),
-    Operation("get_task_status", "The state, and when done the result, of a submitted task.",
-              official_schema("get_task_status"), get_task_status, tags=("tasks",)),
+    Operation.task("get_adcp_capabilities", "What this agent speaks: AdCP versions, creative library, idempotency.",
+                   get_adcp_capabilities),
+    Operation.task("list_creative_formats", "The creative formats this library knows (display, video, audio, native, HTML5).",
+                   list_creative_formats),
+    Operation.task("sync_creatives", "Create, update, patch, archive and assign creatives in an account's library "
+                   "(AdCP 3.2 upsert semantics; `patch: true` updates only the fields given).",
+                   sync_creatives, check=_envelope_of),
+    Operation.task("list_creatives", "Query an account's library: filters, sort, cursor pagination, field projection.",
+                   list_creatives),
+    Operation.task("get_task_status", "The state, and when done the result, of a submitted task.",
+                   get_task_status, tags=("tasks",)),
 )

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from gateway.auth import Principal
 from gateway.errors import AdcpRequestError
-from gateway.validation import check_input, compile_schema, discovery_schema
+from gateway.validation import check_input, compile_schema, discovery_schema, schema_errors
+from streams.library.versions import LATEST, UNVERSIONED, VersionRefused, requested_version, shaped, with_derived_fields
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +24,11 @@ Handler = Callable[["Call"], Awaitable[dict[str, Any]]]
 _ADVERTISED_AS_IS_BYTES = 8000
 
 
-def official_schema(tool: str) -> dict[str, Any]:
-    """The official request schema of an AdCP task (what requests are validated against)."""
+def official_schema(tool: str, version: str | None = None) -> dict[str, Any]:
+    """The official request schema of an AdCP task in a release (what requests are validated against)."""
     from adcp.validation import get_validator
 
-    validator = get_validator(tool, "request")
+    validator = get_validator(tool, "request", version=version)
     return dict(validator.schema) if validator is not None else {"type": "object"}
 
 
@@ -39,18 +40,29 @@ class Call:
     principal: Principal
     params: dict[str, Any]
     request_id: str = "-"
+    version: str = LATEST  # the AdCP release serving this call (its request and answer shapes)
 
 
 @dataclass(frozen=True)
 class Operation:
     name: str
     summary: str
-    input_schema: dict[str, Any]  # JSON Schema of the arguments (tools/list, OpenAPI)
+    input_schema: dict[str, Any]  # JSON Schema of the arguments (OpenAPI; tools/list shows its summary)
     handler: Handler
     tags: tuple[str, ...] = field(default=("creative",))
-    #: What the input is checked against before the handler runs, when it differs from the
-    #: advertised schema (sync_creatives: creatives are checked by the handler, per validation_mode).
-    check_schema: dict[str, Any] | None = None
+    #: An AdCP task: its input is checked against the official schema of the request's release, an
+    #: unversioned request gets what 3.0-era clients leave out derived, and the answer is shaped for
+    #: that release. Other operations (ours) have one schema.
+    adcp: bool = False
+    #: What the input is checked against, from the official schema, when that differs (sync_creatives:
+    #: creatives are checked by the handler, per validation_mode).
+    check: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    @classmethod
+    def task(cls, name: str, summary: str, handler: Handler, *, tags: tuple[str, ...] = ("creative",),
+             check: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Operation:
+        """An AdCP task, whose schemas are the adcp package's."""
+        return cls(name, summary, official_schema(name), handler, tags, adcp=True, check=check)
 
     @functools.cached_property
     def discovery_schema(self) -> dict[str, Any]:
@@ -59,17 +71,42 @@ class Operation:
         return self.input_schema if small else discovery_schema(self.input_schema)
 
     @functools.cached_property
-    def _validator(self) -> Any:
-        return compile_schema(self.check_schema if self.check_schema is not None else self.input_schema)
+    def _validators(self) -> dict[str | None, Any]:
+        return {}
+
+    def _validator(self, version: str | None) -> Any:
+        if version not in self._validators:
+            schema = official_schema(self.name, version) if self.adcp and version else self.input_schema
+            self._validators[version] = compile_schema(self.check(schema) if self.check is not None else schema)
+        return self._validators[version]
+
+    def _release(self, principal: Principal, params: Any) -> tuple[str | None, Any]:
+        """(release, params): the request's release, or for an unversioned one its derived form and
+        the release whose shapes it is in (3.0 per the spec; 3.2 when only valid as 3.2)."""
+        if not self.adcp or not isinstance(params, dict):
+            return None, params
+        try:
+            asked = requested_version(params)
+        except VersionRefused as refused:
+            raise AdcpRequestError(400, refused.code, refused.message, field=refused.field,
+                                   suggestion=refused.suggestion) from None
+        if asked is not None:
+            return asked, params
+        only = next(iter(principal.accounts)) if len(principal.accounts) == 1 else None
+        derived = with_derived_fields(self.name, params, only)
+        if not schema_errors(self._validator(UNVERSIONED), derived):
+            return UNVERSIONED, derived
+        return LATEST, derived
 
     async def invoke(self, app: web.Application, principal: Principal, params: Any, request_id: str) -> dict[str, Any]:
-        """The one way an operation runs, from either transport: its input checked first (shape,
-        strings, schema), and any failure leaving as an AdCP error, never a traceback."""
+        """The one way an operation runs, from any transport: its input checked first (account,
+        release, shape, strings, schema), and any failure leaving as an AdCP error, never a traceback."""
         account = params.get("account") if isinstance(params, dict) else None
         if isinstance(account, dict) and isinstance(account.get("account_id"), str):
             # Every operation, even one that only reads formats; before anything else is looked at.
             principal.require_account(account["account_id"])
-        call = Call(app, principal, check_input(self._validator, params), request_id)
+        version, params = self._release(principal, params)
+        call = Call(app, principal, check_input(self._validator(version), params), request_id, version or LATEST)
         try:
             body = await self.handler(call)
         except AdcpRequestError:
@@ -79,6 +116,8 @@ class Operation:
             raise AdcpRequestError(500, "SERVICE_UNAVAILABLE", f"Internal error while running {self.name} "
                                    f"(request id {request_id}); it may not have completed.", recovery="transient",
                                    retry_after=1, suggestion="Retry; quote the request id if it happens again.") from None
+        if self.adcp:
+            body = shaped(self.name, call.version, body)
         # The protocol envelope's task status, required on every answer (a submitted task, or
         # get_task_status's own, says so already).
         return body if "status" in body else {"status": "completed", **body}

@@ -12,7 +12,7 @@ from typing import Any
 from gateway import keys
 from gateway.creatives import account_of, with_context
 from gateway.errors import AdcpRequestError
-from gateway.operations import Call, Operation, official_schema
+from gateway.operations import Call, Operation
 from streams.library import retrieval
 from streams.library.formats import STANDARD_AGENT_URL
 
@@ -101,6 +101,6 @@ async def build_creative(call: Call) -> dict[str, Any]:
 
 
 OPERATIONS = (
-    Operation("build_creative", "Retrieve a library creative as a servable manifest in a target format (tags for "
-              "HTML5 and VAST formats), with macro values bound.", official_schema("build_creative"), build_creative),
+    Operation.task("build_creative", "Retrieve a library creative as a servable manifest in a target format (tags "
+                   "for HTML5 and VAST formats), with macro values bound.", build_creative),
 )

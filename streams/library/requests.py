@@ -15,10 +15,10 @@ from typing import Any
 import jsonschema_rs
 from adcp.validation import get_validator, validate_request
 
+from streams.library.versions import VersionRefused, requested_version
 from topics.codec import to_json_bytes
 
 MAX_CREATIVES = 100
-SUPPORTED_VERSIONS = ("3.0", "3.1", "3.2")
 _CREATIVE_POINTER = re.compile(r"^/creatives/(\d+)(/.*)?$")
 
 
@@ -78,26 +78,11 @@ def _field_of(pointer: str) -> str:
 
 
 def _version_of(payload: Mapping[str, Any]) -> str | None:
-    """The release whose shapes serve the request: its own when we know it; a later 3.x than we
-    know is served the highest 3.x we speak (minor releases are backward compatible); another
-    major is VERSION_UNSUPPORTED."""
-    version = payload.get("adcp_version")
-    if version is None:
-        return None
-    parts = str(version).split(".")
-    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
-        raise RequestRejected([Problem("INVALID_REQUEST", f"adcp_version {version!r} is not a version (e.g. 3.2).",
-                                       "adcp_version")])
-    release = ".".join(parts[:2])
-    if release in SUPPORTED_VERSIONS:
-        return release
-    ours = [tuple(map(int, v.split("."))) for v in SUPPORTED_VERSIONS]
-    major, minor = int(parts[0]), int(parts[1])
-    if major == max(ours)[0] and minor > max(ours)[1]:
-        return SUPPORTED_VERSIONS[-1]
-    raise RequestRejected([Problem("VERSION_UNSUPPORTED",
-                                   f"adcp_version {version!r} is not supported; use one of {', '.join(SUPPORTED_VERSIONS)}.",
-                                   "adcp_version", f"Send adcp_version {SUPPORTED_VERSIONS[-1]}.")])
+    """The release whose shapes serve the request (streams.library.versions decides)."""
+    try:
+        return requested_version(payload)
+    except VersionRefused as refused:
+        raise RequestRejected([Problem(refused.code, refused.message, refused.field, refused.suggestion)]) from None
 
 
 @functools.cache

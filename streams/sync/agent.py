@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from mode.utils.collections import LRUCache
 
-from streams.library.requests import SUPPORTED_VERSIONS
+from streams.library.versions import SUPPORTED_VERSIONS
 from streams.notify import agent as notify
 from streams.notify.logic import agent_unavailable
 from streams.runtime import consume, stored_row

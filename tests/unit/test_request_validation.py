@@ -62,7 +62,7 @@ def test_wrong_types_and_naive_date_times_are_refused_by_the_schema(params, fiel
 def test_a_missing_account_is_account_required():
     sync = next(op for op in CREATIVE_OPERATIONS if op.name == "sync_creatives")
     with pytest.raises(AdcpErrors) as refused:
-        check_input(compile_schema(sync.check_schema), {"idempotency_key": "k" * 20, "creatives": []})
+        check_input(compile_schema(sync.check(sync.input_schema)), {"idempotency_key": "k" * 20, "creatives": []})
     assert refused.value.errors[0]["code"] == "ACCOUNT_REQUIRED" and refused.value.errors[0]["field"] == "account"
 
 
