@@ -45,7 +45,9 @@ async def list_accounts(call: Call) -> dict[str, Any]:
 def _sync_entry(call: Call, entry: dict[str, Any]) -> dict[str, Any]:
     ref = entry.get("account")
     if not isinstance(ref, dict):
+        # status: the seller declined the account request (3.0 and 3.1 require a status on every row)
         return {"brand": entry.get("brand") or {}, "operator": str(entry.get("operator") or ""), "action": "failed",
+                "status": "rejected",
                 "errors": [{"code": "UNSUPPORTED_PROVISIONING", "recovery": "terminal",
                             "message": "This creative library does not provision accounts: its operator grants them.",
                             "suggestion": "Ask the operator for access; list_accounts shows the accounts you have."}]}
@@ -70,6 +72,13 @@ async def sync_accounts(call: Call) -> dict[str, Any]:
         raise AdcpRequestError(400, "UNSUPPORTED_FEATURE", "Accounts are granted by the operator and cannot be "
                                "deactivated through sync_accounts.", field="delete_missing",
                                suggestion="Leave delete_missing out.")
+    by_reference = [i for i, entry in enumerate(params["accounts"]) if "account" in entry]
+    if by_reference and call.version in ("3.0", "3.1"):
+        # Before 3.2 every result row names the account's brand and operator, which accounts granted
+        # by the operator do not have: confirm access the 3.2 way.
+        raise AdcpRequestError(400, "VERSION_UNSUPPORTED", "Confirming an account by reference needs AdCP 3.2 here.",
+                               field=f"accounts[{by_reference[0]}].account",
+                               suggestion="Send adcp_version 3.2, or call list_accounts.")
     body: dict[str, Any] = {"accounts": [_sync_entry(call, entry) for entry in params["accounts"]]}
     if params.get("dry_run"):
         body["dry_run"] = True

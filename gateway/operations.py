@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway.auth import Principal
 from gateway.errors import AdcpRequestError
-from gateway.validation import check_input, compile_schema, discovery_schema, schema_errors
+from gateway.validation import check_input, compile_schema, discovery_schema, schema_errors, schema_location
 from streams.library.versions import LATEST, UNVERSIONED, VersionRefused, requested_version, shaped, with_derived_fields
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,10 @@ class Operation:
 
     def _validator(self, version: str | None) -> Any:
         if version not in self._validators:
-            schema = official_schema(self.name, version) if self.adcp and version else self.input_schema
-            self._validators[version] = compile_schema(self.check(schema) if self.check is not None else schema)
+            official = self.adcp and version is not None
+            schema = official_schema(self.name, version) if official else self.input_schema
+            self._validators[version] = compile_schema(self.check(schema) if self.check is not None else schema,
+                                                       schema_location(self.name, version) if official else None)
         return self._validators[version]
 
     def _release(self, principal: Principal, params: Any) -> tuple[str | None, Any]:
@@ -105,9 +107,9 @@ class Operation:
         if isinstance(account, dict) and isinstance(account.get("account_id"), str):
             # Every operation, even one that only reads formats; before anything else is looked at.
             principal.require_account(account["account_id"])
-        version, params = self._release(principal, params)
-        call = Call(app, principal, check_input(self._validator(version), params), request_id, version or LATEST)
         try:
+            version, params = self._release(principal, params)
+            call = Call(app, principal, check_input(self._validator(version), params), request_id, version or LATEST)
             body = await self.handler(call)
         except AdcpRequestError:
             raise

@@ -7,10 +7,14 @@ Pure: no I/O. Every refusal is an AdCP error naming the field.
 """
 from __future__ import annotations
 
+import functools
 import json
 import unicodedata
+from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
+import adcp
 import jsonschema_rs
 
 from gateway.errors import AdcpErrors, AdcpRequestError, invalid
@@ -84,10 +88,40 @@ def check_shape(params: Any) -> None:
             stack.extend((item, [*path, index], depth + 1) for index, item in enumerate(value))
 
 
-def compile_schema(schema: dict[str, Any]) -> Any:
+#: Where the adcp package keeps the schemas of each release (those of 3.0 and 3.1 refer to each
+#: other by path: `/schemas/3.0.18/core/x.json`, `../core/x.json`).
+_SCHEMAS = (Path(adcp.__file__).parent / "_schemas").resolve()
+_SCHEMA_HOST = "https://adcontextprotocol.org/"
+_NOT_TASK_SCHEMAS = frozenset({"bundled", "mcp", "async-response-refs"})
+
+
+def _bundled_schema(uri: str) -> Any:
+    """A schema another one refers to, read from the adcp package: never fetched from the network."""
+    if "/schemas/" in uri:  # https://adcontextprotocol.org/schemas/3.2.4/... or file:///schemas/3.0.18/...
+        release, rest = uri.split("/schemas/", 1)[1].split("/", 1)
+        path = (_SCHEMAS / ".".join(release.split(".")[:2]) / rest).resolve()
+    else:
+        path = Path(urlsplit(uri).path).resolve()
+    if _SCHEMAS not in path.parents:
+        raise ValueError(f"schema {uri} is not one of the adcp package's")
+    return json.loads(path.read_text())
+
+
+@functools.cache
+def schema_location(tool: str, version: str) -> str | None:
+    """The URI of a task's request schema file in a release (what its relative references start from)."""
+    name = f"{tool.replace('_', '-')}-request.json"
+    for path in sorted((_SCHEMAS / version).rglob(name)):
+        if not _NOT_TASK_SCHEMAS & set(path.relative_to(_SCHEMAS / version).parts):
+            return path.as_uri()
+    return None
+
+
+def compile_schema(schema: dict[str, Any], base_uri: str | None = None) -> Any:
     """A validator of `schema` (jsonschema-rs: the AdCP schemas are large, and the check runs on
     every request), checking formats too: a date-time without its offset is refused here."""
-    return jsonschema_rs.validator_for(schema, validate_formats=True)
+    return jsonschema_rs.validator_for(schema, validate_formats=True, retriever=_bundled_schema,
+                                       base_uri=base_uri or _SCHEMA_HOST)
 
 
 def schema_errors(validator: Any, params: Any) -> list[dict[str, Any]]:
