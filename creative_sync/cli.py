@@ -87,6 +87,14 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return run_bench(settings, args)
 
 
+def cmd_conformance(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.app import operations_registry
+    from gateway.conformance import conformance_table
+
+    print(conformance_table(operations_registry()), end="")
+    return 0
+
+
 def cmd_sim_agents(args: argparse.Namespace, settings: Settings) -> int:
     from creative_sync.sim_agents import run_sim_agents
 
@@ -117,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--token", default=None, help="the bearer token they accept (better: CREATIVE_SYNC_SIM_TOKEN, "
                      "which `ps` does not show; default: a fresh one, printed)")
     sim.set_defaults(func=cmd_sim_agents)
+    sub.add_parser("conformance", help="print the README's conformance table (operation x transport x AdCP "
+                   "release), from the operation registry").set_defaults(func=cmd_conformance)
     bench = sub.add_parser("bench", help="measure the system against the raw broker in the same run")
     bench.add_argument("--events", type=int, default=20000, help="events for the throughput and hop-latency parts")
     bench.add_argument("--rejoins", type=int, default=3, help="kill -9 / restart rounds for the rejoin time")

@@ -32,6 +32,12 @@ def _version() -> str:
         return "0.0.0"
 
 
+def operations_registry() -> Registry:
+    """Every operation of the gateway, served alike over MCP, A2A and REST."""
+    return Registry([*creatives.OPERATIONS, *accounts.OPERATIONS, *retrieval.OPERATIONS, *syncing.OPERATIONS,
+                     *campaigns.OPERATIONS, *notifications.OPERATIONS])
+
+
 def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
                metrics: GatewayMetrics | None = None, webhooks: TaskWebhooks | None = None) -> web.Application:
     if not settings.bootstrap_servers:
@@ -59,8 +65,7 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     key = settings.webhook_signing_key_file.read_bytes() if settings.webhook_signing_key_file else None
     webhooks = webhooks or TaskWebhooks(Rfc9421Signer(key), policy=Policy(allow_private=settings.allow_private_targets))
     app[keys.TASKS] = Tasks(view, webhooks)
-    app[keys.OPERATIONS] = Registry([*creatives.OPERATIONS, *accounts.OPERATIONS, *retrieval.OPERATIONS, *syncing.OPERATIONS, *campaigns.OPERATIONS,
-                                      *notifications.OPERATIONS])
+    app[keys.OPERATIONS] = operations_registry()
     app[keys.MCP_SESSIONS] = mcp.Sessions(settings.mcp_session_ttl_s)
     app[keys.CLAIMS] = set()
     app[keys.VERSION] = _version()
