@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway.auth import Principal
 from gateway.errors import AdcpRequestError
-from gateway.validation import check_input, compile_schema, discovery_schema, schema_errors, schema_location
+from gateway.validation import check_against, check_arguments, compile_schema, discovery_schema, schema_errors, schema_location
 from streams.library.versions import LATEST, UNVERSIONED, VersionRefused, requested_version, shaped, with_derived_fields
 
 log = logging.getLogger(__name__)
@@ -108,8 +108,9 @@ class Operation:
             # Every operation, even one that only reads formats; before anything else is looked at.
             principal.require_account(account["account_id"])
         try:
-            version, params = self._release(principal, params)
-            call = Call(app, principal, check_input(self._validator(version), params), request_id, version or LATEST)
+            # shape and strings first: what the release is derived from must be safe to read
+            version, params = self._release(principal, check_arguments(params))
+            call = Call(app, principal, check_against(self._validator(version), params), request_id, version or LATEST)
             body = await self.handler(call)
         except AdcpRequestError:
             raise

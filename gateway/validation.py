@@ -141,15 +141,25 @@ def schema_errors(validator: Any, params: Any) -> list[dict[str, Any]]:
     return errors
 
 
-def check_input(validator: Any, params: Any) -> dict[str, Any]:
-    """The request's arguments when they may be handed to the operation; else an AdCP error."""
+def check_arguments(params: Any) -> dict[str, Any]:
+    """The arguments are a JSON object whose strings and nesting can be looked at safely."""
     if not isinstance(params, dict):
         raise invalid("The arguments must be a JSON object.")
     check_shape(params)
+    return params
+
+
+def check_against(validator: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The arguments when they conform to the compiled schema; else an AdCP error for every way they do not."""
     errors = schema_errors(validator, params)
     if errors:
         raise AdcpErrors(400, errors)
     return params
+
+
+def check_input(validator: Any, params: Any) -> dict[str, Any]:
+    """The request's arguments when they may be handed to the operation; else an AdCP error."""
+    return check_against(validator, check_arguments(params))
 
 
 #: How deep a discovery schema describes the arguments (top-level fields and their fields).

@@ -1,5 +1,5 @@
-"""Every operation fuzzed from its own input schema, at the real gateway process, over REST and
-MCP: requests with a poison (wrong type, unencodable or invisible string, naive date-time, nesting
+"""Every operation fuzzed from its own input schema, at the real gateway process, over REST, MCP
+and A2A: requests with a poison (wrong type, unencodable or invisible string, naive date-time, nesting
 bomb, missing field) are all refused with an AdCP error and publish nothing; requests shaped like
 the schema never get a 5xx. Raw garbage bodies too. The counts are printed."""
 from __future__ import annotations
@@ -14,13 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from creative_sync.processes import GatewayProcess
-from gateway import campaigns, creatives, notifications, syncing
+from gateway.app import operations_registry
 from gateway.auth import PrincipalStore
 from tests.fuzzing import json_values, poisoned, shaped
 from tests.support import message_count, topic_name
 from topics.catalogue import TOPICS
 
-OPERATIONS = [*creatives.OPERATIONS, *syncing.OPERATIONS, *campaigns.OPERATIONS, *notifications.OPERATIONS]
+OPERATIONS = list(operations_registry())
+TRANSPORTS = ("rest", "mcp", "a2a")
 OWN_ACCOUNT = {"account_id": "acct-1"}
 
 
@@ -63,14 +64,14 @@ def _requests(poison: bool) -> st.SearchStrategy:
 
 
 class Gateway:
-    """Sends one request over REST or MCP and returns (status, AdCP body, is error)."""
+    """Sends one request over REST, MCP or A2A and returns (status, AdCP body, is error)."""
 
     def __init__(self, process: GatewayProcess) -> None:
         self.process, self.auth = process, {"Authorization": f"Bearer {process.token}"}
         self.mcp = mcp_session(process, self.auth)
 
-    def send(self, tool: str, body: bytes, via_mcp: bool) -> tuple[int, dict, bool]:
-        if not via_mcp:
+    def send(self, tool: str, body: bytes, via: str) -> tuple[int, dict, bool]:
+        if via == "rest":
             status, answer = post(f"{self.process.base_url}/api/v1/{tool}", body, self.auth)
             parsed = json.loads(answer)
             return status, parsed, status >= 400
@@ -78,6 +79,8 @@ class Gateway:
             arguments = json.loads(body)
         except ValueError:
             arguments = body.decode("latin-1")
+        if via == "a2a":
+            return self._a2a(tool, arguments)
         envelope = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                                "params": {"name": tool, "arguments": arguments}}).encode()
         status, answer = post(f"{self.process.base_url}/mcp", envelope, self.mcp)
@@ -87,6 +90,24 @@ class Gateway:
             return status, {"errors": [{"code": "JSONRPC", "message": message["error"]["message"], "recovery": "correctable"}]}, True
         result = message["result"]
         return status, result["structuredContent"], bool(result["isError"])
+
+
+    def _a2a(self, tool: str, arguments: object) -> tuple[int, dict, bool]:
+        message = {"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": {
+            "role": "user", "messageId": "m-1", "kind": "message",
+            "parts": [{"kind": "data", "data": {"skill": tool, "parameters": arguments}}]}}}
+        try:
+            envelope = json.dumps(message, allow_nan=False).encode()
+        except ValueError:
+            envelope = json.dumps(message).encode()  # NaN/Infinity: a body the JSON-RPC layer must refuse
+        status, answer = post(f"{self.process.base_url}/a2a", envelope, self.auth)
+        reply = json.loads(answer)
+        assert reply.get("jsonrpc") == "2.0", answer  # over A2A, always JSON-RPC
+        if "error" in reply:
+            return status, {"errors": [{"code": "JSONRPC", "message": reply["error"]["message"], "recovery": "correctable"}]}, True
+        task = reply["result"]
+        data = next(p["data"] for p in task["artifacts"][-1]["parts"] if p.get("kind") == "data")
+        return status, data, task["status"]["state"] == "failed"
 
 
 def _assert_adcp_error(answer: dict) -> None:
@@ -106,19 +127,19 @@ async def test_every_operation_fuzzed_from_its_schema_never_gets_a_5xx_and_poiso
                                suppress_health_check=list(HealthCheck))
 
     @fuzz
-    @given(request=_requests(poison=True), via_mcp=st.booleans())
-    def poisoned_requests(request: tuple[str, dict], via_mcp: bool) -> None:
+    @given(request=_requests(poison=True), via=st.sampled_from(TRANSPORTS))
+    def poisoned_requests(request: tuple[str, dict], via: str) -> None:
         tool, params = request
-        status, answer, is_error = gateway.send(tool, json.dumps(params).encode(), via_mcp)
+        status, answer, is_error = gateway.send(tool, json.dumps(params).encode(), via)
         assert status < 500 and is_error, (tool, params, answer)
         _assert_adcp_error(answer)
         seen[("poisoned", tool)] += 1
 
     @fuzz
     @given(body=st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()),
-           tool=st.sampled_from([op.name for op in OPERATIONS]), via_mcp=st.booleans())
-    def garbage(body: bytes, tool: str, via_mcp: bool) -> None:
-        status, answer, is_error = gateway.send(tool, body, via_mcp)
+           tool=st.sampled_from([op.name for op in OPERATIONS]), via=st.sampled_from(TRANSPORTS))
+    def garbage(body: bytes, tool: str, via: str) -> None:
+        status, answer, is_error = gateway.send(tool, body, via)
         assert status < 500, (tool, body, answer)
         if is_error:
             _assert_adcp_error(answer)
@@ -129,23 +150,23 @@ async def test_every_operation_fuzzed_from_its_schema_never_gets_a_5xx_and_poiso
     assert await _published(settings) == 0  # not one poisoned or garbage request reached a topic
 
     @fuzz
-    @given(request=_requests(poison=False), via_mcp=st.booleans())
-    def shaped_requests(request: tuple[str, dict], via_mcp: bool) -> None:
+    @given(request=_requests(poison=False), via=st.sampled_from(TRANSPORTS))
+    def shaped_requests(request: tuple[str, dict], via: str) -> None:
         tool, params = request
-        status, answer, is_error = gateway.send(tool, json.dumps(params).encode(), via_mcp)
+        status, answer, is_error = gateway.send(tool, json.dumps(params).encode(), via)
         assert status < 500, (tool, params, answer)
         if is_error:
             _assert_adcp_error(answer)
         seen[("shaped", tool)] += 1
-        seen[("shaped status", "2xx" if status < 300 else "4xx")] += 1
+        seen[("shaped status", "refused" if is_error else "answered")] += 1
 
     await asyncio.to_thread(shaped_requests)
-    assert seen[("shaped status", "2xx")] >= 50, seen  # the shaped requests reach the handlers, not only the checks
+    assert seen[("shaped status", "answered")] >= 50, seen  # the shaped requests reach the handlers, not only the checks
     covered = {tool for kind, tool in seen if kind == "poisoned"}
     assert covered == {op.name for op in OPERATIONS}, sorted({op.name for op in OPERATIONS} - covered)
     total = sum(n for (kind, _), n in seen.items() if kind != "shaped status")
-    print(f"\nfuzz: {total} generated requests over REST and MCP: "
+    print(f"\nfuzz: {total} generated requests over REST, MCP and A2A: "
           f"{sum(n for (k, _), n in seen.items() if k == 'poisoned')} poisoned (all refused, nothing published), "
-          f"{sum(n for (k, _), n in seen.items() if k == 'shaped')} shaped by the schemas ({seen[('shaped status', '2xx')]} answered, "
-          f"{seen[('shaped status', '4xx')]} refused), {seen[('garbage', 'any')]} raw garbage; "
+          f"{sum(n for (k, _), n in seen.items() if k == 'shaped')} shaped by the schemas ({seen[('shaped status', 'answered')]} answered, "
+          f"{seen[('shaped status', 'refused')]} refused), {seen[('garbage', 'any')]} raw garbage; "
           f"{len(covered)} operations")
