@@ -167,6 +167,9 @@ async def test_the_wire_shape_of_every_answer_is_the_requested_release(gateway, 
 async def test_versions_later_minor_is_served_other_major_and_garbage_refused(gateway):
     later = await gateway.rest("list_creatives", {"adcp_version": "3.3"})
     assert later[0] == 200 and valid("list_creatives", later[1], "3.2")
+    account = gateway.accounts["buyer"][0]
+    synced = await gateway.rest("sync_creatives", {"adcp_version": "3.3", **sync_request(account, [video_creative("n1")])})
+    assert synced[0] == 200 and valid("sync_creatives", synced[1], "3.2")["creatives"][0]["action"] == "created"
     for version, code in (("4.0", "VERSION_UNSUPPORTED"), ("x", "INVALID_REQUEST")):
         for tool in ("list_creatives", "sync_creatives", "get_adcp_capabilities"):
             status, body = await gateway.rest(tool, {"adcp_version": version})
