@@ -194,7 +194,9 @@ async def test_an_update_wins_over_discovery_and_an_unreachable_agent_fails_visi
     log = Path(shared_worker.log_path).read_text()
     assert log.count("discovery of sales agent acct-1~moving failed") == 1, log[-3000:]
     notifications = await api.call("list_notifications", {**ACCOUNT, "types": ["sales_agent.unavailable"]})
-    assert [n["references"]["sales_agent_id"] for n in notifications["notifications"]] == ["moving"]
+    # Other agents of this module share the account (one worker per module); only this agent's count matters.
+    mine = [n for n in notifications["notifications"] if n["references"]["sales_agent_id"] == "moving"]
+    assert len(mine) == 1, notifications["notifications"]
 
     await api.call("update_sales_agent", {**ACCOUNT, "sales_agent_id": "moving", "agent_url": field.url(index(TARGET))})
     view = await discovered(api, "moving", timeout=30)  # not after the backoff (16 s and more by now)
