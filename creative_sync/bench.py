@@ -56,12 +56,18 @@ class CpuMeter:
     def snapshot(self) -> dict[str, float]:
         seconds = {"bench": sum(os.times()[:2])}  # this process: clients and, in the sync part, the sim agents
         for name, pid in self.pids.items():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            seconds[name] = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
+            spent = self.process_cpu_s(pid)
+            if spent is not None:
+                seconds[name] = spent
         return seconds
+
+    def process_cpu_s(self, pid: int) -> float | None:
+        """CPU seconds (user + system) process `pid` has used so far."""
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
 
     @staticmethod
     def per_thousand(before: dict[str, float], after: dict[str, float], units: int) -> dict[str, float]:
@@ -310,6 +316,14 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             synced = report["sync"] = asyncio.run(sync_part(
                 gateway.base_url, token, agents=args.agents, creatives=args.sync_creatives, rate=args.update_rate,
                 updates=args.updates, progress=progress, cpu=cpu))
+        scale = None
+        if args.scale:
+            from creative_sync.bench_scale import restart_cpu_s, scale_part
+
+            sizes = tuple(int(n) for n in args.scale_sizes.split(","))
+            scale = report["scale"] = asyncio.run(scale_part(gateway, token, cpu, sizes, progress=progress))
+            scale["gateway_restart_cpu_s"], scale["gateway_restart_wall_s"] = restart_cpu_s(gateway, cpu)
+            cpu.watch("gateway", gateway.process.pid)
         if args.json:
             print(json.dumps(report, indent=2))
             return 0
@@ -339,6 +353,19 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
                   f"p99 {synced['latency_p99_ms']:7.0f} ms   (updates offered at {synced['update_rate_offered_per_s']:,.0f} "
                   f"creatives/s × {synced['agents']} agents; {synced['update_deliveries']:,} of "
                   f"{synced['update_deliveries_expected']:,} re-syncs received)")
+        if scale:
+            for size, figures in scale["sizes"].items():
+                print(f"{f'library of {size:,} creatives':34} gateway RSS {figures['gateway_rss_kib'] / 1024:,.0f} MiB   "
+                      f"loaded at {figures['load_creatives_per_s']:,.0f} creatives/s")
+                for name in ("first_page", "filtered_page", "name_sorted_page"):
+                    read = figures[name]
+                    print(f"{'  list_creatives ' + name.replace('_', ' '):34} CPU {read['cpu_ms_per_request']:6.1f} ms/request "
+                          f"(gateway + worker)   p50 {read['p50_ms']:6.1f} ms   p99 {read['p99_ms']:6.1f} ms")
+            print(f"{'gateway RSS growth':34} {scale['gateway_rss_growth_bytes_per_creative']:,.0f} bytes per creative")
+            print(f"{'list CPU, largest ÷ smallest':34} " + ", ".join(
+                f"{k.replace('_', ' ')} × {v:.2f}" for k, v in scale["cpu_ratio_large_to_small"].items()))
+            print(f"{'gateway restart → /readyz':34} {scale['gateway_restart_cpu_s']:5.2f} CPU-s   "
+                  f"{scale['gateway_restart_wall_s']:5.1f} s   (library of {max(scale['sizes']):,})")
         for i, seconds in enumerate(rejoins):
             print(f"{'rejoin after kill -9, round ' + str(i + 1):34} {seconds:5.1f} s (restart → first event processed)")
         return 0

@@ -137,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="creatives synced to every agent in the sync part (0: skip the sync part)")
     bench.add_argument("--update-rate", type=float, default=100.0, help="content updates offered per second (latency)")
     bench.add_argument("--updates", type=int, default=500, help="content updates for the latency figure")
+    bench.add_argument("--scale", action="store_true",
+                       help="also grow one account's library (see --scale-sizes) and measure gateway memory, list cost "
+                            "per request and a gateway restart at each size")
+    bench.add_argument("--scale-sizes", default="10000,100000", help="library sizes of the scale part (comma-separated)")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(func=cmd_bench)
     return parser

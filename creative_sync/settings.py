@@ -30,7 +30,10 @@ class Settings:
     store: str = "rocksdb://"  # memory:// in tests
     data_dir: Path = Path("var")
     worker_host: str = "127.0.0.1"
-    worker_port: int = 6066  # the worker's /metrics
+    worker_port: int = 6066  # the worker's web port: /metrics and the owner queries (/owners/...)
+    #: Where the gateway first asks which worker owns what (any live worker answers for all; the
+    #: others are learnt from its answer). Empty: this settings' own worker_host:worker_port.
+    worker_urls: tuple[str, ...] = ()
     # Tuned for fast joins and recovery (faust's defaults: 60 s session → ~30 s joins and
     # ~110 s after a crash on the embedded broker; a crashed member's group rejoins after ~1.8×
     # the session timeout). Heartbeat well under a third of the session; faust heartbeats from
@@ -47,6 +50,9 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     #: How long a request waits for the pipeline's answer before answering `submitted` (AdCP async).
     request_budget_s: float = 2.0
+    #: How long a read waits for the worker that owns the data (e.g. while a rebalance moves it)
+    #: before answering a transient SERVICE_UNAVAILABLE.
+    read_deadline_s: float = 10.0
     mcp_session_ttl_s: float = 3600.0
     #: The gateway's URL as sales agents reach it (their webhooks to us); None: http://<gateway host>:<port>.
     public_url: str | None = None
@@ -90,6 +96,7 @@ class Settings:
             data_dir=data_dir,
             worker_host=_env("CREATIVE_SYNC_WORKER_HOST", "127.0.0.1"),
             worker_port=int(_env("CREATIVE_SYNC_WORKER_PORT", "6066")),
+            worker_urls=tuple(u.strip() for u in _env("CREATIVE_SYNC_WORKER_URLS", "").split(",") if u.strip()),
             session_timeout_s=float(_env("CREATIVE_SYNC_SESSION_TIMEOUT_S", "5")),
             heartbeat_interval_s=float(_env("CREATIVE_SYNC_HEARTBEAT_INTERVAL_S", "1")),
             request_timeout_s=float(_env("CREATIVE_SYNC_REQUEST_TIMEOUT_S", "30")),
@@ -99,6 +106,7 @@ class Settings:
             gateway_port=int(_env("CREATIVE_SYNC_GATEWAY_PORT", "8080")),
             max_body_bytes=int(_env("CREATIVE_SYNC_MAX_BODY_BYTES", str(4 * 1024 * 1024))),
             request_budget_s=float(_env("CREATIVE_SYNC_REQUEST_BUDGET_S", "2")),
+            read_deadline_s=float(_env("CREATIVE_SYNC_READ_DEADLINE_S", "10")),
             mcp_session_ttl_s=float(_env("CREATIVE_SYNC_MCP_SESSION_TTL_S", "3600")),
             public_url=_env_opt("CREATIVE_SYNC_PUBLIC_URL"),
             webhook_signing_key_file=Path(key) if (key := _env_opt("CREATIVE_SYNC_WEBHOOK_SIGNING_KEY_FILE")) else None,
@@ -128,6 +136,10 @@ class Settings:
         return (self.public_url or f"http://{self.gateway_host}:{self.gateway_port}").rstrip("/")
 
     @property
+    def worker_seeds(self) -> tuple[str, ...]:
+        return self.worker_urls or (f"http://{self.worker_host}:{self.worker_port}",)
+
+    @property
     def secrets_key_path(self) -> Path:
         return self.secrets_key_file or self.data_dir / "secrets.key"
 
@@ -143,6 +155,7 @@ class Settings:
             "CREATIVE_SYNC_DATA_DIR": str(self.data_dir),
             "CREATIVE_SYNC_WORKER_HOST": self.worker_host,
             "CREATIVE_SYNC_WORKER_PORT": str(self.worker_port),
+            "CREATIVE_SYNC_WORKER_URLS": ",".join(self.worker_urls),
             "CREATIVE_SYNC_SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "CREATIVE_SYNC_HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
             "CREATIVE_SYNC_REQUEST_TIMEOUT_S": str(self.request_timeout_s),
@@ -152,6 +165,7 @@ class Settings:
             "CREATIVE_SYNC_GATEWAY_PORT": str(self.gateway_port),
             "CREATIVE_SYNC_MAX_BODY_BYTES": str(self.max_body_bytes),
             "CREATIVE_SYNC_REQUEST_BUDGET_S": str(self.request_budget_s),
+            "CREATIVE_SYNC_READ_DEADLINE_S": str(self.read_deadline_s),
             "CREATIVE_SYNC_MCP_SESSION_TTL_S": str(self.mcp_session_ttl_s),
             "CREATIVE_SYNC_PRINCIPALS_FILE": str(self.principals_file),
             "CREATIVE_SYNC_SECRETS_KEY_FILE": str(self.secrets_key_path),

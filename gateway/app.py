@@ -15,12 +15,13 @@ from gateway.auth import PrincipalStore
 from gateway.broker import BrokerLink
 from gateway.metrics import GatewayMetrics
 from gateway.operations import Registry
+from gateway.owners import Owners
 from gateway.read_model import LibraryView
 from gateway.tasks import Tasks
 from gateway.webhooks import Rfc9421Signer, TaskWebhooks
 from streams.sync.outbound import Policy
 from topics.catalogue import Codecs, table
-from topics.credentials import SecretBox
+from topics.credentials import OWNER_QUERIES, SecretBox
 from topics.registry import SchemaRegistryClient
 from topics.views import AgentDirectory, CampaignDirectory, CompactedView, SyncStatusView
 
@@ -53,8 +54,10 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     app[keys.CODECS] = codecs = Codecs(registry, settings.topic_prefix)
     app[keys.BROKER] = BrokerLink(settings.bootstrap_servers)
     app[keys.LIBRARY_VIEW] = view = LibraryView(settings.bootstrap_servers, codecs, settings.topic_prefix)
-    app[keys.AGENTS] = AgentDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix,
-                                      SecretBox.from_file(settings.secrets_key_path))
+    box = SecretBox.from_file(settings.secrets_key_path)
+    app[keys.AGENTS] = AgentDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix, box)
+    app[keys.OWNERS] = Owners(settings.worker_seeds, box.token(OWNER_QUERIES), codecs.partition_of("library_commands"),
+                              deadline_s=settings.read_deadline_s, metrics=app[keys.METRICS])
     app[keys.INBOUND] = agent_webhooks.Inbound()
     app[keys.SYNC_STATUS] = SyncStatusView(settings.bootstrap_servers, codecs, settings.topic_prefix)
     app[keys.CAMPAIGNS] = CampaignDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix)
@@ -83,6 +86,7 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
 def _lifecycle(webhooks: TaskWebhooks):  # noqa: ANN202
     async def owned(app: web.Application) -> AsyncIterator[None]:
         await app[keys.BROKER].start()
+        await app[keys.OWNERS].start()
         await app[keys.LIBRARY_VIEW].start()
         await app[keys.AGENTS].start()
         await app[keys.SYNC_STATUS].start()
@@ -97,6 +101,7 @@ def _lifecycle(webhooks: TaskWebhooks):  # noqa: ANN202
         await app[keys.SYNC_STATUS].stop()
         await app[keys.AGENTS].stop()
         await app[keys.LIBRARY_VIEW].stop()
+        await app[keys.OWNERS].stop()
         await app[keys.BROKER].stop()
 
     return owned

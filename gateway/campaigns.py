@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway import keys
+from gateway import keys, library
 from gateway.errors import AdcpRequestError, invalid
 from gateway.notifications import campaign_counts, health_view
 from gateway.operations import Call, Operation
@@ -102,8 +102,7 @@ async def _sync(call: Call, account_id: str, campaign: CampaignEntity, creative_
     the primary operation has happened, and the summary says what did not."""
     if campaign.status in _NO_SYNC_STATUSES:
         return {"queued": 0, "skipped": 0, "creatives": [], "note": f"Campaign is {campaign.status}: nothing synced."}
-    directory, library = call.app[keys.AGENTS], call.app[keys.LIBRARY_VIEW].creatives.get(account_id, {})
-    agents, unknown = {}, []
+    directory, agents, unknown = call.app[keys.AGENTS], {}, []
     for tactic in tactics:
         if tactic.status != "active":
             continue
@@ -112,8 +111,12 @@ async def _sync(call: Call, account_id: str, campaign: CampaignEntity, creative_
             agents[agent.sales_agent_id] = agent
         else:
             unknown.append(public(str(tactic.sales_agent_id)))
-    changes = [c for c in (library.get(i) for i in creative_ids) if c is not None and c.status != "archived"]
     summary: dict[str, Any] = {"queued": 0, "skipped": 0, "creatives": []}
+    try:
+        found = await library.creatives(call.app, account_id, creative_ids) if agents else {}
+    except AdcpRequestError as error:  # the library's owner is briefly away: the primary result stands
+        return {**summary, "note": f"Not synced: {error.message}"}
+    changes = [c for i in creative_ids if (c := found.get(i)) is not None and c.status != "archived"]
     if unknown:
         summary["unavailable_sales_agents"] = sorted(set(unknown))
     if not agents or not changes:
@@ -248,8 +251,8 @@ async def assign_creative(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
     campaign = owned(call, EntityType.CAMPAIGN, "campaign_id", account_id)
     ids = creative_ids_of(call.params)
-    library = call.app[keys.LIBRARY_VIEW].creatives.get(account_id, {})
-    missing = [i for i in ids if i not in library or library[i].status == "archived"]
+    found = await library.creatives(call.app, account_id, ids)
+    missing = [i for i in ids if i not in found or found[i].status == "archived"]
     if missing:
         raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No creative {', '.join(missing)} in this library.",
                                field="creative_ids" if "creative_ids" in call.params else "creative_id")

@@ -4,8 +4,9 @@ get_adcp_capabilities, as operations of the registry (MCP tools and REST routes 
 sync_creatives is validated here, published as a library command (keyed by account) and answered
 by the library processor through the task-results topic: `completed` when the answer (and its
 changes, for read-your-writes) arrive within the request budget, `submitted` otherwise, with a
-task webhook when `push_notification_config` asks for one. dry_run is computed here, from the
-read model, and publishes nothing.
+task webhook when `push_notification_config` asks for one. dry_run is rehearsed by the worker that
+owns the account, against its library, and publishes nothing. list_creatives is a page computed by
+the owners of the accounts read (gateway/library.py).
 """
 from __future__ import annotations
 
@@ -13,15 +14,15 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway import keys
+from gateway import keys, library
 from gateway.accounts import account_view
 from gateway.errors import AdcpErrors, AdcpRequestError, OutcomeUnknown
 from gateway.operations import Call, Operation
 from gateway.scope import target_url
-from gateway.queries import QueryError, list_creatives as query_creatives
 from streams.library import logic
 from streams.library.versions import SUPPORTED_VERSIONS
 from streams.library.formats import list_formats, supported_formats
+from streams.library.queries import QueryError, parse_query
 from streams.library.requests import (RequestRejected, creative_problems, parse_sync_request,
                                       payload_hash, task_id_for, without_secrets)
 from topics.catalogue import topic
@@ -30,8 +31,6 @@ from topics.events import LibraryCommand, LibraryOperation, TaskResult, TaskStat
 _UNCONFIRMED = ("The broker did not confirm the request in time; it may be applying it. Poll get_task_status: "
                 "if it still says working after a minute, send the same request again with the same idempotency_key "
                 "(applied at most once).")
-#: Actions that come with a creative-changed event (what read-your-writes waits for).
-_EVENT_ACTIONS = frozenset({"created", "updated", "deleted"})
 
 
 def _envelope_of(schema: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +78,10 @@ async def sync_creatives(call: Call) -> dict[str, Any]:
     view = app[keys.LIBRARY_VIEW]
     now = datetime.now(UTC)
     if request.dry_run:
-        return with_context(_dry_run(request, view.creatives.get(request.account_id, {}), now), params)
+        rehearsed = await library.dry_run(app, request.account_id, params)
+        if rehearsed.get("errors") and "creatives" not in rehearsed:
+            raise AdcpErrors(400, rehearsed["errors"])
+        return with_context(rehearsed, params)
 
     request_hash = payload_hash(params)
     task_id = task_id_for(request.account_id, request.idempotency_key, request_hash)
@@ -107,18 +109,15 @@ async def sync_creatives(call: Call) -> dict[str, Any]:
             app[keys.TASKS].forget(task_id)
         raise
     app[keys.METRICS].published.labels("library_commands").inc()
-    result = await view.settle(task_id, answer, settings.request_budget_s, changed_ids=_changed_ids)
+    # Read-your-writes: the owner writes the library before it publishes the answer, and reads are
+    # asked of the owner, so once the answer is here every read of this account sees the changes.
+    result = await view.settle(task_id, answer, settings.request_budget_s)
     if result is None:
         app[keys.TASKS].watch(task_id)  # the final answer goes to get_task_status and the webhook
         return with_context({"status": "submitted", "task_id": task_id,
                               "message": "Accepted; the library is applying it. Poll get_task_status or await the webhook."},
                              params)
     return _answer(result, params)
-
-
-def _changed_ids(result: TaskResult) -> set[str]:
-    body = json.loads(result.result_json)
-    return {c["creative_id"] for c in body.get("creatives", []) if c.get("action") in _EVENT_ACTIONS and not body.get("replayed")}
 
 
 def _answer(result: TaskResult, params: dict[str, Any]) -> dict[str, Any]:
@@ -129,29 +128,20 @@ def _answer(result: TaskResult, params: dict[str, Any]) -> dict[str, Any]:
     return with_context(body, params)
 
 
-def _dry_run(request, library: dict, now: datetime) -> dict[str, Any]:  # noqa: ANN001
-    existing = {cid: logic.stored_from_change(change) for cid, change in library.items()}
-    decision = logic.apply_sync(request, command_id="dry-run", existing=existing, library_ids=list(library), now=now,
-                                validate=creative_problems)
-    if decision.errors:
-        raise AdcpErrors(400, decision.errors)
-    return logic.sync_response_for(decision, dry_run=True)
-
-
 # -- list_creatives ------------------------------------------------------------------------------
 async def list_creatives(call: Call) -> dict[str, Any]:
-    view = call.app[keys.LIBRARY_VIEW]
-    chosen = (call.params.get("filters") or {}).get("accounts")
+    params = call.params
+    chosen = (params.get("filters") or {}).get("accounts")
     try:
-        if chosen:  # an agency reading several of its accounts' libraries at once
-            account_ids = sorted({account_of(call, ref, field="filters.accounts") for ref in chosen})
-            creatives = [c for account_id in account_ids for c in view.account_creatives(account_id)]
-            body = query_creatives(creatives, call.params, {a: account_view(a) for a in account_ids})
-        else:
-            body = query_creatives(view.account_creatives(account_of(call, call.params.get("account"))), call.params)
+        query = parse_query(params)
     except QueryError as error:
         raise AdcpRequestError(400, "INVALID_REQUEST", str(error), field=error.field) from None
-    return with_context(body, call.params)
+    if chosen:  # an agency reading several of its accounts' libraries at once
+        account_ids = sorted({account_of(call, ref, field="filters.accounts") for ref in chosen})
+        body = await library.page(call.app, query, account_ids, {a: account_view(a) for a in account_ids}, params.get("fields"))
+    else:
+        body = await library.page(call.app, query, [account_of(call, params.get("account"))], None, params.get("fields"))
+    return with_context(body, params)
 
 
 # -- get_task_status -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from gateway.broker import BrokerLink
 from gateway.metrics import GatewayMetrics
 from gateway.mcp import Sessions
 from gateway.operations import Registry
+from gateway.owners import Owners
 from gateway.read_model import LibraryView
 from gateway.tasks import Tasks
 from topics.catalogue import Codecs
@@ -23,6 +24,7 @@ OPERATIONS = web.AppKey("operations", Registry)
 MCP_SESSIONS = web.AppKey("mcp_sessions", Sessions)
 A2A = web.AppKey("a2a", object)  # gateway.a2a.A2AServer (it imports keys)
 LIBRARY_VIEW = web.AppKey("library_view", LibraryView)
+OWNERS = web.AppKey("owners", Owners)  # reads of an account's library, asked of the worker that owns it
 AGENTS = web.AppKey("agents", AgentDirectory)
 SYNC_STATUS = web.AppKey("sync_status", SyncStatusView)
 CAMPAIGNS = web.AppKey("campaigns", CampaignDirectory)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway import keys
+from gateway import keys, library
 from gateway.creatives import account_of, with_context
 from gateway.errors import AdcpRequestError
 from gateway.operations import Call, Operation
@@ -28,16 +28,15 @@ def _refuse(error: retrieval.NotRenderable, status: int = 400) -> AdcpRequestErr
                             recovery="correctable")
 
 
-def _creative(call: Call, account_id: str) -> dict[str, Any]:
+async def _creative(call: Call, account_id: str) -> dict[str, Any]:
     params = call.params
-    library = call.app[keys.LIBRARY_VIEW].account_creatives(account_id)
     if isinstance(params.get("creative_id"), str):
         wanted = params["creative_id"]
-        found = next((c for c in library if c.creative_id == wanted), None)
+        found = (await library.creatives(call.app, account_id, [wanted])).get(wanted)
         field = "creative_id"
     elif isinstance(params.get("buyer_ref"), str):
         wanted = params["buyer_ref"]
-        found = next((c for c in library if json.loads(c.creative_json).get("buyer_ref") == wanted), None)
+        found = await library.creative_by_buyer_ref(call.app, account_id, wanted)
         field = "buyer_ref"
     else:
         raise AdcpRequestError(400, "INVALID_REQUEST", "Name the library creative: creative_id (or your buyer_ref).",
@@ -74,7 +73,7 @@ async def build_creative(call: Call) -> dict[str, Any]:
                                "it does not generate, transform or estimate.", field=field,
                                suggestion="Send creative_id and target_format_id; get_adcp_capabilities says what is supported.")
     account_id = account_of(call, params.get("account"))
-    creative = _creative(call, account_id)
+    creative = await _creative(call, account_id)
     targets, named, several = _targets(params)
     own_urls = (call.app[keys.SETTINGS].webhook_base_url,)
     macro_values = params.get("macro_values") or {}

@@ -16,10 +16,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway import keys
+from gateway import keys, library
 from gateway.errors import AdcpRequestError, invalid
 from gateway.operations import Call, Operation
-from gateway.queries import as_adcp
+from streams.library.queries import as_adcp
 from gateway.scope import (MAX_CREATIVES, account_of, agent_of, claim, creative_ids_of, entity_id_of, owned, target_url,
                            visible_to)
 from streams.matching.logic import Match, TacticActivity, detected_agents, formats_of, match, traits_of
@@ -242,10 +242,10 @@ def _owned_agent(call: Call, account_id: str) -> SalesAgent:
 async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
     creative_ids = creative_ids_of(call.params)
-    library = call.app[keys.LIBRARY_VIEW].creatives.get(account_id, {})
+    found = await library.creatives(call.app, account_id, creative_ids)
     changes = []
     for creative_id in creative_ids:
-        change = library.get(creative_id)
+        change = found.get(creative_id)
         if change is None or change.status == "archived":
             raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No creative {creative_id} in this library.",
                                    field="creative_ids" if "creative_ids" in call.params else "creative_id")
@@ -367,15 +367,15 @@ async def queue_syncs(call: Call, account_id: str, changes: list[CreativeChanged
 async def get_creative_sync_status(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
     ids = creative_ids_of(call.params)
-    library = call.app[keys.LIBRARY_VIEW].creatives.get(account_id, {})
+    found = await library.creatives(call.app, account_id, ids)
     status_view, directory = call.app[keys.SYNC_STATUS], call.app[keys.AGENTS]
     creatives = []
     for creative_id in ids:
-        if creative_id not in library:
+        if creative_id not in found:
             raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No creative {creative_id} in this library.", field="creative_ids")
         rows = status_view.rows(account_id, creative_id)
         creatives.append({
-            "creative_id": creative_id, "content_version": library[creative_id].content_version,
+            "creative_id": creative_id, "content_version": found[creative_id].content_version,
             "summary": {"total_agents": len(rows), **summary(rows)},
             "sales_agents": [{
                 "sales_agent_id": public(r.sales_agent_id),
@@ -409,7 +409,8 @@ async def get_creative(call: Call) -> dict[str, Any]:
     per agent."""
     account_id = account_of(call)
     creative_id = call.params.get("creative_id")
-    change = call.app[keys.LIBRARY_VIEW].creatives.get(account_id, {}).get(creative_id) if isinstance(creative_id, str) else None
+    change = (await library.creatives(call.app, account_id, [creative_id])).get(creative_id) \
+        if isinstance(creative_id, str) else None
     if change is None:
         raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No creative {creative_id} in this library.", field="creative_id")
     rows = call.app[keys.SYNC_STATUS].rows(account_id, change.creative_id)

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from creative_sync.settings import Settings
 from streams import transport
+from streams.library.store import index_store_url
 from streams.metrics import WorkerMetrics
 from streams.runtime import DeadLetters
 from streams import serdes
@@ -44,6 +45,7 @@ class Pipeline:
     status_view: SyncStatusView | None = None  # every creative's status rows, all partitions (streams.health)
     sync_engine: object | None = None  # streams.sync.agent.SyncEngine, for tests and metrics
     health_monitor: object | None = None  # streams.health.agent.HealthMonitor
+    library: object | None = None  # streams.library.store.LibraryStore: the owner's reads (streams.library.reads)
 
     async def publish(self, role: str, key: bytes, value: bytes) -> None:
         """Produce one record of topic `role` straight through faust's own aiokafka producer.
@@ -153,7 +155,8 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
         )
     for table in TABLES:
         changelog = table.changelog_name(settings.app_id)
-        faust_table = app.Table(table.name, partitions=table_partitions(table), use_partitioner=table.written_by_timers)
+        faust_table = app.Table(table.name, partitions=table_partitions(table), use_partitioner=table.written_by_timers,
+                                store=index_store_url(settings.store) if table.ordered else None)
         # faust derives serializers from key_type/value_type (json by default), and App.Table()
         # already built the changelog topic with them: set Avro, then rebuild the changelog topic,
         # or recovery would read Avro changelogs as JSON. The store is built lazily, after this.
@@ -179,10 +182,12 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
 
     from streams.health import agent as health  # processors register their agents on the app
     from streams.library import agent as library
+    from streams.library import reads
     from streams.status import agent as status
     from streams.sync import agent as sync
 
     library.register(pipeline)
+    reads.register(pipeline)
     sync.register(pipeline)
     status.register(pipeline)
     health.register(pipeline)

@@ -59,6 +59,7 @@ class TableSpec:
     doc: str
     key_schema: str = KEY_SCHEMA
     written_by_timers: bool = False  # written outside stream events: partitioned by its key, like its source
+    ordered: bool = False  # read by key range (the memory store of tests is then kept sorted, as RocksDB is)
 
     def changelog_name(self, app_id: str) -> str:
         return f"{app_id}-{self.name}-changelog"
@@ -106,6 +107,11 @@ TOPICS: tuple[TopicSpec, ...] = (
 TABLES: tuple[TableSpec, ...] = (
     TableSpec("creatives", "library_commands", "account_id/creative_id", "stored_creative",
               "The creative library: one row per creative, applied idempotently per command."),
+    TableSpec("library_index", "library_commands", "account_id, sort order, position (fixed width: streams.library.index)",
+              "library_index_entry", "The library's per-account ordered keys: a row per creative and sort order, so "
+              "that a page of list_creatives reads a range of keys, not the library.", ordered=True),
+    TableSpec("library_counts", "library_commands", "account_id", "library_counts",
+              "Per account, its creatives counted by status and format: list totals and summaries."),
     TableSpec("idempotency", "library_commands", "account_id/idempotency_key", "idempotency_record",
               "Per account and idempotency key, the first answer: replays and conflicts are decided here."),
     TableSpec("sync_queues", "sync_jobs", "sales_agent_id/account_id", "agent_queue",

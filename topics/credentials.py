@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import hashlib
+import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +27,19 @@ class AgentSecrets:
                 f"webhook_secret={'***' if self.webhook_secret else None}, headers={[name for name, _ in self.headers]})")
 
 
+#: What the gateway's bearer token for the workers' owner queries is derived for (SecretBox.token).
+OWNER_QUERIES = "owner-queries"
+
+
 class SecretBox:
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
+        self._key = key
+
+    def token(self, purpose: str) -> str:
+        """A bearer token for calls between our own processes (e.g. the gateway asking a worker):
+        derived from the shared key, so only holders of the key can make or check it."""
+        return hmac.new(self._key, purpose.encode(), hashlib.sha256).hexdigest()
 
     @classmethod
     def from_file(cls, path: Path) -> "SecretBox":

@@ -396,6 +396,15 @@ class NotificationState(Event):
     updated_at: datetime
 
 
+class LibraryIndexEntry(Event):
+    creative_id: str
+
+
+class LibraryCounts(Event):
+    account_id: str
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
 class IdempotencyRecord(Event):
     account_id: str
     idempotency_key: str
@@ -449,6 +458,8 @@ MODELS: dict[str, type[Event]] = {
     "creative_changed": CreativeChanged,
     "stored_creative": StoredCreative,
     "idempotency_record": IdempotencyRecord,
+    "library_index_entry": LibraryIndexEntry,
+    "library_counts": LibraryCounts,
     "sync_job": SyncJob,
     "sync_result": SyncResult,
     "sync_result_batch": SyncResultBatch,

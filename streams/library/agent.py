@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from streams.library import logic
+from streams.library import index, logic
+from streams.library.store import LibraryStore
 from streams.library.logic import Verdict
 from streams.library.requests import Problem, RequestRejected, creative_problems, parse_sync_request, payload_hash
 from streams.runtime import consume, stored_row
 from topics.codec import from_json, to_json
-from topics.events import ChangeKind, FailureStage, IdempotencyRecord, LibraryCommand, LibraryOperation, TaskResult, TaskStatus
+from topics.events import (ChangeKind, FailureStage, IdempotencyRecord, LibraryCommand, LibraryCounts, LibraryIndexEntry,
+                           LibraryOperation, TaskResult, TaskStatus)
 
 PROCESSOR = "library"
 
@@ -22,13 +24,13 @@ PROCESSOR = "library"
 def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
     app, codecs, metrics = pipeline.app, pipeline.codecs, pipeline.metrics
     creatives, idempotency = pipeline.tables["creatives"], pipeline.tables["idempotency"]
+    counts_table = pipeline.tables["library_counts"]
+    store = pipeline.library = LibraryStore(creatives, pipeline.tables["library_index"], counts_table,
+                                              codecs.partition_of("library_commands"))
 
     def library_of(account_id: str) -> list[str]:
-        # Only delete_missing needs an account's whole library: a scan of this worker's share of the
-        # table (the account's rows all live in the partition of the command) beats an index record
-        # rewritten on every new creative.
-        prefix = logic.creative_key(account_id, "")
-        return [key[len(prefix):] for key in creatives.keys() if key.startswith(prefix)]
+        # Only delete_missing needs an account's whole library: the walk of its index range.
+        return [stored.creative_id for _, stored in store.scan(account_id, "created_date", False, None)]
 
     state_key, state_value = codecs.key("creative_state"), codecs.value("creative_state")
     content_value = codecs.value("content_changes")
@@ -67,15 +69,19 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             return
 
         library_ids = library_of(command.account_id) if request.delete_missing else []
-        wanted = {str(c.get("creative_id")) for c in request.creatives}
-        wanted |= {str(a.get("creative_id")) for a in [*request.assignments, *request.assignment_operations]}
-        wanted |= set(library_ids)
-        existing = {cid: stored_row(creatives, logic.creative_key(command.account_id, cid)) for cid in wanted}
+        existing = {cid: store.get(command.account_id, cid) for cid in logic.named_ids(request, library_ids)}
         decision = logic.apply_sync(request, command_id=command.command_id, existing=existing, library_ids=library_ids,
                                     now=now, source_offset=offset, validate=creative_problems)
         partition = event.message.partition  # the tables follow the commands' partitions
         await pipeline.write_rows("creatives", ((logic.creative_key(stored.account_id, stored.creative_id), stored)
                                                 for stored in decision.writes), partition=partition)
+        if decision.writes:  # the ordered keys and counts follow the rows (same partition, same command)
+            moves = [(existing.get(stored.creative_id), stored) for stored in decision.writes]
+            await pipeline.write_rows("library_index", ((key, LibraryIndexEntry(creative_id=cid) if cid else None)
+                                                        for key, cid in index.index_rows(moves)), partition=partition)
+            counts = LibraryCounts(account_id=command.account_id,
+                                   counts=index.count_changes(store.counts(command.account_id), moves))
+            await pipeline.write_rows("library_counts", [(command.account_id, counts)], partition=partition)
         for change in decision.events:
             key = state_key.encode(logic.creative_key(change.account_id, change.creative_id))
             await pipeline.publish("creative_state", key, state_value.encode(change))

@@ -282,6 +282,18 @@ def apply_sync(
     return decision
 
 
+def buyer_ref_of(stored: StoredCreative) -> Any:
+    return json.loads(stored.creative_json).get("buyer_ref")
+
+
+def named_ids(request: SyncRequest, library_ids: Iterable[str] = ()) -> set[str]:
+    """The creatives whose current rows `apply_sync` needs: those the request names or assigns,
+    and for delete_missing the account's whole library (`library_ids`)."""
+    wanted = {str(c.get("creative_id")) for c in request.creatives}
+    wanted |= {str(a.get("creative_id")) for a in [*request.assignments, *request.assignment_operations]}
+    return wanted | set(library_ids)
+
+
 def _assignments(request: SyncRequest, existing: Mapping[str, StoredCreative | None],
                  upserted: set[str]) -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
     """New package lists per creative from `assignments` (additive) or `assignment_operations`

@@ -8,7 +8,7 @@ import pytest
 from adcp.validation import validate_response
 
 from creative_sync.samples import display_creative, video_creative
-from gateway.queries import QueryError, list_creatives
+from streams.library.queries import QueryError, list_creatives
 from topics.events import ChangeKind, CreativeChanged
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -1,0 +1,121 @@
+"""Reads routed to their owners (Kafka Streams' interactive queries): an account's library lives in
+the tables of the worker that owns the account's partition, and the gateway asks that worker
+(streams/library/reads.py) instead of keeping a copy of every library.
+
+Which worker owns which partition comes from any worker (`/owners/routing`: faust's assignment,
+which every member knows); it is kept until an answer says it changed (421: not the owner any
+more) or a worker cannot be reached, then read again. During a rebalance the owner answers 503
+until its tables are recovered; the gateway retries until the read's deadline, then answers the
+caller with a transient AdCP error.
+
+Holds: the routing (one URL per partition) and the members' URLs (bounded). Nothing per creative.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.errors import AdcpRequestError
+
+log = logging.getLogger(__name__)
+_MAX_MEMBERS = 64
+
+
+class OwnersUnavailable(AdcpRequestError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(503, "SERVICE_UNAVAILABLE", f"The library is not readable right now: {detail}.",
+                         recovery="transient", retry_after=2, suggestion="Retry in a few seconds.")
+
+
+class Owners:
+    def __init__(self, seeds: Iterable[str], token: str, partition_of: Callable[[str], int], *,
+                 deadline_s: float = 15.0, metrics: Any = None) -> None:
+        self._members = list(dict.fromkeys(u.rstrip("/") for u in seeds))
+        self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self._partition_of, self._deadline_s, self._metrics = partition_of, deadline_s, metrics
+        self._owners: dict[int, str] = {}
+        self._refreshing: asyncio.Lock | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10, connect=2))
+        self._refreshing = asyncio.Lock()
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # -- routing --------------------------------------------------------------------------------
+    async def _refresh(self, seen: dict[int, str]) -> None:
+        """Read the routing again, unless another request already did since `seen` was read."""
+        async with self._refreshing:
+            if self._owners is not seen:
+                return
+            for member in list(self._members):
+                try:
+                    async with self._session.get(f"{member}/owners/routing", headers=self._headers) as response:
+                        if response.status != 200:
+                            continue
+                        routing = orjson.loads(await response.read())
+                except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                    continue
+                owners = {int(p): url.rstrip("/") for p, url in routing["owners"].items()}
+                if owners:
+                    self._owners = owners
+                    known = [*self._members, *(u.rstrip("/") for u in routing["members"])]
+                    self._members = list(dict.fromkeys(known))[-_MAX_MEMBERS:]
+                    if self._metrics is not None:
+                        self._metrics.routing_refreshes.inc()
+                    return
+            self._owners = {}  # nobody answered with an assignment: ask again next time
+
+    # -- asking -----------------------------------------------------------------------------------
+    async def ask(self, path: str, accounts: Iterable[str], payload: Callable[[list[str]], dict[str, Any]]) -> list[Any]:
+        """POST `payload(accounts of one owner)` to each owner of `accounts`; their answers, in order
+        of the owners asked. Raises OwnersUnavailable when the owners cannot answer in time."""
+        pending = sorted(set(accounts))
+        answers: list[Any] = []
+        deadline, pause = time.monotonic() + self._deadline_s, 0.05
+        while True:
+            owners = self._owners
+            by_owner: dict[str, list[str]] = {}
+            for account in pending:
+                by_owner.setdefault(owners.get(self._partition_of(account), ""), []).append(account)
+            if "" not in by_owner:
+                results = await asyncio.gather(*(self._post(url, path, payload(group)) for url, group in by_owner.items()))
+                pending = []
+                for group, (status, body) in zip(by_owner.values(), results):
+                    if status == 200:
+                        answers.append(body)
+                    else:
+                        pending += group
+                if not pending:
+                    return answers
+            await self._refresh(owners)  # unknown, moved (421), recovering (503) or unreachable
+            if self._owners is not owners and self._owners and "" in by_owner:
+                continue  # a routing at last: use it at once
+            if time.monotonic() + pause > deadline:
+                raise OwnersUnavailable("the workers that own it are not answering (rebalancing or down)")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    async def _post(self, url: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        started = time.perf_counter()
+        try:
+            async with self._session.post(f"{url}{path}", data=orjson.dumps(body), headers=self._headers) as response:
+                answer = orjson.loads(await response.read()) if response.status in (200, 421, 503) else None
+                status = response.status
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
+            log.info("owner %s did not answer %s: %s", url, path, type(error).__name__)
+            status, answer = 0, None
+        if self._metrics is not None:
+            self._metrics.owner_reads.labels(path.rsplit("/", 1)[-1], str(status)).observe(time.perf_counter() - started)
+        if status not in (0, 200, 421, 503):
+            raise AdcpRequestError(500, "INTERNAL_ERROR", f"The library owner answered {status}.", recovery="transient")
+        return status, answer

@@ -1,0 +1,161 @@
+"""The library's per-account ordered keys: one index row per creative and sort order, kept by the
+library processor in the owner's store next to the creatives, so that a page of `list_creatives`
+(and the next page, and `delete_missing`'s walk of an account) reads a range of keys, not a library.
+
+Pure: keys and rows from stored creatives, no I/O.
+
+Why the keys look the way they do: a table's keys are stored as Avro strings, a length followed by
+the bytes, and RocksDB orders them by those bytes. Within one account and one sort order every key
+here has the same length (the sort value and the tie-breaker are fixed-width ASCII), so the byte
+order is the order of the sort values; the in-memory store of the tests keeps the same keys in a
+sorted dict and agrees. Bounds of a range are keys of that same length made of the lowest and the
+highest character.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from topics.events import StoredCreative
+
+#: Separates an index key's parts; never part of an id (ids with control characters are refused).
+SEP = "\x1f"
+_LOW, _HIGH = "\x00", "\x7f"  # below and above every character of a key's fixed-width tail
+_ID_WIDTH = 16  # hex digits of the id's digest: the tie-breaker between equal sort values
+_NAME_BYTES = 24  # a name is ordered by its first 24 bytes (lower-cased); longer ties by id digest
+_STATUS_BYTES = 16
+
+
+@dataclass(frozen=True)
+class SortOrder:
+    field: str  # the AdCP sort field (creative-sort-field)
+    code: str  # one letter in the key
+    width: int  # characters of the sort value
+
+    def value(self, stored: StoredCreative, creative: Mapping[str, Any]) -> str:
+        if self.field == "created_date":
+            return _moment(stored.created_at)
+        if self.field == "updated_date":
+            return _moment(stored.updated_at)
+        if self.field == "name":
+            return _text(str(creative.get("name") or stored.creative_id).lower(), _NAME_BYTES)
+        if self.field == "status":  # by status, then by creation
+            return _text(stored.status, _STATUS_BYTES) + _moment(stored.created_at)
+        return f"{min(len(stored.assigned_to), 0xFFFFFFFF):08x}"  # assignment_count
+
+
+def _moment(when: datetime) -> str:
+    return f"{int(when.timestamp() * 1_000_000):016x}"
+
+
+def _text(text: str, width: int) -> str:
+    """Order-preserving fixed width: the first `width` bytes in hex (hex digits keep byte order),
+    padded with zeros (a shorter text sorts before its extensions, as strings do)."""
+    return text.encode()[:width].hex().ljust(2 * width, "0")
+
+
+ORDERS: dict[str, SortOrder] = {o.field: o for o in (
+    SortOrder("created_date", "c", 16),
+    SortOrder("updated_date", "u", 16),
+    SortOrder("name", "n", 2 * _NAME_BYTES),
+    SortOrder("status", "s", 2 * _STATUS_BYTES + 16),
+    SortOrder("assignment_count", "a", 8),
+)}
+SORT_FIELDS = tuple(ORDERS)
+
+
+def id_digest(creative_id: str) -> str:
+    return hashlib.sha256(creative_id.encode()).hexdigest()[:_ID_WIDTH]
+
+
+def prefix(account_id: str, field: str) -> str:
+    return f"{account_id}{SEP}{ORDERS[field].code}{SEP}"
+
+
+def position(stored: StoredCreative, field: str, creative: Mapping[str, Any] | None = None) -> str:
+    """Where `stored` stands in `field`'s order: a fixed-width tail, comparable across accounts."""
+    creative = creative if creative is not None else json.loads(stored.creative_json)
+    return ORDERS[field].value(stored, creative) + SEP + id_digest(stored.creative_id)
+
+
+def tail_width(field: str) -> int:
+    return ORDERS[field].width + 1 + _ID_WIDTH
+
+
+def bounds(account_id: str, field: str) -> tuple[str, str]:
+    """The lowest and the highest key a row of this account and order can have (same length as any)."""
+    start, width = prefix(account_id, field), tail_width(field)
+    return start + _LOW * width, start + _HIGH * width
+
+
+def in_range(key: str, account_id: str, field: str) -> bool:
+    start = prefix(account_id, field)
+    return key.startswith(start) and len(key) == len(start) + tail_width(field)
+
+
+def keys_of(stored: StoredCreative) -> dict[str, str]:
+    """Every index key of a creative, by sort field."""
+    creative = json.loads(stored.creative_json)
+    return {field: prefix(stored.account_id, field) + position(stored, field, creative) for field in SORT_FIELDS}
+
+
+def index_rows(changes: Iterable[tuple[StoredCreative | None, StoredCreative]]) -> list[tuple[str, str | None]]:
+    """The index rows to write for creatives going from `before` to `after`: `(key, creative_id)`
+    for a new position, `(key, None)` (a tombstone) for a position left. Unchanged positions are
+    not rewritten."""
+    rows: dict[str, str | None] = {}
+    for before, after in changes:
+        old = keys_of(before) if before is not None else {}
+        new = keys_of(after)
+        for field, key in old.items():
+            if new.get(field) != key:
+                rows.setdefault(key, None)
+        for field, key in new.items():
+            if old.get(field) != key:
+                rows[key] = after.creative_id
+    return list(rows.items())
+
+
+# -- per-account counts (what a list's totals and summaries read instead of the library) -------------
+def count_key(stored: StoredCreative) -> str:
+    """The bucket a creative is counted in: `status|format_kind|shown format` (the kind, else the
+    format id, as the format summary shows it)."""
+    creative = json.loads(stored.creative_json)
+    kind, format_id = creative.get("format_kind") or "", creative.get("format_id")
+    shown = kind or (format_id.get("id") if isinstance(format_id, Mapping) else format_id) or "unknown"
+    return f"{stored.status}|{kind}|{shown}"
+
+
+def count_changes(counts: Mapping[str, int], changes: Iterable[tuple[StoredCreative | None, StoredCreative]]) -> dict[str, int]:
+    """`counts` after creatives went from `before` to `after` (buckets that reach zero disappear)."""
+    updated = dict(counts)
+    for before, after in changes:
+        if before is not None:
+            bucket = count_key(before)
+            updated[bucket] = updated.get(bucket, 0) - 1
+        bucket = count_key(after)
+        updated[bucket] = updated.get(bucket, 0) + 1
+    return {k: v for k, v in updated.items() if v > 0}
+
+
+def summaries(counts: Mapping[str, int], statuses: Iterable[str] | None = None,
+              format_kinds: Iterable[str] | None = None) -> tuple[int, dict[str, int], dict[str, int]]:
+    """Total, status summary and format summary of the creatives of `counts` that the status and
+    format-kind filters select (no status filter: every status but archived, as lists show)."""
+    wanted_status = set(statuses) if statuses else None
+    wanted_kinds = set(format_kinds) if format_kinds else None
+    total, by_status, by_format = 0, {}, {}
+    for bucket, count in counts.items():
+        status, kind, shown = bucket.split("|", 2)
+        if (status not in wanted_status) if wanted_status else status == "archived":
+            continue
+        if wanted_kinds is not None and kind not in wanted_kinds:
+            continue
+        total += count
+        by_status[status] = by_status.get(status, 0) + count
+        by_format[shown] = by_format.get(shown, 0) + count
+    return total, by_status, by_format

@@ -1,0 +1,152 @@
+"""The library's ordered keys and the page walk over them (pure): index rows follow every change,
+pages cost the page, cursors survive a library that changes between pages, several accounts merge."""
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from creative_sync.samples import display_creative, video_creative
+from streams.library import index
+from streams.library.queries import PageQuery, account_page, memory_scan, merge, parse_query
+from topics.events import StoredCreative
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def stored(account: str, creative_id: str, minute: int, *, name: str | None = None, status: str = "approved",
+           video: bool = False, packages: int = 0) -> StoredCreative:
+    body = video_creative(creative_id) if video else display_creative(creative_id)
+    if name is not None:
+        body["name"] = name
+    when = T0 + timedelta(minutes=minute)
+    return StoredCreative(account_id=account, creative_id=creative_id, content_version=1, content_hash="h",
+                          metadata_hash="m", creative_json=json.dumps(body), status=status, created_at=when,
+                          updated_at=when, last_command_id="cmd", assigned_to=[f"p{i}" for i in range(packages)])
+
+
+def walk(library: list[StoredCreative], request: dict, accounts: list[str], *, budget: int = 5_000,
+         between=None) -> list[list[str]]:
+    """Every page of `request`, calling `between(library)` after each page (a library that changes)."""
+    pages, cursor = [], None
+    while True:
+        body = {**request, "pagination": {**request.get("pagination", {}), **({"cursor": cursor} if cursor else {})}}
+        query = parse_query(body)
+        scan = memory_scan(library)
+        counts = {a: index.count_changes({}, ((None, s) for s in library if s.account_id == a)) for a in accounts}
+        answer = merge(query, [account_page(query, a, scan, counts[a], budget=budget) for a in accounts])
+        pages.append([c["creative_id"] for c in answer["creatives"]])
+        if not answer["pagination"]["has_more"]:
+            return pages
+        cursor = answer["pagination"]["cursor"]
+        if between:
+            between(library)
+        assert len(pages) < 500
+
+
+def test_keys_within_an_account_and_order_have_one_length_so_byte_order_is_value_order():
+    rows = [stored("acct", f"c{i}", i, name=name) for i, name in enumerate(["b", "a", "abc", "Zed", "é", "ab" * 40])]
+    for field in index.SORT_FIELDS:
+        keys = [index.keys_of(r)[field] for r in rows]
+        assert len({len(k) for k in keys}) == 1
+        assert sorted(keys) == sorted(keys, key=lambda k: k.encode())  # str order = UTF-8 byte order
+        assert all(index.in_range(k, "acct", field) for k in keys)
+        low, high = index.bounds("acct", field)
+        assert all(low < k < high for k in keys) and not index.in_range(index.keys_of(stored("acct2", "x", 1))[field], "acct", field)
+    names = sorted(rows, key=lambda r: index.keys_of(r)["name"])
+    assert [json.loads(r.creative_json)["name"] for r in names][:4] == ["a", "ab" * 40, "abc", "b"]
+
+
+def test_index_rows_move_a_creative_and_leave_nothing_behind():
+    before = stored("acct", "c1", 1, name="old name")
+    after = before.model_copy(update={"updated_at": T0 + timedelta(hours=1), "status": "rejected",
+                                      "creative_json": json.dumps({**json.loads(before.creative_json), "name": "new"})})
+    rows = dict(index.index_rows([(None, before)]))
+    assert len(rows) == len(index.SORT_FIELDS) and set(rows.values()) == {"c1"}
+    moved = index.index_rows([(before, after)])
+    gone = {k for k, v in moved if v is None}
+    added = {k for k, v in moved if v is not None}
+    assert gone == {index.keys_of(before)[f] for f in ("updated_date", "name", "status")}
+    assert added == {index.keys_of(after)[f] for f in ("updated_date", "name", "status")}
+    for key, value in moved:
+        rows[key] = value
+    assert {k for k, v in rows.items() if v} == set(index.keys_of(after).values())
+    assert index.index_rows([(after, after)]) == []  # nothing moved, nothing written
+
+
+def test_counts_answer_totals_and_summaries_of_status_and_kind_filters():
+    library = [stored("a", "d1", 1), stored("a", "d2", 2, status="rejected"), stored("a", "v1", 3, video=True),
+               stored("a", "old", 0, status="archived")]
+    counts = index.count_changes({}, ((None, s) for s in library))
+    assert index.summaries(counts) == (3, {"approved": 2, "rejected": 1}, {"video_hosted": 1, "display_300x250": 2})
+    assert index.summaries(counts, ["archived"])[0] == 1
+    assert index.summaries(counts, None, ["video_hosted"])[0] == 1
+    archived = library[1].model_copy(update={"status": "archived"})
+    assert index.summaries(index.count_changes(counts, [(library[1], archived)]))[0] == 2
+
+
+@pytest.mark.parametrize("field", index.SORT_FIELDS)
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+def test_pages_follow_the_order_and_cover_the_library_exactly_once(field, direction):
+    rng = random.Random(f"{field}{direction}")
+    library = [stored("acct", f"c{i:03}", rng.randrange(50), name=rng.choice(["alpha", "beta", "Gamma", None]),
+                      status=rng.choice(["approved", "rejected", "pending_review"]), packages=rng.randrange(3))
+               for i in range(60)]
+    pages = walk(library, {"sort": {"field": field, "direction": direction}, "pagination": {"max_results": 7}}, ["acct"])
+    shown = [c for page in pages for c in page]
+    assert sorted(shown) == sorted(s.creative_id for s in library) and len(pages) == 9
+    positions = {s.creative_id: index.position(s, field) for s in library}
+    assert [positions[c] for c in shown] == sorted((positions[c] for c in shown), reverse=direction == "desc")
+
+
+def test_a_library_that_changes_between_pages_never_skips_or_repeats_a_creative_that_stayed():
+    library = [stored("acct", f"c{i:03}", i) for i in range(40)]
+    stayed = {s.creative_id for s in library[::2]}
+    counter = iter(range(1000))
+
+    def change(lib: list[StoredCreative]) -> None:
+        n = next(counter)
+        lib.append(stored("acct", f"new{n}", 5 + n))  # created between pages, in the middle of the order
+        victim = next(s for s in lib if s.creative_id not in stayed and s.status != "archived")
+        lib.remove(victim)  # another one leaves the list (archived)
+        lib.append(victim.model_copy(update={"status": "archived"}))
+
+    for direction in ("asc", "desc"):
+        pages = walk([*library], {"sort": {"field": "created_date", "direction": direction},
+                                  "pagination": {"max_results": 6}}, ["acct"], between=change)
+        shown = [c for page in pages for c in page]
+        assert len(shown) == len(set(shown)), "a creative was repeated"
+        assert stayed <= set(shown), "a creative that stayed was skipped"
+
+
+def test_a_selective_filter_stops_at_the_budget_and_goes_on_from_there():
+    library = [stored("acct", f"c{i:03}", i, status="rejected" if i % 25 == 0 else "approved") for i in range(200)]
+    request = {"filters": {"name_contains": "banner", "statuses": ["rejected"]}, "pagination": {"max_results": 3}}
+    pages = walk(library, request, ["acct"], budget=30)
+    assert sorted(c for p in pages for c in p) == [f"c{i:03}" for i in range(0, 200, 25)]
+    assert any(len(p) < 3 for p in pages[:-1])  # short pages where the budget ran out: cost stays bounded
+
+
+def test_several_accounts_merge_in_one_order_with_one_cursor():
+    library = [stored(account, f"{account}-{i}", i * 2 + (account == "b")) for account in ("a", "b") for i in range(10)]
+    library.append(stored("c", "not-asked", 3))
+    pages = walk(library, {"sort": {"field": "created_date", "direction": "asc"}, "pagination": {"max_results": 4}},
+                 ["a", "b"], budget=3)
+    shown = [c for p in pages for c in p]
+    assert shown == [f"{'ab'[m % 2]}-{m // 2}" for m in range(20)]
+
+
+def test_totals_are_exact_from_counts_and_a_running_count_otherwise():
+    library = [stored("acct", f"c{i}", i, status="approved" if i % 2 else "rejected") for i in range(10)]
+    scan, counts = memory_scan(library), index.count_changes({}, ((None, s) for s in library))
+    exact = parse_query({"filters": {"statuses": ["approved"]}, "pagination": {"max_results": 2}})
+    answer = merge(exact, [account_page(exact, "acct", scan, counts)])
+    assert answer["query_summary"]["total_matching"] == 5 and answer["pagination"]["total_count"] == 5
+    assert answer["status_summary"] == {"approved": 5}
+    other = parse_query({"filters": {"name_contains": "banner"}, "pagination": {"max_results": 4}})
+    answer = merge(other, [account_page(other, "acct", scan, counts)])
+    assert answer["query_summary"]["total_matching"] == 4 and "total_count" not in answer["pagination"]
+    query = PageQuery.from_json(other.as_json())
+    assert query == other
