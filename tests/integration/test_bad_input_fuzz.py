@@ -30,7 +30,8 @@ def gateway_process(topics_created, tmp_path):
     # No worker: whatever a request published would stay on its topic, and the counts show it.
     store = PrincipalStore(topics_created.principals_file)
     token = store.add("fuzzer", ["acct-1"])[1]
-    process = GatewayProcess(topics_created.with_(request_budget_s=0.2), tmp_path / "gateway.log").start()
+    # (reads of a library then find no owner: a transient SERVICE_UNAVAILABLE after the short deadline)
+    process = GatewayProcess(topics_created.with_(request_budget_s=0.2, read_deadline_s=0.2), tmp_path / "gateway.log").start()
     process.token = token
     yield process
     process.stop(grace_s=0)
@@ -110,6 +111,13 @@ class Gateway:
         return status, data, task["status"]["state"] == "failed"
 
 
+def _no_fault(status: int, answer: dict) -> bool:
+    """Not a fault of ours: below 500, or the transient 503 of a read whose owner (a worker) is not
+    running in this deployment without workers."""
+    return status < 500 or (status == 503 and answer["errors"][0]["code"] == "SERVICE_UNAVAILABLE"
+                            and answer["errors"][0]["recovery"] == "transient")
+
+
 def _assert_adcp_error(answer: dict) -> None:
     errors = answer["errors"]
     assert errors and all(e["code"] and e["message"] and e["recovery"] in ("transient", "correctable", "terminal")
@@ -140,7 +148,7 @@ async def test_every_operation_fuzzed_from_its_schema_never_gets_a_5xx_and_poiso
            tool=st.sampled_from([op.name for op in OPERATIONS]), via=st.sampled_from(TRANSPORTS))
     def garbage(body: bytes, tool: str, via: str) -> None:
         status, answer, is_error = gateway.send(tool, body, via)
-        assert status < 500, (tool, body, answer)
+        assert _no_fault(status, answer), (tool, body, answer)
         if is_error:
             _assert_adcp_error(answer)
         seen[("garbage", "any")] += 1
@@ -154,7 +162,7 @@ async def test_every_operation_fuzzed_from_its_schema_never_gets_a_5xx_and_poiso
     def shaped_requests(request: tuple[str, dict], via: str) -> None:
         tool, params = request
         status, answer, is_error = gateway.send(tool, json.dumps(params).encode(), via)
-        assert status < 500, (tool, params, answer)
+        assert _no_fault(status, answer), (tool, params, answer)
         if is_error:
             _assert_adcp_error(answer)
         seen[("shaped", tool)] += 1
