@@ -23,7 +23,7 @@ from streams.sync.outbound import Policy
 from topics.catalogue import Codecs, table
 from topics.credentials import OWNER_QUERIES, SecretBox
 from topics.registry import SchemaRegistryClient
-from topics.views import AgentDirectory, CampaignDirectory, CompactedView, SyncStatusView
+from topics.views import AgentDirectory, CampaignDirectory, CompactedView
 
 
 def _version() -> str:
@@ -56,10 +56,9 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     app[keys.LIBRARY_VIEW] = view = LibraryView(settings.bootstrap_servers, codecs, settings.topic_prefix)
     box = SecretBox.from_file(settings.secrets_key_path)
     app[keys.AGENTS] = AgentDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix, box)
-    app[keys.OWNERS] = Owners(settings.worker_seeds, box.token(OWNER_QUERIES), codecs.partition_of("library_commands"),
+    app[keys.OWNERS] = Owners(settings.worker_seeds, box.token(OWNER_QUERIES), codecs,
                               deadline_s=settings.read_deadline_s, metrics=app[keys.METRICS])
     app[keys.INBOUND] = agent_webhooks.Inbound()
-    app[keys.SYNC_STATUS] = SyncStatusView(settings.bootstrap_servers, codecs, settings.topic_prefix)
     app[keys.CAMPAIGNS] = CampaignDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix)
     activity = table("campaign_activity").changelog_name(settings.app_id)
     app[keys.ACTIVITY] = CompactedView(settings.bootstrap_servers, activity, codecs.schema("campaign_activity", f"{activity}-value"),
@@ -89,7 +88,6 @@ def _lifecycle(webhooks: TaskWebhooks):  # noqa: ANN202
         await app[keys.OWNERS].start()
         await app[keys.LIBRARY_VIEW].start()
         await app[keys.AGENTS].start()
-        await app[keys.SYNC_STATUS].start()
         await app[keys.CAMPAIGNS].start()
         await app[keys.NOTIFICATIONS].start()
         await app[keys.ACTIVITY].start()
@@ -98,7 +96,6 @@ def _lifecycle(webhooks: TaskWebhooks):  # noqa: ANN202
         await app[keys.ACTIVITY].stop()
         await app[keys.NOTIFICATIONS].stop()
         await app[keys.CAMPAIGNS].stop()
-        await app[keys.SYNC_STATUS].stop()
         await app[keys.AGENTS].stop()
         await app[keys.LIBRARY_VIEW].stop()
         await app[keys.OWNERS].stop()

@@ -13,7 +13,7 @@ from gateway.owners import Owners
 from gateway.read_model import LibraryView
 from gateway.tasks import Tasks
 from topics.catalogue import Codecs
-from topics.views import AgentDirectory, CampaignDirectory, CompactedView, SyncStatusView
+from topics.views import AgentDirectory, CampaignDirectory, CompactedView
 
 SETTINGS = web.AppKey("settings", Settings)
 PRINCIPALS = web.AppKey("principals", PrincipalStore)
@@ -26,7 +26,6 @@ A2A = web.AppKey("a2a", object)  # gateway.a2a.A2AServer (it imports keys)
 LIBRARY_VIEW = web.AppKey("library_view", LibraryView)
 OWNERS = web.AppKey("owners", Owners)  # reads of an account's library, asked of the worker that owns it
 AGENTS = web.AppKey("agents", AgentDirectory)
-SYNC_STATUS = web.AppKey("sync_status", SyncStatusView)
 CAMPAIGNS = web.AppKey("campaigns", CampaignDirectory)
 ACTIVITY = web.AppKey("activity", CompactedView)  # the campaign_activity table's changelog, by campaign_id
 NOTIFICATIONS = web.AppKey("notifications", object)  # gateway.notifications.NotificationsView (it imports keys)

@@ -1,6 +1,7 @@
 """Reads routed to their owners (Kafka Streams' interactive queries): an account's library lives in
-the tables of the worker that owns the account's partition, and the gateway asks that worker
-(streams/library/reads.py) instead of keeping a copy of every library.
+the tables of the worker that owns the account's partition (a creative's sync status, of the
+worker that owns the creative's), and the gateway asks that worker (streams/owners.py) instead of
+keeping a copy of every library.
 
 Which worker owns which partition comes from any worker (`/owners/routing`: faust's assignment,
 which every member knows); it is kept until an answer says it changed (421: not the owner any
@@ -8,7 +9,7 @@ more) or a worker cannot be reached, then read again. During a rebalance the own
 until its tables are recovered; the gateway retries until the read's deadline, then answers the
 caller with a transient AdCP error.
 
-Holds: the routing (one URL per partition) and the members' URLs (bounded). Nothing per creative.
+Holds: the routing (one URL per topic partition) and the members' URLs (bounded). Nothing per creative.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import aiohttp
 import orjson
 
 from gateway.errors import AdcpRequestError
+from topics.catalogue import Codecs, topic
 
 log = logging.getLogger(__name__)
 _MAX_MEMBERS = 64
@@ -34,12 +36,12 @@ class OwnersUnavailable(AdcpRequestError):
 
 
 class Owners:
-    def __init__(self, seeds: Iterable[str], token: str, partition_of: Callable[[str], int], *,
-                 deadline_s: float = 15.0, metrics: Any = None) -> None:
+    def __init__(self, seeds: Iterable[str], token: str, codecs: Codecs, *, deadline_s: float = 15.0,
+                 metrics: Any = None) -> None:
         self._members = list(dict.fromkeys(u.rstrip("/") for u in seeds))
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self._partition_of, self._deadline_s, self._metrics = partition_of, deadline_s, metrics
-        self._owners: dict[int, str] = {}
+        self._codecs, self._deadline_s, self._metrics = codecs, deadline_s, metrics
+        self._owners: dict[str, dict[int, str]] = {}  # topic -> partition -> the URL of its owner
         self._refreshing: asyncio.Lock | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -65,7 +67,8 @@ class Owners:
                         routing = orjson.loads(await response.read())
                 except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
                     continue
-                owners = {int(p): url.rstrip("/") for p, url in routing["owners"].items()}
+                owners = {name: {int(p): url.rstrip("/") for p, url in partitions.items()}
+                          for name, partitions in routing["topics"].items()}
                 if owners:
                     self._owners = owners
                     known = [*self._members, *(u.rstrip("/") for u in routing["members"])]
@@ -76,17 +79,22 @@ class Owners:
             self._owners = {}  # nobody answered with an assignment: ask again next time
 
     # -- asking -----------------------------------------------------------------------------------
-    async def ask(self, path: str, accounts: Iterable[str], payload: Callable[[list[str]], dict[str, Any]]) -> list[Any]:
-        """POST `payload(accounts of one owner)` to each owner of `accounts`; their answers, in order
-        of the owners asked. Raises OwnersUnavailable when the owners cannot answer in time."""
-        pending = sorted(set(accounts))
+    def _owner(self, owners: dict[str, dict[int, str]], role: str, key: str) -> str:
+        name = topic(role).full_name(self._codecs.prefix)
+        return owners.get(name, {}).get(self._codecs.partition_of(role)(key), "")
+
+    async def ask(self, path: str, role: str, keys: Iterable[str], payload: Callable[[list[str]], dict[str, Any]]) -> list[Any]:
+        """POST `payload(the keys one worker owns)` to each owner of `keys` (keys of topic `role`:
+        its partitions are what is owned); their answers. Raises OwnersUnavailable when the owners
+        cannot answer in time."""
+        pending = sorted(set(keys))
         answers: list[Any] = []
         deadline, pause = time.monotonic() + self._deadline_s, 0.05
         while True:
             owners = self._owners
             by_owner: dict[str, list[str]] = {}
-            for account in pending:
-                by_owner.setdefault(owners.get(self._partition_of(account), ""), []).append(account)
+            for key in pending:
+                by_owner.setdefault(self._owner(owners, role, key), []).append(key)
             if "" not in by_owner:
                 results = await asyncio.gather(*(self._post(url, path, payload(group)) for url, group in by_owner.items()))
                 pending = []

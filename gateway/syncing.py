@@ -368,12 +368,14 @@ async def get_creative_sync_status(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
     ids = creative_ids_of(call.params)
     found = await library.creatives(call.app, account_id, ids)
-    status_view, directory = call.app[keys.SYNC_STATUS], call.app[keys.AGENTS]
+    directory = call.app[keys.AGENTS]
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No creative {missing[0]} in this library.", field="creative_ids")
+    status = await library.status_rows(call.app, account_id, ids)
     creatives = []
     for creative_id in ids:
-        if creative_id not in found:
-            raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No creative {creative_id} in this library.", field="creative_ids")
-        rows = status_view.rows(account_id, creative_id)
+        rows = status[creative_id]
         creatives.append({
             "creative_id": creative_id, "content_version": found[creative_id].content_version,
             "summary": {"total_agents": len(rows), **summary(rows)},
@@ -413,7 +415,7 @@ async def get_creative(call: Call) -> dict[str, Any]:
         if isinstance(creative_id, str) else None
     if change is None:
         raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No creative {creative_id} in this library.", field="creative_id")
-    rows = call.app[keys.SYNC_STATUS].rows(account_id, change.creative_id)
+    rows = (await library.status_rows(call.app, account_id, [change.creative_id]))[change.creative_id]
     directory, counts = call.app[keys.AGENTS], summary(rows)
     synced_at = [r.last_sync_at for r in rows if r.last_sync_at is not None]
     return {

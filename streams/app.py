@@ -182,14 +182,18 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
 
     from streams.health import agent as health  # processors register their agents on the app
     from streams.library import agent as library
-    from streams.library import reads
+    from streams import owners
+    from streams.library import reads as library_reads
+    from streams.status import reads as status_reads
     from streams.status import agent as status
     from streams.sync import agent as sync
 
     library.register(pipeline)
-    reads.register(pipeline)
     sync.register(pipeline)
     status.register(pipeline)
+    owners.register(pipeline)
+    library_reads.register(pipeline)
+    status_reads.register(pipeline)
     health.register(pipeline)
     return pipeline
 

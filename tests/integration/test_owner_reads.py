@@ -35,7 +35,8 @@ async def read_all(client: TestClient, headers: dict, account: str) -> list[str]
         cursor = answer["pagination"]["cursor"]
 
 
-def owners(worker: WorkerProcess) -> dict:
+def owners(worker: WorkerProcess) -> dict[str, str]:
+    """Which worker owns each partition of the library commands, as that worker says."""
     import json
     import urllib.request
 
@@ -45,7 +46,8 @@ def owners(worker: WorkerProcess) -> dict:
     request = urllib.request.Request(f"http://{worker.settings.worker_host}:{worker.settings.worker_port}/owners/routing",
                                      headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=5) as answer:
-        return json.loads(answer.read())
+        routing = json.loads(answer.read())
+    return routing["topics"].get(f"{worker.settings.topic_prefix}creative-sync.library.commands", {})
 
 
 async def test_two_gateways_read_the_same_library_from_its_owners_while_partitions_move(topics_created, tmp_path):
@@ -76,14 +78,20 @@ async def test_two_gateways_read_the_same_library_from_its_owners_while_partitio
             for account in ACCOUNTS:  # read-your-writes on the other gateway too: the owner answers
                 assert await read_all(a, headers, account) == expected[account]
                 assert await read_all(b, headers, account) == expected[account]
+                for client in clients:  # the status rows live with the creatives' partitions (none synced yet)
+                    status = await client.post("/api/v1/get_creative_sync_status", headers=headers, json={
+                        "account": {"account_id": account}, "creative_ids": expected[account][:3]})
+                    answer = await status.json()
+                    assert status.status == 200, answer
+                    assert [c["content_version"] for c in answer["creatives"]] == [1, 1, 1]
 
         await both_read_everything()
-        assert set(owners(one)["owners"].values()) == {seeds[0]}
+        assert set(owners(one).values()) == {seeds[0]}
 
         # A second worker joins: partitions move to it while both gateways keep reading.
         two = WorkerProcess(second, tmp_path / "worker-2.log").start()
         deadline = time.monotonic() + 120
-        while set(owners(one)["owners"].values()) != set(seeds):
+        while set(owners(one).values()) != set(seeds):
             assert time.monotonic() < deadline, f"the second worker never got partitions: {two.log_tail()}"
             await both_read_everything()
         await both_read_everything()
@@ -93,7 +101,7 @@ async def test_two_gateways_read_the_same_library_from_its_owners_while_partitio
         # The first worker leaves: the second owns everything, recovered from the changelogs.
         one.stop(grace_s=20)
         deadline = time.monotonic() + 120
-        while set(owners(two)["owners"].values()) != {seeds[1]}:
+        while set(owners(two).values()) != {seeds[1]}:
             assert time.monotonic() < deadline, f"the second worker never took over: {two.log_tail()}"
             await both_read_everything()
         await both_read_everything()
