@@ -302,7 +302,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         report["rejoin_after_kill9_s"] = rejoins
         from gateway.auth import PrincipalStore
 
-        token = PrincipalStore(settings.principals_file).add("bench", [f"bench-{i}" for i in range(16)])[1]
+        token = PrincipalStore(settings.principals_file).add("bench", [*(f"bench-{i}" for i in range(16)), "bench-scale"])[1]
         gateway = GatewayProcess(settings, workdir / "gateway.log").start()
         cpu = CpuMeter()
         for name, process in (("worker", worker.process), ("gateway", gateway.process), ("broker", broker and broker.process)):

@@ -25,6 +25,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     app, codecs, metrics = pipeline.app, pipeline.codecs, pipeline.metrics
     creatives, idempotency = pipeline.tables["creatives"], pipeline.tables["idempotency"]
     counts_table = pipeline.tables["library_counts"]
+    index_value = pipeline.tables["library_index"].value_serializer
     store = pipeline.library = LibraryStore(creatives, pipeline.tables["library_index"], counts_table,
                                               codecs.partition_of("library_commands"))
 
@@ -35,6 +36,21 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     state_key, state_value = codecs.key("creative_state"), codecs.value("creative_state")
     content_value = codecs.value("content_changes")
     result_key, result_value = codecs.key("task_results"), codecs.value("task_results")
+
+    async def write_index(account_id: str, moves: list, partition: int) -> None:
+        rows, counts = index.moved(store.counts(account_id), moves)
+        entries: dict[str, tuple[LibraryIndexEntry, bytes]] = {}  # a creative's rows hold one entry: encoded once
+
+        def row(key: str, creative_id: str | None) -> tuple:
+            if creative_id is None:
+                return key, None
+            if creative_id not in entries:
+                value = LibraryIndexEntry(creative_id=creative_id)
+                entries[creative_id] = value, index_value.dumps(value)
+            return key, *entries[creative_id]
+        await pipeline.write_rows("library_index", (row(key, cid) for key, cid in rows), partition=partition)
+        await pipeline.write_rows("library_counts", [(account_id, LibraryCounts(account_id=account_id, counts=counts))],
+                                  partition=partition)
 
     async def answer(command: LibraryCommand, body: dict, failed: bool = False) -> None:
         result = TaskResult(task_id=command.command_id, account_id=command.account_id, task_type="sync_creatives",
@@ -76,12 +92,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         await pipeline.write_rows("creatives", ((logic.creative_key(stored.account_id, stored.creative_id), stored)
                                                 for stored in decision.writes), partition=partition)
         if decision.writes:  # the ordered keys and counts follow the rows (same partition, same command)
-            moves = [(existing.get(stored.creative_id), stored) for stored in decision.writes]
-            await pipeline.write_rows("library_index", ((key, LibraryIndexEntry(creative_id=cid) if cid else None)
-                                                        for key, cid in index.index_rows(moves)), partition=partition)
-            counts = LibraryCounts(account_id=command.account_id,
-                                   counts=index.count_changes(store.counts(command.account_id), moves))
-            await pipeline.write_rows("library_counts", [(command.account_id, counts)], partition=partition)
+            await write_index(command.account_id, [(existing.get(s.creative_id), s) for s in decision.writes], partition)
         for change in decision.events:
             key = state_key.encode(logic.creative_key(change.account_id, change.creative_id))
             await pipeline.publish("creative_state", key, state_value.encode(change))

@@ -97,48 +97,68 @@ def in_range(key: str, account_id: str, field: str) -> bool:
     return key.startswith(start) and len(key) == len(start) + tail_width(field)
 
 
-def keys_of(stored: StoredCreative) -> dict[str, str]:
+def keys_of(stored: StoredCreative, creative: Mapping[str, Any] | None = None) -> dict[str, str]:
     """Every index key of a creative, by sort field."""
-    creative = json.loads(stored.creative_json)
-    return {field: prefix(stored.account_id, field) + position(stored, field, creative) for field in SORT_FIELDS}
+    creative = creative if creative is not None else json.loads(stored.creative_json)
+    start, tail = f"{stored.account_id}{SEP}", SEP + id_digest(stored.creative_id)
+    return {field: f"{start}{order.code}{SEP}{order.value(stored, creative)}{tail}" for field, order in ORDERS.items()}
 
 
-def index_rows(changes: Iterable[tuple[StoredCreative | None, StoredCreative]]) -> list[tuple[str, str | None]]:
-    """The index rows to write for creatives going from `before` to `after`: `(key, creative_id)`
-    for a new position, `(key, None)` (a tombstone) for a position left. Unchanged positions are
-    not rewritten."""
+@dataclass(frozen=True)
+class Placement:
+    """Where a creative stands in its account's index and counts (one parse of its JSON)."""
+
+    keys: dict[str, str]
+    bucket: str
+
+    @classmethod
+    def of(cls, stored: StoredCreative) -> Placement:
+        creative = json.loads(stored.creative_json)
+        return cls(keys_of(stored, creative), count_key(stored, creative))
+
+
+def moved(counts: Mapping[str, int], changes: Iterable[tuple[StoredCreative | None, StoredCreative]]
+          ) -> tuple[list[tuple[str, str | None]], dict[str, int]]:
+    """What creatives going from `before` to `after` change in their account's index and counts:
+    the index rows to write, and the counts after."""
+    placed = [(Placement.of(before) if before is not None else None, Placement.of(after), after.creative_id)
+              for before, after in changes]
+    return index_rows(placed), count_changes(counts, ((before, after) for before, after, _ in placed))
+
+
+def index_rows(changes: Iterable[tuple[Placement | None, Placement, str]]) -> list[tuple[str, str | None]]:
+    """The index rows to write for creatives moving from `before` to `after` placements (with the
+    creative's id): `(key, creative_id)` for a new position, `(key, None)` (a tombstone) for a
+    position left. Unchanged positions are not rewritten."""
     rows: dict[str, str | None] = {}
-    for before, after in changes:
-        old = keys_of(before) if before is not None else {}
-        new = keys_of(after)
+    for before, after, creative_id in changes:
+        old = before.keys if before is not None else {}
         for field, key in old.items():
-            if new.get(field) != key:
+            if after.keys.get(field) != key:
                 rows.setdefault(key, None)
-        for field, key in new.items():
+        for field, key in after.keys.items():
             if old.get(field) != key:
-                rows[key] = after.creative_id
+                rows[key] = creative_id
     return list(rows.items())
 
 
 # -- per-account counts (what a list's totals and summaries read instead of the library) -------------
-def count_key(stored: StoredCreative) -> str:
+def count_key(stored: StoredCreative, creative: Mapping[str, Any] | None = None) -> str:
     """The bucket a creative is counted in: `status|format_kind|shown format` (the kind, else the
     format id, as the format summary shows it)."""
-    creative = json.loads(stored.creative_json)
+    creative = creative if creative is not None else json.loads(stored.creative_json)
     kind, format_id = creative.get("format_kind") or "", creative.get("format_id")
     shown = kind or (format_id.get("id") if isinstance(format_id, Mapping) else format_id) or "unknown"
     return f"{stored.status}|{kind}|{shown}"
 
 
-def count_changes(counts: Mapping[str, int], changes: Iterable[tuple[StoredCreative | None, StoredCreative]]) -> dict[str, int]:
-    """`counts` after creatives went from `before` to `after` (buckets that reach zero disappear)."""
+def count_changes(counts: Mapping[str, int], changes: Iterable[tuple[Placement | None, Placement]]) -> dict[str, int]:
+    """`counts` after creatives moved from `before` to `after` placements (empty buckets disappear)."""
     updated = dict(counts)
     for before, after in changes:
         if before is not None:
-            bucket = count_key(before)
-            updated[bucket] = updated.get(bucket, 0) - 1
-        bucket = count_key(after)
-        updated[bucket] = updated.get(bucket, 0) + 1
+            updated[before.bucket] = updated.get(before.bucket, 0) - 1
+        updated[after.bucket] = updated.get(after.bucket, 0) + 1
     return {k: v for k, v in updated.items() if v > 0}
 
 

@@ -342,6 +342,6 @@ def list_creatives(creatives: Iterable[CreativeChanged], request: Mapping[str, A
     stored = [stored_from_change(c) for c in creatives]
     scan = memory_scan(stored)
     account_ids = sorted({s.account_id for s in stored} | set(accounts or ()))
-    pages = [account_page(query, a, scan, index.count_changes({}, ((None, s) for s in stored if s.account_id == a)))
+    pages = [account_page(query, a, scan, index.moved({}, ((None, s) for s in stored if s.account_id == a))[1])
              for a in account_ids]
     return merge(query, pages, accounts, request.get("fields"))

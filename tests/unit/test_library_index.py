@@ -35,7 +35,7 @@ def walk(library: list[StoredCreative], request: dict, accounts: list[str], *, b
         body = {**request, "pagination": {**request.get("pagination", {}), **({"cursor": cursor} if cursor else {})}}
         query = parse_query(body)
         scan = memory_scan(library)
-        counts = {a: index.count_changes({}, ((None, s) for s in library if s.account_id == a)) for a in accounts}
+        counts = {a: index.moved({}, ((None, s) for s in library if s.account_id == a))[1] for a in accounts}
         answer = merge(query, [account_page(query, a, scan, counts[a], budget=budget) for a in accounts])
         pages.append([c["creative_id"] for c in answer["creatives"]])
         if not answer["pagination"]["has_more"]:
@@ -63,9 +63,9 @@ def test_index_rows_move_a_creative_and_leave_nothing_behind():
     before = stored("acct", "c1", 1, name="old name")
     after = before.model_copy(update={"updated_at": T0 + timedelta(hours=1), "status": "rejected",
                                       "creative_json": json.dumps({**json.loads(before.creative_json), "name": "new"})})
-    rows = dict(index.index_rows([(None, before)]))
+    rows = dict(index.moved({}, [(None, before)])[0])
     assert len(rows) == len(index.SORT_FIELDS) and set(rows.values()) == {"c1"}
-    moved = index.index_rows([(before, after)])
+    moved = index.moved({}, [(before, after)])[0]
     gone = {k for k, v in moved if v is None}
     added = {k for k, v in moved if v is not None}
     assert gone == {index.keys_of(before)[f] for f in ("updated_date", "name", "status")}
@@ -73,18 +73,18 @@ def test_index_rows_move_a_creative_and_leave_nothing_behind():
     for key, value in moved:
         rows[key] = value
     assert {k for k, v in rows.items() if v} == set(index.keys_of(after).values())
-    assert index.index_rows([(after, after)]) == []  # nothing moved, nothing written
+    assert index.moved({}, [(after, after)])[0] == []  # nothing moved, nothing written
 
 
 def test_counts_answer_totals_and_summaries_of_status_and_kind_filters():
     library = [stored("a", "d1", 1), stored("a", "d2", 2, status="rejected"), stored("a", "v1", 3, video=True),
                stored("a", "old", 0, status="archived")]
-    counts = index.count_changes({}, ((None, s) for s in library))
+    counts = index.moved({}, ((None, s) for s in library))[1]
     assert index.summaries(counts) == (3, {"approved": 2, "rejected": 1}, {"video_hosted": 1, "display_300x250": 2})
     assert index.summaries(counts, ["archived"])[0] == 1
     assert index.summaries(counts, None, ["video_hosted"])[0] == 1
     archived = library[1].model_copy(update={"status": "archived"})
-    assert index.summaries(index.count_changes(counts, [(library[1], archived)]))[0] == 2
+    assert index.summaries(index.moved(counts, [(library[1], archived)])[1])[0] == 2
 
 
 @pytest.mark.parametrize("field", index.SORT_FIELDS)
@@ -140,7 +140,7 @@ def test_several_accounts_merge_in_one_order_with_one_cursor():
 
 def test_totals_are_exact_from_counts_and_a_running_count_otherwise():
     library = [stored("acct", f"c{i}", i, status="approved" if i % 2 else "rejected") for i in range(10)]
-    scan, counts = memory_scan(library), index.count_changes({}, ((None, s) for s in library))
+    scan, counts = memory_scan(library), index.moved({}, ((None, s) for s in library))[1]
     exact = parse_query({"filters": {"statuses": ["approved"]}, "pagination": {"max_results": 2}})
     answer = merge(exact, [account_page(exact, "acct", scan, counts)])
     assert answer["query_summary"]["total_matching"] == 5 and answer["pagination"]["total_count"] == 5
