@@ -3,27 +3,13 @@ failed tasks carrying adcp_error, tasks owned by their principal, and a bounded 
 from __future__ import annotations
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from creative_sync.broker import free_port
-from creative_sync.settings import Settings
 from gateway.a2a import BoundedTaskStore
-from gateway.app import create_app
-from gateway.auth import PrincipalStore
 
 
 @pytest.fixture
-async def a2a(tmp_path):
-    settings = Settings(bootstrap_servers=f"127.0.0.1:{free_port()}", principals_file=tmp_path / "p.json",
-                        log_format="text")
-    store = PrincipalStore(settings.principals_file)
-    tokens = [store.add(name, ["acct-1"])[1] for name in ("buyer", "other")]
-    client = TestClient(TestServer(create_app(settings, principals=store)))
-    await client.start_server()
-    client.auth = {"Authorization": f"Bearer {tokens[0]}"}
-    client.other = {"Authorization": f"Bearer {tokens[1]}"}
-    yield client
-    await client.close()
+def a2a(gateway_of_two_principals):
+    return gateway_of_two_principals
 
 
 def send(skill, parameters, *, method="message/send", id_=1):

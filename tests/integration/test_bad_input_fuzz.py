@@ -84,14 +84,18 @@ class Gateway:
             return self._a2a(tool, arguments)
         envelope = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                                "params": {"name": tool, "arguments": arguments}}).encode()
-        status, answer = post(f"{self.process.base_url}/mcp", envelope, self.mcp)
-        message = json.loads(answer)
-        assert message.get("jsonrpc") == "2.0", answer  # over MCP, always JSON-RPC
+        status, message = self._rpc("/mcp", envelope, self.mcp)
         if "error" in message:
-            return status, {"errors": [{"code": "JSONRPC", "message": message["error"]["message"], "recovery": "correctable"}]}, True
+            return _refused_by_jsonrpc(status, message)
         result = message["result"]
         return status, result["structuredContent"], bool(result["isError"])
 
+
+    def _rpc(self, path: str, envelope: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+        status, answer = post(f"{self.process.base_url}{path}", envelope, headers)
+        reply = json.loads(answer)
+        assert reply.get("jsonrpc") == "2.0", answer  # over MCP and A2A, always JSON-RPC
+        return status, reply
 
     def _a2a(self, tool: str, arguments: object) -> tuple[int, dict, bool]:
         message = {"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": {
@@ -101,14 +105,17 @@ class Gateway:
             envelope = json.dumps(message, allow_nan=False).encode()
         except ValueError:
             envelope = json.dumps(message).encode()  # NaN/Infinity: a body the JSON-RPC layer must refuse
-        status, answer = post(f"{self.process.base_url}/a2a", envelope, self.auth)
-        reply = json.loads(answer)
-        assert reply.get("jsonrpc") == "2.0", answer  # over A2A, always JSON-RPC
+        status, reply = self._rpc("/a2a", envelope, self.auth)
         if "error" in reply:
-            return status, {"errors": [{"code": "JSONRPC", "message": reply["error"]["message"], "recovery": "correctable"}]}, True
+            return _refused_by_jsonrpc(status, reply)
         task = reply["result"]
         data = next(p["data"] for p in task["artifacts"][-1]["parts"] if p.get("kind") == "data")
         return status, data, task["status"]["state"] == "failed"
+
+
+def _refused_by_jsonrpc(status: int, reply: dict) -> tuple[int, dict, bool]:
+    """A JSON-RPC error, in the shape of an AdCP refusal (the fuzz counts both alike)."""
+    return status, {"errors": [{"code": "JSONRPC", "message": reply["error"]["message"], "recovery": "correctable"}]}, True
 
 
 def _no_fault(status: int, answer: dict) -> bool:
