@@ -11,6 +11,8 @@ handed to the SDK's dispatcher as a Starlette request and its JSON answer handed
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -24,10 +26,6 @@ from a2a.server.request_handlers.response_helpers import agent_card_to_dict
 from a2a.server.routes.common import ServerCallContextBuilder
 from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
 from a2a.server.tasks import InMemoryTaskStore
-# The adcp SDK's AdCP-over-A2A binding (what its own server uses): one unambiguous {skill, parameters}
-# invocation per message, and the task shape its client reads (DataPart + TextPart artifact).
-from adcp.server.a2a_server import _default_parse_request as parse_invocation
-from adcp.server.a2a_server import _make_task as make_task
 from aiohttp import web
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response as StarletteResponse
@@ -39,8 +37,30 @@ from gateway.middleware import PRINCIPAL, request_id_of
 from gateway.operations import Registry
 from gateway.validation import parse_body
 
-routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def binding() -> tuple[Any, Any]:
+    """(parse_invocation, make_task): the adcp SDK's AdCP-over-A2A binding (what its own server uses:
+    one unambiguous {skill, parameters} invocation per message, and the task shape its client reads,
+    DataPart + TextPart artifact). Imported when first needed, not with the
+    gateway: `adcp.server` loads the SDK's whole pydantic type graph (~15 CPU-s here), which made a
+    gateway restart cost that much before /readyz. `preload` warms it up after the start."""
+    from adcp.server.a2a_server import _default_parse_request, _make_task
+    return _default_parse_request, _make_task
+
+
+async def preload() -> None:
+    """Import the binding in a thread once the gateway serves: A2A's first request does not pay it.
+    (The import holds the interpreter lock in turns; requests meanwhile are slower, not refused.)"""
+    try:
+        await asyncio.to_thread(binding)
+    except Exception:  # noqa: BLE001 - the first A2A request will import it, and say why if it fails
+        log.warning("preloading the adcp A2A binding failed", exc_info=True)
+
+
+routes = web.RouteTableDef()
 
 RPC_PATH = "/a2a"
 CARD_PATHS = ("/.well-known/agent-card.json", "/.well-known/agent.json")  # 1.0, and the 0.3 name
@@ -98,6 +118,7 @@ class RegistryExecutor(AgentExecutor):
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         state = context.call_context.state
         principal: Principal = state["principal"]
+        parse_invocation, make_task = binding()
         try:
             skill, params = parse_invocation(context)
         except ValueError:  # a number JSON cannot carry (protobuf refuses NaN/Infinity)

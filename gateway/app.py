@@ -3,6 +3,7 @@ webhook sender owned by its lifecycle). MCP and REST are both generated from one
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -91,7 +92,10 @@ def _lifecycle(webhooks: TaskWebhooks):  # noqa: ANN202
         await app[keys.CAMPAIGNS].start()
         await app[keys.NOTIFICATIONS].start()
         await app[keys.ACTIVITY].start()
+        preloading = asyncio.create_task(a2a.preload(), name="a2a-preload")
         yield
+        preloading.cancel()
+        await asyncio.gather(preloading, return_exceptions=True)
         await webhooks.close()
         await app[keys.ACTIVITY].stop()
         await app[keys.NOTIFICATIONS].stop()
