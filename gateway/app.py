@@ -21,10 +21,10 @@ from gateway.read_model import LibraryView
 from gateway.tasks import Tasks
 from gateway.webhooks import Rfc9421Signer, TaskWebhooks
 from streams.sync.outbound import Policy
-from topics.catalogue import Codecs, table
+from topics.catalogue import Codecs
 from topics.credentials import OWNER_QUERIES, SecretBox
 from topics.registry import SchemaRegistryClient
-from topics.views import AgentDirectory, CampaignDirectory, CompactedView
+from topics.views import AgentDirectory, CampaignDirectory
 
 
 def _version() -> str:
@@ -61,9 +61,6 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
                               deadline_s=settings.read_deadline_s, metrics=app[keys.METRICS])
     app[keys.INBOUND] = agent_webhooks.Inbound()
     app[keys.CAMPAIGNS] = CampaignDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix)
-    activity = table("campaign_activity").changelog_name(settings.app_id)
-    app[keys.ACTIVITY] = CompactedView(settings.bootstrap_servers, activity, codecs.schema("campaign_activity", f"{activity}-value"),
-                                       lambda a: a.campaign_id)
     app[keys.NOTIFICATIONS] = notifications.NotificationsView(settings.bootstrap_servers, codecs, settings.topic_prefix)
     key = settings.webhook_signing_key_file.read_bytes() if settings.webhook_signing_key_file else None
     webhooks = webhooks or TaskWebhooks(Rfc9421Signer(key), policy=Policy(allow_private=settings.allow_private_targets))
@@ -91,13 +88,11 @@ def _lifecycle(webhooks: TaskWebhooks):  # noqa: ANN202
         await app[keys.AGENTS].start()
         await app[keys.CAMPAIGNS].start()
         await app[keys.NOTIFICATIONS].start()
-        await app[keys.ACTIVITY].start()
         preloading = asyncio.create_task(a2a.preload(), name="a2a-preload")
         yield
         preloading.cancel()
         await asyncio.gather(preloading, return_exceptions=True)
         await webhooks.close()
-        await app[keys.ACTIVITY].stop()
         await app[keys.NOTIFICATIONS].stop()
         await app[keys.CAMPAIGNS].stop()
         await app[keys.AGENTS].stop()

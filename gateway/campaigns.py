@@ -22,7 +22,7 @@ from gateway.errors import AdcpRequestError, invalid
 from gateway.notifications import campaign_counts, health_view
 from gateway.operations import Call, Operation
 from gateway.scope import account_of, agent_of, claim, creative_ids_of, entity_id_of, owned, visible_to
-from gateway.syncing import queue_syncs
+from gateway.syncing import new_trigger, trigger_sync
 from topics.catalogue import topic
 from topics.events import CampaignEntity, EntityType, SyncTrigger
 from topics.ids import public, scoped
@@ -97,7 +97,7 @@ def _date(params: dict[str, Any], name: str) -> str | None:
 
 # -- sync triggers --------------------------------------------------------------------------------
 async def _sync(call: Call, account_id: str, campaign: CampaignEntity, creative_ids: list[str], tactics: list[CampaignEntity],
-                trigger: SyncTrigger, tactic_id: str | None = None) -> dict[str, Any]:
+                trigger_kind: SyncTrigger, tactic_id: str | None = None) -> dict[str, Any]:
     """Sync `creative_ids` to the agents of the active `tactics`, through the matcher. Never raises:
     the primary operation has happened, and the summary says what did not."""
     if campaign.status in _NO_SYNC_STATUSES:
@@ -112,21 +112,23 @@ async def _sync(call: Call, account_id: str, campaign: CampaignEntity, creative_
         else:
             unknown.append(public(str(tactic.sales_agent_id)))
     summary: dict[str, Any] = {"queued": 0, "skipped": 0, "creatives": []}
-    try:
-        found = await library.creatives(call.app, account_id, creative_ids) if agents else {}
-    except AdcpRequestError as error:  # the library's owner is briefly away: the primary result stands
-        return {**summary, "note": f"Not synced: {error.message}"}
-    changes = [c for i in creative_ids if (c := found.get(i)) is not None and c.status != "archived"]
     if unknown:
         summary["unavailable_sales_agents"] = sorted(set(unknown))
-    if not agents or not changes:
+    if not agents or not creative_ids:
         summary["note"] = "No active tactic with a registered sales agent." if not agents else "No creative to sync."
         return summary
+    trigger = new_trigger(account_id, trigger_kind, list(creative_ids), sales_agent_ids=sorted(agents),
+                          campaign_id=campaign.entity_id, tactic_id=tactic_id)
     try:
-        answers = await queue_syncs(call, account_id, changes, sorted(agents.values(), key=lambda a: a.sales_agent_id),
-                                    trigger=trigger, campaign_id=campaign.entity_id, tactic_id=tactic_id)
+        result = await trigger_sync(call, trigger)
     except AdcpRequestError as error:  # e.g. the broker is briefly away: the primary result stands
         return {**summary, "error": {"code": error.code, "message": error.message, "recovery": error.recovery}}
+    if result is None:
+        return {**summary, "status": "submitted", "task_id": trigger.trigger_id,
+                "note": "The matcher is queueing it: get_task_status has what went where."}
+    answers = json.loads(result.result_json)["creatives"]
+    if not answers:
+        summary["note"] = "No creative to sync."
     summary.update(queued=sum(len(a["queued"]) for a in answers), skipped=sum(len(a["skipped"]) for a in answers),
                    creatives=answers)
     return summary

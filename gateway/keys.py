@@ -13,7 +13,7 @@ from gateway.owners import Owners
 from gateway.read_model import LibraryView
 from gateway.tasks import Tasks
 from topics.catalogue import Codecs
-from topics.views import AgentDirectory, CampaignDirectory, CompactedView
+from topics.views import AgentDirectory, CampaignDirectory
 
 SETTINGS = web.AppKey("settings", Settings)
 PRINCIPALS = web.AppKey("principals", PrincipalStore)
@@ -27,7 +27,6 @@ LIBRARY_VIEW = web.AppKey("library_view", LibraryView)
 OWNERS = web.AppKey("owners", Owners)  # reads of an account's library, asked of the worker that owns it
 AGENTS = web.AppKey("agents", AgentDirectory)
 CAMPAIGNS = web.AppKey("campaigns", CampaignDirectory)
-ACTIVITY = web.AppKey("activity", CompactedView)  # the campaign_activity table's changelog, by campaign_id
 NOTIFICATIONS = web.AppKey("notifications", object)  # gateway.notifications.NotificationsView (it imports keys)
 INBOUND = web.AppKey("inbound", object)  # gateway.agent_webhooks.Inbound (it imports keys)
 TASKS = web.AppKey("tasks", Tasks)

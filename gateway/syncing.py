@@ -17,21 +17,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway import keys, library
-from gateway.errors import AdcpRequestError, invalid
+from gateway.errors import AdcpErrors, AdcpRequestError, invalid
 from gateway.operations import Call, Operation
 from streams.library.queries import as_adcp
 from gateway.scope import (MAX_CREATIVES, account_of, agent_of, claim, creative_ids_of, entity_id_of, owned, target_url,
                            visible_to)
-from streams.matching.logic import Match, TacticActivity, detected_agents, formats_of, match, traits_of
+from streams.matching.plan import AWAITING_DISCOVERY
 from streams.status.logic import summary
-from streams.sync.logic import by_partition, deliver_entries, formats_known, job_id_for
+from streams.sync.logic import formats_known
 from topics.catalogue import topic
 from topics.credentials import AgentSecrets
 from topics.ids import public, public_all, scoped, webhook_path
-from topics.events import (AgentProtocol, CreativeChanged, EntityType, SalesAgent, SalesAgentCredentials, SyncItem, SyncOutcome, SyncResult,
-                           SyncState, SyncTrigger)
+from topics.events import (AgentProtocol, EntityType, SalesAgent, SalesAgentCredentials, SyncState, SyncTrigger,
+                           SyncTriggerCommand, TaskResult)
 
-AWAITING_DISCOVERY = "awaiting_discovery"
 _AUTH_HEADERS = ("Authorization", "x-adcp-auth")
 
 
@@ -239,19 +238,35 @@ def _owned_agent(call: Call, account_id: str) -> SalesAgent:
 
 
 # -- manual sync ----------------------------------------------------------------------------------
+async def trigger_sync(call: Call, trigger: SyncTriggerCommand) -> TaskResult | None:
+    """Publish a sync trigger for the matcher (streams/matching/agent.py) and wait for its answer
+    within the request budget; None when it outlives the budget (the caller answers `submitted`:
+    get_task_status has the answer later, under the trigger's id)."""
+    app = call.app
+    settings, codecs, view = app[keys.SETTINGS], app[keys.CODECS], app[keys.LIBRARY_VIEW]
+    answer = view.expect(trigger.trigger_id, fresh=True)  # before publishing: the answer may come back at once
+    app[keys.TASKS].submitted(trigger.trigger_id, trigger.account_id, "sync_creative_to_sales_agents",
+                              trigger.requested_at, None)
+    await app[keys.BROKER].publish(topic("sync_triggers").full_name(settings.topic_prefix),
+                                   key=codecs.key("sync_triggers").encode(trigger.account_id),
+                                   value=codecs.value("sync_triggers").encode(trigger))
+    app[keys.METRICS].published.labels("sync_triggers").inc()
+    result = await view.settle(trigger.trigger_id, answer, settings.request_budget_s)
+    if result is None:
+        app[keys.TASKS].watch(trigger.trigger_id)
+    return result
+
+
+def new_trigger(account_id: str, kind: SyncTrigger, creative_ids: list[str], **fields: Any) -> SyncTriggerCommand:
+    return SyncTriggerCommand(trigger_id=f"sync_{uuid.uuid4().hex}", account_id=account_id, trigger=kind,
+                              creative_ids=creative_ids, requested_at=datetime.now(UTC), **fields)
+
+
 async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
     creative_ids = creative_ids_of(call.params)
-    found = await library.creatives(call.app, account_id, creative_ids)
-    changes = []
-    for creative_id in creative_ids:
-        change = found.get(creative_id)
-        if change is None or change.status == "archived":
-            raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No creative {creative_id} in this library.",
-                                   field="creative_ids" if "creative_ids" in call.params else "creative_id")
-        changes.append(change)
     directory = call.app[keys.AGENTS]
-    wanted = call.params.get("sales_agent_ids")
+    wanted, agent_ids = call.params.get("sales_agent_ids"), None
     if wanted is not None:
         if not isinstance(wanted, list) or not all(isinstance(a, str) for a in wanted) or not wanted:
             raise invalid("sales_agent_ids must be a non-empty list of ids (or left out: every compatible agent).",
@@ -260,107 +275,24 @@ async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
         if unknown:
             raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"Unknown sales agents: {', '.join(unknown)}.",
                                    field="sales_agent_ids")
-        agents, chosen_by = [directory.get(scoped(account_id, a)) for a in dict.fromkeys(wanted)], "sales_agent_ids"
-    else:
-        agents, chosen_by = _detected(call, account_id, [c.creative_id for c in changes])
+        agent_ids = [scoped(account_id, a) for a in dict.fromkeys(wanted)]
     campaign_id = owned(call, EntityType.CAMPAIGN, "campaign_id", account_id).entity_id \
         if call.params.get("campaign_id") is not None else None
-    answers = await queue_syncs(call, account_id, changes, agents, trigger=SyncTrigger.MANUAL, campaign_id=campaign_id)
+    brand_agent_id = owned(call, EntityType.BRAND_AGENT, "brand_agent_id", account_id).entity_id \
+        if call.params.get("brand_agent_id") is not None and campaign_id is None else None
+    trigger = new_trigger(account_id, SyncTrigger.MANUAL, creative_ids, sales_agent_ids=agent_ids,
+                          campaign_id=campaign_id, brand_agent_id=brand_agent_id)
+    result = await trigger_sync(call, trigger)
+    if result is None:
+        return {"status": "submitted", "task_id": trigger.trigger_id,
+                "message": "Accepted; the matcher is queueing it. Poll get_task_status for what went where."}
+    body = json.loads(result.result_json)
+    field = "creative_ids" if "creative_ids" in call.params else "creative_id"
+    if body.get("errors"):
+        raise AdcpErrors(404, [{**e, "field": field} for e in body["errors"]])
     if "creative_ids" in call.params:
-        return {"creatives": answers, "sales_agents_from": chosen_by}
-    return {**answers[0], "sales_agents_from": chosen_by}
-
-
-def _detected(call: Call, account_id: str, creative_ids: list[str]) -> tuple[list[SalesAgent], str]:
-    """The agents of a manual sync that names none, and how they were chosen: a campaign's active
-    tactics (`campaign_id`); else the 30-day tactic activity of the brand agent (`brand_agent_id`,
-    or the brand agents of the creatives' campaigns, or all of the account's); an account without
-    any tactic: every registered agent (format compatibility filters all three)."""
-    view, directory = call.app[keys.CAMPAIGNS], call.app[keys.AGENTS]
-    campaign_id, brand_agent_id = call.params.get("campaign_id"), call.params.get("brand_agent_id")
-    if campaign_id is not None:
-        campaign = owned(call, EntityType.CAMPAIGN, "campaign_id", account_id)
-        brands, chosen_by, campaign_id = {str(campaign.brand_agent_id)}, f"campaign {campaign_id}", campaign.entity_id
-    elif brand_agent_id is not None:
-        brands = {owned(call, EntityType.BRAND_AGENT, "brand_agent_id", account_id).entity_id}
-        chosen_by = f"brand agent {brand_agent_id}: tactic activity in the last 30 days"
-    else:
-        brands = {str(c.brand_agent_id) for i in creative_ids for cid in view.campaigns_of(account_id, i)
-                  if (c := view.get(EntityType.CAMPAIGN.value, cid)) is not None}
-        brands = brands or {b.entity_id for b in view.of_account(EntityType.BRAND_AGENT.value, account_id)}
-        chosen_by = "brand agents' tactic activity in the last 30 days"
-    tactics = view.of_account(EntityType.TACTIC.value, account_id)
-    if not tactics and campaign_id is None and brand_agent_id is None:
-        agents = (a for a in directory.active() if visible_to(a, account_id))
-        return sorted(agents, key=lambda a: a.sales_agent_id), "every registered sales agent (no tactics yet)"
-    # Now: the active tactics of active campaigns (the registry view, current as of this request);
-    # the last 30 days: the worker's campaign_activity table (tactics since paused, past syncs).
-    activity = []
-    for tactic in tactics:
-        campaign = view.get(EntityType.CAMPAIGN.value, str(tactic.campaign_id))
-        if campaign is not None:
-            activity.append(TacticActivity(str(tactic.brand_agent_id), campaign.entity_id, str(tactic.sales_agent_id),
-                                           active=tactic.status == "active" and campaign.status == "active",
-                                           created_at=tactic.created_at))
-    for record in call.app[keys.ACTIVITY].items.values():
-        if record.account_id != account_id:
-            continue
-        for past in record.tactics:
-            activity.append(TacticActivity(str(record.brand_agent_id), record.campaign_id, past.sales_agent_id, active=False,
-                                           created_at=past.created_at, updated_at=past.last_active_at,
-                                           last_synced_at=past.last_synced_at))
-    found = detected_agents(activity, brands, datetime.now(UTC), campaign_id=campaign_id)
-    agents = [a for a in (directory.get(i) for i in found) if visible_to(a, account_id)]
-    return agents, chosen_by
-
-
-async def queue_syncs(call: Call, account_id: str, changes: list[CreativeChanged], agents: list[SalesAgent], *,
-                      trigger: SyncTrigger, campaign_id: str | None = None, tactic_id: str | None = None) -> list[dict[str, Any]]:
-    """Match each creative against each agent; queue the compatible pairs (one DELIVER entry per
-    agent and 100 creatives) and record the others as skipped with a reason. Per creative, what
-    was queued and what was skipped: every trigger answers with it."""
-    now, request_id = datetime.now(UTC), uuid.uuid4().hex
-    formats = {a.sales_agent_id: formats_of(a.name, a.declared_formats,
-                                            json.loads(a.discovered_formats_json) if a.discovered_formats_json else [])
-               for a in agents}
-    answers, results = [], []
-    jobs: dict[str, list[SyncItem]] = {}  # agent -> jobs
-    for change in changes:
-        traits = traits_of(json.loads(change.creative_json))
-        queued, skipped = [], []
-        for agent in agents:
-            # An agent still being discovered gets the job: the worker waits for its formats, then
-            # sends the creative in one it lists, or records it skipped with the reason.
-            verdict = match(traits, formats[agent.sales_agent_id]) if formats_known(agent) else Match(True, AWAITING_DISCOVERY)
-            job_id = job_id_for(trigger.value, account_id, change.creative_id, change.content_version,
-                                agent.sales_agent_id, cause=request_id)
-            common = dict(job_id=job_id, sales_agent_id=agent.sales_agent_id, account_id=account_id,
-                          creative_id=change.creative_id, content_version=change.content_version)
-            if verdict.compatible:
-                queued.append({"sales_agent_id": public(agent.sales_agent_id), "name": agent.name,
-                               **({"state": AWAITING_DISCOVERY} if verdict.by == AWAITING_DISCOVERY else {"matched_by": verdict.by})})
-                jobs.setdefault(agent.sales_agent_id, []).append(SyncItem(
-                    job_id=job_id, creative_id=change.creative_id, content_version=change.content_version,
-                    creative_json=change.creative_json))
-                results.append(SyncResult(**common, result_id=f"{job_id}-queued", outcome=SyncOutcome.SYNCING, attempt=0,
-                                          occurred_at=now))
-            else:
-                skipped.append({"sales_agent_id": public(agent.sales_agent_id), "name": agent.name, "reason": verdict.reason})
-                results.append(SyncResult(**common, result_id=f"{job_id}-skipped", outcome=SyncOutcome.SKIPPED, attempt=0,
-                                          reason=verdict.reason, occurred_at=now))
-        answers.append({"creative_id": change.creative_id, "content_version": change.content_version,
-                        "queued": queued, "skipped": skipped})
-    settings, codecs, broker = call.app[keys.SETTINGS], call.app[keys.CODECS], call.app[keys.BROKER]
-    # Status first: a fast agent's answer must not be overtaken by "queued".
-    for key, group in by_partition(results, codecs.partition_of("sync_results")):
-        await broker.publish(topic("sync_results").full_name(settings.topic_prefix),
-                             key=codecs.key("sync_results").encode(key), value=codecs.value("sync_results").encode(group))
-    for agent_id, items in jobs.items():
-        for entry in deliver_entries(agent_id, account_id, items, trigger=trigger, now=now, campaign_id=campaign_id,
-                                     tactic_id=tactic_id):
-            await broker.publish(topic("sync_jobs").full_name(settings.topic_prefix),
-                                 key=codecs.key("sync_jobs").encode(agent_id), value=codecs.value("sync_jobs").encode(entry))
-    return answers
+        return {"creatives": body["creatives"], "sales_agents_from": body["sales_agents_from"]}
+    return {**body["creatives"][0], "sales_agents_from": body["sales_agents_from"]}
 
 
 # -- status ---------------------------------------------------------------------------------------

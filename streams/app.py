@@ -23,10 +23,11 @@ from streams import serdes
 from streams.serdes import FaustAvroCodec
 from streams.sync import outbound
 from topics.catalogue import MAX_MESSAGE_BYTES, TABLES, TOPICS, Codecs, table_partitions
+from topics.catalogue import table as table_spec
 from topics.codec import AvroCodec
 from topics.credentials import SecretBox
 from topics.registry import SchemaRegistryClient
-from topics.views import AgentDirectory, CampaignDirectory, SyncStatusView
+from topics.views import AgentDirectory, CampaignDirectory, CompactedView, SyncStatusView
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Pipeline:
     directory: AgentDirectory | None = None  # the sales-agent registry (streams.sync)
     campaigns: CampaignDirectory | None = None  # campaigns and their entities, all of them (streams.health)
     status_view: SyncStatusView | None = None  # every creative's status rows, all partitions (streams.health)
+    activity: CompactedView | None = None  # the campaign_activity changelog, all partitions (streams.matching)
     sync_engine: object | None = None  # streams.sync.agent.SyncEngine, for tests and metrics
     health_monitor: object | None = None  # streams.health.agent.HealthMonitor
     library: object | None = None  # streams.library.store.LibraryStore: the owner's reads (streams.library.reads)
@@ -172,6 +174,9 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     pipeline.campaigns = CampaignDirectory(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix)
     pipeline.status_view = SyncStatusView(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix,
                                           on_change=lambda account_id, creative_id: pipeline.health_monitor.creative_changed(account_id, creative_id))
+    activity = table_spec("campaign_activity").changelog_name(settings.app_id)
+    pipeline.activity = CompactedView(settings.bootstrap_servers, activity,
+                                      pipeline.codecs.schema("campaign_activity", f"{activity}-value"), lambda a: a.campaign_id)
     _expose_metrics(pipeline)
 
     @app.task
@@ -179,16 +184,19 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
         await directory.start()
         await pipeline.campaigns.start()
         await pipeline.status_view.start()
+        await pipeline.activity.start()
 
     from streams.health import agent as health  # processors register their agents on the app
     from streams.library import agent as library
     from streams import owners
     from streams.library import reads as library_reads
+    from streams.matching import agent as matcher
     from streams.status import reads as status_reads
     from streams.status import agent as status
     from streams.sync import agent as sync
 
     library.register(pipeline)
+    matcher.register(pipeline)
     sync.register(pipeline)
     status.register(pipeline)
     owners.register(pipeline)

@@ -73,6 +73,10 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("content_changes", "creative-sync.library.content-changes", 8, "account_id/creative_id", "creative_changed",
               "delete", "The content changes among those (assets, format): the only ones that re-sync a creative. "
               "Co-partitioned with the sync results.", 7 * DAY_MS),
+    TopicSpec("sync_triggers", "creative-sync.matching.triggers", 8, "account_id", "sync_trigger", "delete",
+              "Requests to sync creatives to sales agents (manual, assignment, new tactic), for the matcher; "
+              "co-partitioned with the library commands. Upstream systems may produce onto it; the answer is "
+              "on the task results topic under trigger_id.", 7 * DAY_MS),
     TopicSpec("sync_jobs", "creative-sync.sync.jobs", 8, "sales_agent_id", "sync_job", "delete",
               "Delivery queues, one owner per sales agent: DELIVER entries of up to 100 creatives, FLUSH, DONE.",
               7 * DAY_MS),

@@ -405,6 +405,18 @@ class LibraryCounts(Event):
     counts: dict[str, int] = Field(default_factory=dict)
 
 
+class SyncTriggerCommand(Event):
+    trigger_id: str
+    account_id: str
+    trigger: SyncTrigger
+    creative_ids: list[str] = Field(default_factory=list)
+    sales_agent_ids: list[str] | None = None
+    campaign_id: str | None = None
+    tactic_id: str | None = None
+    brand_agent_id: str | None = None
+    requested_at: datetime
+
+
 class IdempotencyRecord(Event):
     account_id: str
     idempotency_key: str
@@ -460,6 +472,7 @@ MODELS: dict[str, type[Event]] = {
     "idempotency_record": IdempotencyRecord,
     "library_index_entry": LibraryIndexEntry,
     "library_counts": LibraryCounts,
+    "sync_trigger": SyncTriggerCommand,
     "sync_job": SyncJob,
     "sync_result": SyncResult,
     "sync_result_batch": SyncResultBatch,

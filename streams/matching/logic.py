@@ -342,3 +342,4 @@ def detected_agents(tactics: Iterable[TacticActivity], brand_agent_ids: set[str]
         if tactic.active or recent:
             found[tactic.sales_agent_id] = None
     return sorted(found)
+

@@ -1,0 +1,117 @@
+"""The matcher processor: decides which sales agents get which creatives when a sync is triggered
+(manual sync, assignment to a campaign, a new tactic; from the gateway or an upstream producer),
+queues the compatible pairs for the sync engine and records the others as skipped with a reason.
+
+Reads: sync triggers (keyed by account: co-partitioned with the library commands, so the creatives a
+trigger names are in this worker's creatives table), the sales-agent registry and the campaigns
+(global views), the campaign activity (its changelog, for the 30-day auto-detection). Writes: sync
+results (queued and skipped marks), sync jobs (DELIVER entries per agent), task results (the
+trigger's answer, under its trigger_id).
+"""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from streams.library.queries import view_of
+from streams.matching.logic import TacticActivity, detected_agents
+from streams.matching.plan import plan_syncs
+from streams.runtime import consume
+from streams.sync.logic import by_partition, deliver_entries
+from topics.codec import to_json
+from topics.events import (EntityType, SalesAgent, SyncTrigger, SyncTriggerCommand, TaskResult, TaskStatus)
+from topics.ids import public
+
+PROCESSOR = "matcher"
+
+
+def _visible(agent: SalesAgent | None, account_id: str) -> bool:
+    return agent is not None and not agent.deleted and agent.account_id == account_id
+
+
+def agents_for(trigger: SyncTriggerCommand, directory: Any, campaigns: Any, activity: Any, now: datetime
+               ) -> tuple[list[SalesAgent], str]:
+    """The agents of a trigger, and how they were chosen: those it names; else a campaign's active
+    tactics (`campaign_id`); else the 30-day tactic activity of the brand agent (`brand_agent_id`,
+    or the brand agents of the creatives' campaigns, or all of the account's); an account without
+    any tactic: every registered agent (format compatibility filters all of them)."""
+    account_id = trigger.account_id
+    if trigger.sales_agent_ids is not None:
+        agents = [a for a in (directory.get(i) for i in dict.fromkeys(trigger.sales_agent_ids)) if _visible(a, account_id)]
+        return agents, "sales_agent_ids"
+    campaign_id, brand_agent_id = trigger.campaign_id, trigger.brand_agent_id
+    if campaign_id is not None:
+        campaign = campaigns.get(EntityType.CAMPAIGN.value, campaign_id)
+        brands, chosen_by = {str(campaign.brand_agent_id)} if campaign else set(), f"campaign {public(campaign_id)}"
+    elif brand_agent_id is not None:
+        brands = {brand_agent_id}
+        chosen_by = f"brand agent {public(brand_agent_id)}: tactic activity in the last 30 days"
+    else:
+        brands = {str(c.brand_agent_id) for i in trigger.creative_ids for cid in campaigns.campaigns_of(account_id, i)
+                  if (c := campaigns.get(EntityType.CAMPAIGN.value, cid)) is not None}
+        brands = brands or {b.entity_id for b in campaigns.of_account(EntityType.BRAND_AGENT.value, account_id)}
+        chosen_by = "brand agents' tactic activity in the last 30 days"
+    tactics = campaigns.of_account(EntityType.TACTIC.value, account_id)
+    if not tactics and campaign_id is None and brand_agent_id is None:
+        agents = (a for a in directory.active() if _visible(a, account_id))
+        return sorted(agents, key=lambda a: a.sales_agent_id), "every registered sales agent (no tactics yet)"
+    # Now: the active tactics of active campaigns; the last 30 days: the campaign_activity table's
+    # changelog (tactics since paused, past syncs).
+    history = []
+    for tactic in tactics:
+        campaign = campaigns.get(EntityType.CAMPAIGN.value, str(tactic.campaign_id))
+        if campaign is not None:
+            history.append(TacticActivity(str(tactic.brand_agent_id), campaign.entity_id, str(tactic.sales_agent_id),
+                                          active=tactic.status == "active" and campaign.status == "active",
+                                          created_at=tactic.created_at))
+    for record in activity.items.values():
+        if record.account_id != account_id:
+            continue
+        for past in record.tactics:
+            history.append(TacticActivity(str(record.brand_agent_id), record.campaign_id, past.sales_agent_id, active=False,
+                                          created_at=past.created_at, updated_at=past.last_active_at,
+                                          last_synced_at=past.last_synced_at))
+    found = detected_agents(history, brands, now, campaign_id=campaign_id)
+    return [a for a in (directory.get(i) for i in found) if _visible(a, account_id)], chosen_by
+
+
+def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
+    app, codecs, metrics = pipeline.app, pipeline.codecs, pipeline.metrics
+    library = pipeline.library
+    result_key, result_value = codecs.key("task_results"), codecs.value("task_results")
+    results_key, results_value = codecs.key("sync_results"), codecs.value("sync_results")
+    jobs_key, jobs_value = codecs.key("sync_jobs"), codecs.value("sync_jobs")
+    partition_of_result = codecs.partition_of("sync_results")
+
+    async def answer(trigger: SyncTriggerCommand, body: dict[str, Any], failed: bool = False) -> None:
+        result = TaskResult(task_id=trigger.trigger_id, account_id=trigger.account_id, task_type="sync_creative_to_sales_agents",
+                            status=TaskStatus.FAILED if failed else TaskStatus.COMPLETED, result_json=to_json(body),
+                            completed_at=datetime.now(UTC))
+        await pipeline.publish("task_results", result_key.encode(trigger.trigger_id), result_value.encode(result))
+
+    async def handle(trigger: SyncTriggerCommand, event) -> None:  # noqa: ANN001
+        stored = {cid: library.get(trigger.account_id, cid) for cid in dict.fromkeys(trigger.creative_ids)}
+        missing = [cid for cid, s in stored.items() if s is None or s.status == "archived"]
+        if missing and trigger.trigger is SyncTrigger.MANUAL:  # a manual sync names creatives that must exist
+            await answer(trigger, {"errors": [{"code": "REFERENCE_NOT_FOUND", "recovery": "correctable",
+                                               "message": f"No creative {missing[0]} in this library.",
+                                               "field": "creative_ids"}], "missing": missing}, failed=True)
+            return
+        now = datetime.now(UTC)
+        agents, chosen_by = agents_for(trigger, pipeline.directory, pipeline.campaigns, pipeline.activity, now)
+        changes = [view_of(s) for s in stored.values() if s is not None and s.status != "archived"]
+        plan = plan_syncs(trigger.account_id, changes, sorted(agents, key=lambda a: a.sales_agent_id),
+                          trigger=trigger.trigger.value, cause=trigger.trigger_id, now=now)
+        # Status first: a fast agent's answer must not be overtaken by "queued".
+        for key, group in by_partition(plan.results, partition_of_result):
+            await pipeline.publish("sync_results", results_key.encode(key), results_value.encode(group))
+        for agent_id, items in plan.jobs.items():
+            for entry in deliver_entries(agent_id, trigger.account_id, items, trigger=trigger.trigger, now=now,
+                                         campaign_id=trigger.campaign_id, tactic_id=trigger.tactic_id):
+                await pipeline.publish("sync_jobs", jobs_key.encode(agent_id), jobs_value.encode(entry))
+        await answer(trigger, {"creatives": plan.answers, "sales_agents_from": chosen_by, "missing": missing})
+
+    @app.agent(pipeline.topics["sync_triggers"], name=PROCESSOR)
+    async def matcher(stream):  # noqa: ANN001
+        await consume(stream, processor=PROCESSOR, codec=codecs.value("sync_triggers"), handle=handle,
+                      dead_letters=pipeline.dead_letters, metrics=metrics)
