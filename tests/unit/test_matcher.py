@@ -1,0 +1,94 @@
+"""The matcher's decisions (pure, over in-memory views): which agents a trigger reaches, and the plan
+of jobs and skips with reasons."""
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+from creative_sync.samples import display_creative, video_creative
+from streams.matching.agent import agents_for
+from streams.matching.plan import AWAITING_DISCOVERY, plan_syncs
+from topics.catalogue import Codecs
+from topics.events import (AgentProtocol, CampaignEntity, ChangeKind, CreativeChanged, EntityType, SalesAgent, SyncOutcome,
+                           SyncTrigger, SyncTriggerCommand)
+from topics.views import AgentDirectory, CampaignDirectory
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def agent(agent_id: str, account: str = "acct", kinds: tuple[str, ...] = ("image",), discovered: bool = True) -> SalesAgent:
+    formats = [{"format_id": {"agent_url": "https://creative.adcontextprotocol.org", "id": "display_300x250"},
+                "name": "Medium rectangle", "type": "display"}] if "image" in kinds else []
+    return SalesAgent(sales_agent_id=f"{account}~{agent_id}", account_id=account, name=agent_id.title(),
+                      agent_url=f"https://{agent_id}.example/mcp", protocol=AgentProtocol.MCP,
+                      declared_formats=list(kinds) if discovered else [],  # nothing known until discovery
+                      discovered_formats_json=json.dumps(formats) if discovered else None, updated_at=NOW)
+
+
+def entity(kind: EntityType, entity_id: str, **fields) -> CampaignEntity:
+    return CampaignEntity(entity_type=kind, entity_id=f"acct~{entity_id}", account_id="acct", updated_at=NOW,
+                          created_at=NOW - timedelta(days=1), **fields)
+
+
+def views(*agents: SalesAgent, entities: tuple[CampaignEntity, ...] = ()):
+    directory = AgentDirectory("unused:9092", Codecs(), "", box=None)
+    for a in agents:
+        directory.agents.apply(a)
+    campaigns = CampaignDirectory("unused:9092", Codecs(), "")
+    for e in entities:
+        campaigns.apply(e)
+    return directory, campaigns, SimpleNamespace(items={})
+
+
+def trigger(**fields) -> SyncTriggerCommand:
+    return SyncTriggerCommand(trigger_id="t-1", account_id="acct", trigger=SyncTrigger.MANUAL, creative_ids=["c1"],
+                              requested_at=NOW, **fields)
+
+
+def test_named_agents_are_only_those_of_the_account():
+    directory, campaigns, activity = views(agent("news"), agent("spy", account="other"))
+    found, chosen_by = agents_for(trigger(sales_agent_ids=["acct~news", "other~spy", "acct~gone"]),
+                                  directory, campaigns, activity, NOW)
+    assert [a.sales_agent_id for a in found] == ["acct~news"] and chosen_by == "sales_agent_ids"
+
+
+def test_an_account_without_tactics_reaches_every_agent_of_its_own():
+    directory, campaigns, activity = views(agent("news"), agent("sports"), agent("spy", account="other"))
+    found, chosen_by = agents_for(trigger(), directory, campaigns, activity, NOW)
+    assert [a.sales_agent_id for a in found] == ["acct~news", "acct~sports"]
+    assert chosen_by == "every registered sales agent (no tactics yet)"
+
+
+def test_a_campaign_reaches_the_agents_of_its_active_tactics_only():
+    brand = entity(EntityType.BRAND_AGENT, "brand")
+    campaign = entity(EntityType.CAMPAIGN, "holiday", brand_agent_id="acct~brand", campaign_id="acct~holiday", status="active")
+    active = entity(EntityType.TACTIC, "t1", brand_agent_id="acct~brand", campaign_id="acct~holiday",
+                    sales_agent_id="acct~news", status="active")
+    paused = entity(EntityType.TACTIC, "t2", brand_agent_id="acct~brand", campaign_id="acct~holiday",
+                    sales_agent_id="acct~sports", status="paused")
+    directory, campaigns, activity = views(agent("news"), agent("sports"), entities=(brand, campaign, active, paused))
+    found, chosen_by = agents_for(trigger(campaign_id="acct~holiday"), directory, campaigns, activity, NOW)
+    assert [a.sales_agent_id for a in found] == ["acct~news"] and chosen_by == "campaign holiday"
+
+
+def change(creative: dict) -> CreativeChanged:
+    return CreativeChanged(event_id="e", account_id="acct", creative_id=creative["creative_id"], change=ChangeKind.CREATED,
+                           content_version=1, content_hash="h", creative_json=json.dumps(creative), command_id="cmd",
+                           created_at=NOW, updated_at=NOW)
+
+
+def test_the_plan_queues_what_fits_skips_the_rest_with_a_reason_and_is_the_same_when_replayed():
+    agents = [agent("news"), agent("fresh", discovered=False)]
+    changes = [change(display_creative("banner")), change(video_creative("spot"))]
+    plan = plan_syncs("acct", changes, agents, trigger="MANUAL", cause="t-1", now=NOW)
+    banner, spot = plan.answers
+    assert [q["sales_agent_id"] for q in banner["queued"]] == ["news", "fresh"]
+    assert banner["queued"][1]["state"] == AWAITING_DISCOVERY  # formats not known yet: the engine waits for them
+    assert [s["sales_agent_id"] for s in spot["skipped"]] == ["news"] and spot["skipped"][0]["reason"]
+    assert {r.outcome for r in plan.results} == {SyncOutcome.SYNCING, SyncOutcome.SKIPPED}
+    assert sorted(plan.jobs) == ["acct~fresh", "acct~news"]
+    again = plan_syncs("acct", changes, agents, trigger="MANUAL", cause="t-1", now=NOW)
+    other = plan_syncs("acct", changes, agents, trigger="MANUAL", cause="t-2", now=NOW)
+    assert [r.job_id for r in again.results] == [r.job_id for r in plan.results]  # a redelivered trigger: same jobs
+    assert not {r.job_id for r in other.results} & {r.job_id for r in plan.results}
