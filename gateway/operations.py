@@ -24,6 +24,17 @@ Handler = Callable[["Call"], Awaitable[dict[str, Any]]]
 _ADVERTISED_AS_IS_BYTES = 8000
 
 
+def _about_a_field_outside(error: Any, known: frozenset[str]) -> bool:
+    """A schema error about a top-level field given in the request that `known` does not list."""
+    path = list(error.instance_path)
+    return type(error.kind).__name__ != "Required" and bool(path) and path[0] not in known
+
+
+@functools.cache
+def _top_level_fields(tool: str, version: str) -> frozenset[str]:
+    return frozenset(official_schema(tool, version).get("properties", {}))
+
+
 def official_schema(tool: str, version: str | None = None) -> dict[str, Any]:
     """The official request schema of an AdCP task in a release (what requests are validated against)."""
     from adcp.validation import get_validator
@@ -96,9 +107,20 @@ class Operation:
             return asked, params
         only = next(iter(principal.accounts)) if len(principal.accounts) == 1 else None
         derived = with_derived_fields(self.name, params, only)
-        if not schema_errors(self._validator(UNVERSIONED), derived):
-            return UNVERSIONED, derived
-        return LATEST, derived
+        # 3.0 per the spec, or 3.2 shapes: either is served. But a field that only one release
+        # knows must have that release's shape, or a request could pass by being read as the other
+        # (3.0 ignores 3.2's typed `assignment_limit`; 3.2 ignores fields it dropped).
+        as_3_0 = list(self._validator(UNVERSIONED).iter_errors(derived))
+        as_3_2 = list(self._validator(LATEST).iter_errors(derived))
+        known_3_0, known_3_2 = self._properties(UNVERSIONED), self._properties(LATEST)
+        if as_3_0 and any(_about_a_field_outside(e, known_3_2) for e in as_3_0):
+            check_against(self._validator(UNVERSIONED), derived)  # refused, in 3.0's words
+        if any(_about_a_field_outside(e, known_3_0) for e in as_3_2):
+            check_against(self._validator(LATEST), derived)  # refused, in 3.2's words
+        return (UNVERSIONED if not as_3_0 else LATEST), derived
+
+    def _properties(self, version: str) -> frozenset[str]:
+        return _top_level_fields(self.name, version)
 
     async def invoke(self, app: web.Application, principal: Principal, params: Any, request_id: str) -> dict[str, Any]:
         """The one way an operation runs, from any transport: its input checked first (account,

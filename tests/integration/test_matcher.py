@@ -15,6 +15,10 @@ from topics.events import SyncTrigger, SyncTriggerCommand
 
 
 async def test_a_trigger_produced_onto_the_topic_by_plain_aiokafka_reaches_the_agents(api, agents, settings):
+    """(and a manual sync naming a creative the library does not have is refused by the matcher)"""
+    refused = await api.call("sync_creative_to_sales_agents", {"account": {"account_id": "acct-1"}, "creative_id": "nope"},
+                             status=404)
+    assert refused["errors"][0]["code"] == "REFERENCE_NOT_FOUND" and refused["errors"][0]["field"] == "creative_id"
     display = await agents.add(SimAgentConfig("display", "Daily News", ("image",)))
     await register(api, agents, "display", "Daily News")
 
@@ -49,8 +53,3 @@ async def test_a_trigger_produced_onto_the_topic_by_plain_aiokafka_reaches_the_a
         return row if row and row["sync_status"] == "skipped" and row["reason"] else None
     await eventually(skipped_with_reason, timeout=60, what="the video's skip, with its reason, in the status")
 
-
-async def test_a_manual_sync_of_a_creative_the_library_does_not_have_is_refused_by_the_matcher(api):
-    refused = await api.call("sync_creative_to_sales_agents", {"account": {"account_id": "acct-1"}, "creative_id": "nope"},
-                             status=404)
-    assert refused["errors"][0]["code"] == "REFERENCE_NOT_FOUND" and refused["errors"][0]["field"] == "creative_id"

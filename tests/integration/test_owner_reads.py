@@ -1,12 +1,12 @@
 """Reads from the owners (interactive queries): two workers and two gateways on one broker; a read on
 either gateway is answered by the worker that owns the account, with the same data, while a
-rebalance moves partitions (a worker joins, then another leaves)."""
+rebalance moves partitions (a worker joins, then another leaves). (The order of pages on a RocksDB
+owner after a restart: tests/integration/test_worker_restart.py; cursors over a changing library:
+tests/unit/test_library_index.py.)"""
 from __future__ import annotations
 
 import asyncio
 import time
-
-import pytest
 
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -114,38 +114,3 @@ async def test_two_gateways_read_the_same_library_from_its_owners_while_partitio
         if two is not None:
             two.stop(grace_s=0)
 
-
-@pytest.mark.rocksdb  # the deployed store: the order of the index is RocksDB's byte order of Avro keys
-async def test_pages_come_in_the_order_asked_from_a_rocksdb_owner_and_a_cursor_survives_changes(api):
-    names = ["Zulu", "alpha", "Émile", "beta", "ALPHA two", "a", "mid", "Omega", "zz", "b" * 40, "b" * 30 + "a"]
-    creatives = [display_creative(f"r{i:02}", name=name) for i, name in enumerate(names)]
-    await api.call("sync_creatives", sync_request("acct-1", creatives))
-    def name_key(creative_id: str) -> bytes:  # names order by their first 24 bytes, lower-cased
-        return names[int(creative_id[1:])].lower().encode()[:24]
-
-    async def walk(sort: dict, size: int, between=None) -> list[str]:
-        shown, cursor = [], None
-        while True:
-            answer = await api.call("list_creatives", {"account": {"account_id": "acct-1"}, "sort": sort,
-                                                       "pagination": {"max_results": size, **({"cursor": cursor} if cursor else {})}})
-            shown += [c["creative_id"] for c in answer["creatives"]]
-            if not answer["pagination"]["has_more"]:
-                return shown
-            cursor = answer["pagination"]["cursor"]
-            if between:
-                await between()
-
-    ascending = await walk({"field": "name", "direction": "asc"}, 3)
-    assert [name_key(c) for c in ascending] == sorted(name_key(c) for c in ascending)
-    assert sorted(ascending) == sorted(c["creative_id"] for c in creatives)
-    assert await walk({"field": "name", "direction": "desc"}, 4) == ascending[::-1]
-    created = await walk({"field": "created_date", "direction": "asc"}, 5)  # one command: equal times, id order
-    assert sorted(created) == sorted(ascending)
-
-    added = iter(range(100))
-
-    async def another() -> None:  # a creative created between pages sorts last (newest): never shown twice
-        await api.call("sync_creatives", sync_request("acct-1", [display_creative(f"new{next(added)}")]))
-    newest_first = await walk({"field": "created_date", "direction": "desc"}, 4, between=another)
-    assert [c for c in newest_first if c.startswith("r")] == created[::-1]
-    assert len(newest_first) == len(set(newest_first)) and any(c.startswith("new") for c in newest_first) is False

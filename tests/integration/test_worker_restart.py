@@ -36,6 +36,31 @@ async def results(settings, codecs: Codecs, wanted: set[str]) -> dict[str, dict]
     return {r.task_id: json.loads(r.result_json) for r in found if r.task_id in wanted}
 
 
+async def _walk_by_name(settings) -> tuple[list[str], int]:
+    """Every creative name of ACCOUNT, page by page, as its owner (this worker) answers."""
+    import aiohttp
+
+    from streams.library.queries import AccountPage, merge, parse_query
+    from topics.credentials import OWNER_QUERIES, SecretBox
+
+    token = SecretBox.from_file(settings.secrets_key_path).token(OWNER_QUERIES)
+    url = f"http://{settings.worker_host}:{settings.worker_port}/owners/library/page"
+    names, cursor, total = [], None, 0
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+        while True:
+            query = parse_query({"sort": {"field": "name", "direction": "asc"},
+                                 "pagination": {"max_results": 70, **({"cursor": cursor} if cursor else {})}})
+            async with session.post(url, json={"accounts": [ACCOUNT], "query": query.as_json()}) as response:
+                assert response.status == 200, await response.text()
+                pages = [AccountPage.from_json(p) for p in (await response.json())["pages"]]
+            answer = merge(query, pages)
+            names += [c["name"] for c in answer["creatives"]]
+            total = answer["query_summary"]["total_matching"]
+            if not answer["pagination"]["has_more"]:
+                return names, total
+            cursor = answer["pagination"]["cursor"]
+
+
 @pytest.mark.parametrize("store", ["memory", pytest.param("rocksdb", marks=pytest.mark.rocksdb)])
 async def test_a_worker_killed_after_multi_record_batches_restarts_with_every_row(ready_worker, settings, tmp_path, store):
     codecs = Codecs(prefix=settings.topic_prefix)
@@ -57,6 +82,11 @@ async def test_a_worker_killed_after_multi_record_batches_restarts_with_every_ro
         actions = [c["action"] for answer in answers.values() for c in answer["creatives"]]
         assert len(actions) == COMMANDS * PER_COMMAND
         assert set(actions) == {"unchanged"}, "every creative was still in the restored table"
+        # The ordered keys and counts came back too: the owner pages the library in name order (names
+        # of different lengths: RocksDB orders the Avro keys by their bytes, length first).
+        shown, total = await _walk_by_name(settings)
+        assert len(shown) == len(set(shown)) == total == COMMANDS * PER_COMMAND
+        assert shown == sorted(shown, key=lambda name: name.lower().encode()[:24])
     finally:
         restarted.stop(grace_s=0)
 
