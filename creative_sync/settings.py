@@ -31,6 +31,9 @@ class Settings:
     data_dir: Path = Path("var")
     worker_host: str = "127.0.0.1"
     worker_port: int = 6066  # the worker's web port: /metrics and the owner queries (/owners/...)
+    #: The host other processes reach this worker by (its pod IP, its service name), when it binds a
+    #: wildcard address (0.0.0.0); None: worker_host.
+    worker_advertised_host: str | None = None
     #: Where the gateway first asks which worker owns what (any live worker answers for all; the
     #: others are learnt from its answer). Empty: this settings' own worker_host:worker_port.
     worker_urls: tuple[str, ...] = ()
@@ -96,6 +99,7 @@ class Settings:
             data_dir=data_dir,
             worker_host=_env("CREATIVE_SYNC_WORKER_HOST", "127.0.0.1"),
             worker_port=int(_env("CREATIVE_SYNC_WORKER_PORT", "6066")),
+            worker_advertised_host=_env_opt("CREATIVE_SYNC_WORKER_ADVERTISED_HOST"),
             worker_urls=tuple(u.strip() for u in _env("CREATIVE_SYNC_WORKER_URLS", "").split(",") if u.strip()),
             session_timeout_s=float(_env("CREATIVE_SYNC_SESSION_TIMEOUT_S", "5")),
             heartbeat_interval_s=float(_env("CREATIVE_SYNC_HEARTBEAT_INTERVAL_S", "1")),
@@ -136,8 +140,13 @@ class Settings:
         return (self.public_url or f"http://{self.gateway_host}:{self.gateway_port}").rstrip("/")
 
     @property
+    def worker_url(self) -> str:
+        """This worker as the others and the gateways reach it (faust's canonical URL)."""
+        return f"http://{self.worker_advertised_host or self.worker_host}:{self.worker_port}"
+
+    @property
     def worker_seeds(self) -> tuple[str, ...]:
-        return self.worker_urls or (f"http://{self.worker_host}:{self.worker_port}",)
+        return self.worker_urls or (self.worker_url,)
 
     @property
     def secrets_key_path(self) -> Path:
@@ -156,6 +165,7 @@ class Settings:
             "CREATIVE_SYNC_WORKER_HOST": self.worker_host,
             "CREATIVE_SYNC_WORKER_PORT": str(self.worker_port),
             "CREATIVE_SYNC_WORKER_URLS": ",".join(self.worker_urls),
+            **({"CREATIVE_SYNC_WORKER_ADVERTISED_HOST": self.worker_advertised_host} if self.worker_advertised_host else {}),
             "CREATIVE_SYNC_SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "CREATIVE_SYNC_HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
             "CREATIVE_SYNC_REQUEST_TIMEOUT_S": str(self.request_timeout_s),

@@ -136,6 +136,7 @@ def faust_settings(settings: Settings) -> dict:
         web_bind=settings.worker_host,
         web_host=settings.worker_host,
         web_port=settings.worker_port,
+        canonical_url=settings.worker_url,  # what the routing (/owners/routing) tells the gateways
     )
 
 
