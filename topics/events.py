@@ -398,6 +398,8 @@ class NotificationState(Event):
 
 class LibraryIndexEntry(Event):
     creative_id: str
+    status: str = ""
+    format_kind: str | None = None
 
 
 class LibraryCounts(Event):

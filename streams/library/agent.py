@@ -31,7 +31,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
 
     def library_of(account_id: str) -> list[str]:
         # Only delete_missing needs an account's whole library: the walk of its index range.
-        return [stored.creative_id for _, stored in store.scan(account_id, "created_date", False, None)]
+        return [entry.creative_id for _, entry, _ in store.scan(account_id, "created_date", False, None)]
 
     state_key, state_value = codecs.key("creative_state"), codecs.value("creative_state")
     content_value = codecs.value("content_changes")
@@ -39,16 +39,16 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
 
     async def write_index(account_id: str, moves: list, partition: int) -> None:
         rows, counts = index.moved(store.counts(account_id), moves)
-        entries: dict[str, tuple[LibraryIndexEntry, bytes]] = {}  # a creative's rows hold one entry: encoded once
+        entries: dict[index.Entry, tuple[LibraryIndexEntry, bytes]] = {}  # a creative's rows hold one entry: encoded once
 
-        def row(key: str, creative_id: str | None) -> tuple:
-            if creative_id is None:
+        def row(key: str, entry: index.Entry | None) -> tuple:
+            if entry is None:
                 return key, None
-            if creative_id not in entries:
-                value = LibraryIndexEntry(creative_id=creative_id)
-                entries[creative_id] = value, index_value.dumps(value)
-            return key, *entries[creative_id]
-        await pipeline.write_rows("library_index", (row(key, cid) for key, cid in rows), partition=partition)
+            if entry not in entries:
+                value = LibraryIndexEntry(creative_id=entry.creative_id, status=entry.status, format_kind=entry.format_kind)
+                entries[entry] = value, index_value.dumps(value)
+            return key, *entries[entry]
+        await pipeline.write_rows("library_index", (row(key, entry) for key, entry in rows), partition=partition)
         await pipeline.write_rows("library_counts", [(account_id, LibraryCounts(account_id=account_id, counts=counts))],
                                   partition=partition)
 

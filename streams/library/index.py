@@ -105,40 +105,62 @@ def keys_of(stored: StoredCreative, creative: Mapping[str, Any] | None = None) -
 
 
 @dataclass(frozen=True)
+class Entry:
+    """What an index row holds: the creative, and what the cheapest filters (status, format kind)
+    are decided on without reading the creative itself."""
+
+    creative_id: str
+    status: str
+    format_kind: str | None
+
+
+@dataclass(frozen=True)
 class Placement:
     """Where a creative stands in its account's index and counts (one parse of its JSON)."""
 
     keys: dict[str, str]
     bucket: str
+    entry: Entry
 
     @classmethod
     def of(cls, stored: StoredCreative) -> Placement:
         creative = json.loads(stored.creative_json)
-        return cls(keys_of(stored, creative), count_key(stored, creative))
+        return cls(keys_of(stored, creative), count_key(stored, creative),
+                   Entry(stored.creative_id, stored.status, creative.get("format_kind") or None))
+
+
+def may_match(entry: Any, filters: Mapping[str, Any]) -> bool:
+    """Whether a creative with this index entry can match `filters`, judged on the entry alone
+    (statuses: archived ones only when asked for; format kinds); the rest needs the creative."""
+    statuses = filters.get("statuses")
+    if (entry.status not in statuses) if statuses else entry.status == "archived":
+        return False
+    kinds = filters.get("format_kinds")
+    return not kinds or entry.format_kind in kinds
 
 
 def moved(counts: Mapping[str, int], changes: Iterable[tuple[StoredCreative | None, StoredCreative]]
-          ) -> tuple[list[tuple[str, str | None]], dict[str, int]]:
+          ) -> tuple[list[tuple[str, Entry | None]], dict[str, int]]:
     """What creatives going from `before` to `after` change in their account's index and counts:
     the index rows to write, and the counts after."""
-    placed = [(Placement.of(before) if before is not None else None, Placement.of(after), after.creative_id)
-              for before, after in changes]
-    return index_rows(placed), count_changes(counts, ((before, after) for before, after, _ in placed))
+    placed = [(Placement.of(before) if before is not None else None, Placement.of(after)) for before, after in changes]
+    return index_rows(placed), count_changes(counts, placed)
 
 
-def index_rows(changes: Iterable[tuple[Placement | None, Placement, str]]) -> list[tuple[str, str | None]]:
-    """The index rows to write for creatives moving from `before` to `after` placements (with the
-    creative's id): `(key, creative_id)` for a new position, `(key, None)` (a tombstone) for a
-    position left. Unchanged positions are not rewritten."""
-    rows: dict[str, str | None] = {}
-    for before, after, creative_id in changes:
+def index_rows(changes: Iterable[tuple[Placement | None, Placement]]) -> list[tuple[str, Entry | None]]:
+    """The index rows to write for creatives moving from `before` to `after` placements: `(key,
+    entry)` for a new position (or a position whose entry changed), `(key, None)` (a tombstone)
+    for a position left. Unchanged rows are not rewritten."""
+    rows: dict[str, Entry | None] = {}
+    for before, after in changes:
         old = before.keys if before is not None else {}
+        same_entry = before is not None and before.entry == after.entry
         for field, key in old.items():
             if after.keys.get(field) != key:
                 rows.setdefault(key, None)
         for field, key in after.keys.items():
-            if old.get(field) != key:
-                rows[key] = creative_id
+            if old.get(field) != key or not same_entry:
+                rows[key] = after.entry
     return list(rows.items())
 
 

@@ -213,8 +213,9 @@ def _cursor(query: PageQuery, after: tuple[str, str], seen: int) -> str:
 
 # -- one account's page, on the worker that owns it ------------------------------------------------
 #: The rows of one account in one order, from a position (inclusive; None: from the first row), as
-#: (position, stored creative): what the owner's store reads (streams.library.store).
-Scan = Callable[[str, str, bool, "str | None"], Iterator[tuple[str, StoredCreative]]]
+#: (position, index entry, a function reading the creative): what the owner's store reads
+#: (streams.library.store).
+Scan = Callable[[str, str, bool, "str | None"], Iterator[tuple[str, Any, Callable[[], "StoredCreative | None"]]]]
 
 
 @dataclass
@@ -250,12 +251,13 @@ def account_page(query: PageQuery, account_id: str, scan: Scan, counts: Mapping[
     page = AccountPage(account_id, counts=dict(counts))
     start = query.after[0] if query.after else None
     examined = 0
-    for position, stored in scan(account_id, query.field, query.descending, start):
+    for position, entry, read in scan(account_id, query.field, query.descending, start):
         if not _is_after(query, (position, account_id)):
             continue
         examined += 1
-        creative = view_of(stored)
-        if matches(creative, query.filters):
+        stored = read() if index.may_match(entry, query.filters) else None  # most filters end here, unread
+        creative = view_of(stored) if stored is not None else None
+        if creative is not None and matches(creative, query.filters):
             page.items.append((position, as_adcp(creative, include_assignments=query.include_assignments,
                                                  include_variables=query.include_variables)))
             if len(page.items) > query.size:
@@ -322,16 +324,17 @@ def merge(query: PageQuery, pages: Iterable[AccountPage], accounts: Mapping[str,
 # -- everything in memory (tests and tools: the same walk over a sorted list) -----------------------
 def memory_scan(stored: Iterable[StoredCreative]) -> Scan:
     """A Scan over creatives held in memory, ordered exactly as the owner's store orders them."""
-    by_key = sorted((key, row) for row in stored for key in index.keys_of(row).values())
+    by_key = sorted(((key, row, placed.entry) for row in stored for placed in [index.Placement.of(row)]
+                     for key in placed.keys.values()), key=lambda r: r[0])
 
-    def scan(account_id: str, field: str, descending: bool, start: str | None) -> Iterator[tuple[str, StoredCreative]]:
-        rows = [(key[len(index.prefix(account_id, field)):], row) for key, row in by_key
+    def scan(account_id: str, field: str, descending: bool, start: str | None) -> Iterator[tuple[str, Any, Any]]:
+        rows = [(key[len(index.prefix(account_id, field)):], row, entry) for key, row, entry in by_key
                 if index.in_range(key, account_id, field)]
         if descending:
             rows.reverse()
-        for position, row in rows:
+        for position, row, entry in rows:
             if start is None or (position <= start if descending else position >= start):
-                yield position, row
+                yield position, entry, (lambda row=row: row)
     return scan
 
 

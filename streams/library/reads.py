@@ -28,8 +28,8 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     def creatives(body: dict[str, Any]) -> dict[str, Any]:
         account_id = str(body["account_id"])
         if body.get("buyer_ref") is not None:  # a walk of the account: buyer_ref has no index (rare)
-            found = next((s for _, s in library.scan(account_id, "created_date", False, None)
-                          if logic.buyer_ref_of(s) == body["buyer_ref"]), None)
+            found = next((s for _, _, read in library.scan(account_id, "created_date", False, None)
+                          if (s := read()) is not None and logic.buyer_ref_of(s) == body["buyer_ref"]), None)
             rows = [found] if found is not None else []
         else:
             rows = [s for cid in dict.fromkeys(body.get("creative_ids") or [])
@@ -42,7 +42,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             sync = parse_sync_request(body["request"])
         except RequestRejected as rejected:
             return {"errors": [p.as_adcp() for p in rejected.problems]}
-        library_ids = ([s.creative_id for _, s in library.scan(account_id, "created_date", False, None)]
+        library_ids = ([entry.creative_id for _, entry, _ in library.scan(account_id, "created_date", False, None)]
                        if sync.delete_missing else [])
         existing = {cid: library.get(account_id, cid) for cid in logic.named_ids(sync, library_ids)}
         decision = logic.apply_sync(sync, command_id="dry-run", existing=existing, library_ids=library_ids,

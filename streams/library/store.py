@@ -5,7 +5,8 @@ Reads only; the library processor (streams/library/agent.py) writes.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from faust.stores import STORES
@@ -52,16 +53,15 @@ class LibraryStore:
         row = stored_row(self._counts, account_id)
         return dict(row.counts) if row is not None else {}
 
-    def scan(self, account_id: str, field: str, descending: bool, start: str | None) -> Iterator[tuple[str, StoredCreative]]:
+    def scan(self, account_id: str, field: str, descending: bool, start: str | None
+             ) -> Iterator[tuple[str, Any, Callable[[], StoredCreative | None]]]:
         """The account's creatives in `field`'s order from position `start` (inclusive), as
-        (position, creative); rows whose creative is gone (a tombstone not yet applied) are skipped."""
+        (position, index entry, a function reading the creative: only when the entry may match)."""
         begin = len(index.prefix(account_id, field))
-        for key, creative_id in self._keys(account_id, field, descending, start):
-            stored = self.get(account_id, creative_id)
-            if stored is not None:
-                yield key[begin:], stored
+        for key, entry in self._keys(account_id, field, descending, start):
+            yield key[begin:], entry, functools.partial(self.get, account_id, entry.creative_id)
 
-    def _keys(self, account_id: str, field: str, descending: bool, start: str | None) -> Iterator[tuple[str, str]]:
+    def _keys(self, account_id: str, field: str, descending: bool, start: str | None) -> Iterator[tuple[str, Any]]:
         low, high = index.bounds(account_id, field)
         if start is not None:
             at = index.prefix(account_id, field) + start
@@ -75,8 +75,8 @@ class LibraryStore:
                     break
                 key = store._decode_key(raw_key)
                 if index.in_range(key, account_id, field):
-                    yield key, store._decode_value(raw_value).creative_id
+                    yield key, store._decode_value(raw_value)
             return
         for key in store.data.irange(low, high, reverse=descending):
             if index.in_range(key, account_id, field):
-                yield key, store.data[key].creative_id
+                yield key, store.data[key]

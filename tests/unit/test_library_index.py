@@ -61,19 +61,31 @@ def test_keys_within_an_account_and_order_have_one_length_so_byte_order_is_value
 
 def test_index_rows_move_a_creative_and_leave_nothing_behind():
     before = stored("acct", "c1", 1, name="old name")
-    after = before.model_copy(update={"updated_at": T0 + timedelta(hours=1), "status": "rejected",
-                                      "creative_json": json.dumps({**json.loads(before.creative_json), "name": "new"})})
+    renamed = before.model_copy(update={"updated_at": T0 + timedelta(hours=1),
+                                        "creative_json": json.dumps({**json.loads(before.creative_json), "name": "new"})})
     rows = dict(index.moved({}, [(None, before)])[0])
-    assert len(rows) == len(index.SORT_FIELDS) and set(rows.values()) == {"c1"}
-    moved = index.moved({}, [(before, after)])[0]
+    assert len(rows) == len(index.SORT_FIELDS) and set(rows.values()) == {index.Entry("c1", "approved", None)}
+    moved = index.moved({}, [(before, renamed)])[0]
     gone = {k for k, v in moved if v is None}
     added = {k for k, v in moved if v is not None}
-    assert gone == {index.keys_of(before)[f] for f in ("updated_date", "name", "status")}
-    assert added == {index.keys_of(after)[f] for f in ("updated_date", "name", "status")}
+    assert gone == {index.keys_of(before)[f] for f in ("updated_date", "name")}  # only the positions that moved
+    assert added == {index.keys_of(renamed)[f] for f in ("updated_date", "name")}
     for key, value in moved:
         rows[key] = value
-    assert {k for k, v in rows.items() if v} == set(index.keys_of(after).values())
-    assert index.moved({}, [(after, after)])[0] == []  # nothing moved, nothing written
+    assert {k for k, v in rows.items() if v} == set(index.keys_of(renamed).values())
+    assert index.moved({}, [(renamed, renamed)])[0] == []  # nothing moved, nothing written
+    rejected = renamed.model_copy(update={"status": "rejected"})  # the entry changes: every row says so
+    rewritten = dict(index.moved({}, [(renamed, rejected)])[0])
+    assert set(rewritten) >= set(index.keys_of(rejected).values()) - {index.keys_of(renamed)["status"]}
+    assert {v for v in rewritten.values() if v} == {index.Entry("c1", "rejected", None)}
+
+
+def test_an_entry_decides_status_and_kind_filters_without_the_creative():
+    entry = index.Entry("c1", "archived", "video_hosted")
+    assert not index.may_match(entry, {})  # archived only when asked for
+    assert index.may_match(entry, {"statuses": ["archived"]})
+    assert not index.may_match(entry, {"statuses": ["archived"], "format_kinds": ["display"]})
+    assert index.may_match(index.Entry("c2", "approved", None), {"tags": ["q4"]})  # the rest needs the creative
 
 
 def test_counts_answer_totals_and_summaries_of_status_and_kind_filters():
