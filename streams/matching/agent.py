@@ -10,6 +10,7 @@ trigger's answer, under its trigger_id).
 """
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,6 +76,32 @@ def agents_for(trigger: SyncTriggerCommand, directory: Any, campaigns: Any, acti
     return [a for a in (directory.get(i) for i in found) if _visible(a, account_id)], chosen_by
 
 
+#: How long a trigger waits for what it names (a sales agent, a campaign) to reach this worker's
+#: views: the gateway publishes a registration, then a sync naming the agent, on different topics.
+ARRIVAL_WAIT_S = 15.0
+
+
+async def arrived(trigger: SyncTriggerCommand, directory: Any, campaigns: Any, timeout_s: float = ARRIVAL_WAIT_S) -> None:
+    """Until the views have every agent and the campaign the trigger names, or `timeout_s` passed
+    (then the trigger is planned with what is known: an agent still missing is left out)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        waits = []
+        if any(directory.get(i) is None for i in trigger.sales_agent_ids or ()):
+            waits.append(directory.agents.changed.wait())
+        if trigger.campaign_id is not None and campaigns.get(EntityType.CAMPAIGN.value, trigger.campaign_id) is None:
+            waits.append(campaigns.view.changed.wait())
+        remaining = deadline - asyncio.get_running_loop().time()
+        if not waits or remaining <= 0:
+            for pending in waits:
+                pending.close()
+            return
+        _, pending = await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=remaining,
+                                           return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+
+
 def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
     app, codecs, metrics = pipeline.app, pipeline.codecs, pipeline.metrics
     library = pipeline.library
@@ -97,6 +124,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
                                                "message": f"No creative {missing[0]} in this library.",
                                                "field": "creative_ids"}], "missing": missing}, failed=True)
             return
+        await arrived(trigger, pipeline.directory, pipeline.campaigns)
         now = datetime.now(UTC)
         agents, chosen_by = agents_for(trigger, pipeline.directory, pipeline.campaigns, pipeline.activity, now)
         changes = [view_of(s) for s in stored.values() if s is not None and s.status != "archived"]

@@ -92,3 +92,23 @@ def test_the_plan_queues_what_fits_skips_the_rest_with_a_reason_and_is_the_same_
     other = plan_syncs("acct", changes, agents, trigger="MANUAL", cause="t-2", now=NOW)
     assert [r.job_id for r in again.results] == [r.job_id for r in plan.results]  # a redelivered trigger: same jobs
     assert not {r.job_id for r in other.results} & {r.job_id for r in plan.results}
+
+
+async def test_a_trigger_waits_for_the_agent_it_names_to_reach_the_registry_view():
+    import asyncio
+
+    from streams.matching.agent import arrived
+
+    directory, campaigns, _ = views()
+
+    async def registration_arrives() -> None:
+        await asyncio.sleep(0.2)
+        directory.agents.apply(agent("news"))
+        directory.agents.changed.set()  # what the view's consumer does after a batch
+    arriving = asyncio.create_task(registration_arrives())
+    await asyncio.wait_for(arrived(trigger(sales_agent_ids=["acct~news"]), directory, campaigns, timeout_s=30), 30)
+    assert directory.get("acct~news") is not None
+    await arriving
+    started = asyncio.get_running_loop().time()
+    await arrived(trigger(sales_agent_ids=["acct~never"]), directory, campaigns, timeout_s=0.3)  # gives up, bounded
+    assert asyncio.get_running_loop().time() - started < 5
