@@ -89,6 +89,10 @@ async def test_two_gateways_read_the_same_library_from_its_owners_while_partitio
 
         await both_read_everything()
         assert set(owners(one).values()) == {seeds[0]}
+        for token in ("", "Bearer guessed"):  # the owner queries answer our processes only
+            response = await a.session.post(f"{seeds[0]}/owners/library/page", headers={"Authorization": token},
+                                            json={"accounts": ["acct-0"], "query": {}})
+            assert response.status == 401
 
         # A second worker joins: partitions move to it while both gateways keep reading.
         two = WorkerProcess(second, tmp_path / "worker-2.log").start()
