@@ -304,6 +304,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
 
         token = PrincipalStore(settings.principals_file).add("bench", [*(f"bench-{i}" for i in range(16)), "bench-scale"])[1]
         gateway = GatewayProcess(settings, workdir / "gateway.log").start()
+        gateway.wait_settled()  # its start-up work (the SDK's A2A binding) is not part of the figures
         cpu = CpuMeter()
         for name, process in (("worker", worker.process), ("gateway", gateway.process), ("broker", broker and broker.process)):
             cpu.watch(name, process.pid if process else None)

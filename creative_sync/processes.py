@@ -122,3 +122,20 @@ class GatewayProcess(ChildProcess):
             except OSError:
                 time.sleep(0.1)
         raise TimeoutError(f"gateway did not answer in {timeout_s}s")
+
+    def wait_settled(self, timeout_s: float = 180.0) -> None:
+        """Until the gateway is ready and has loaded what it loads after its start (the adcp SDK's
+        A2A binding, ~15 CPU-s): what a measurement should not include."""
+        import json
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/readyz", timeout=2) as response:
+                    state = json.loads(response.read())
+                    if state["ready"] and state["a2a_binding_loaded"]:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"gateway did not settle in {timeout_s}s: {self.log_tail()}")

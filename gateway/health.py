@@ -4,7 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import keys
+from gateway import a2a, keys
 
 routes = web.RouteTableDef()
 
@@ -20,7 +20,10 @@ async def readyz(request: web.Request) -> web.Response:
     caught_up = request.app[keys.LIBRARY_VIEW].caught_up.is_set()  # reads would miss earlier writes until then
     ready = broker and caught_up
     return web.json_response({"ready": ready, "broker": request.app[keys.BROKER].bootstrap, "broker_ready": broker,
-                              "read_model_caught_up": caught_up}, status=200 if ready else 503)
+                              "read_model_caught_up": caught_up,
+                              # (not part of readiness: A2A's first call loads it if the preload has not)
+                              "a2a_binding_loaded": a2a.binding.cache_info().currsize > 0},
+                             status=200 if ready else 503)
 
 
 @routes.get("/.well-known/jwks.json")
