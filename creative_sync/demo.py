@@ -38,6 +38,17 @@ def call(base: str, token: str, operation: str, body: dict[str, Any]) -> dict[st
         return json.loads(response.read())
 
 
+def finished(base: str, token: str, answer: dict[str, Any], timeout_s: float = 120) -> dict[str, Any]:
+    """`answer`, or when it says `submitted` (the worker is still starting), the task's result once done."""
+    deadline = time.monotonic() + timeout_s
+    while answer.get("status") == "submitted" and time.monotonic() < deadline:
+        time.sleep(1)
+        task = call(base, token, "get_task_status", {"task_id": answer["task_id"]})
+        if task.get("status") == "completed":
+            return task.get("result", {})
+    return answer
+
+
 def seed(base: str, token: str, account_id: str, agent_urls: list[str], agent_token: str) -> list[str]:
     """Registers the demo agents, syncs the demo creatives to them; answers what it did, line by line."""
     account = {"account_id": account_id}
@@ -53,12 +64,8 @@ def seed(base: str, token: str, account_id: str, agent_urls: list[str], agent_to
         "protocol": "a2a", "auth": {"token": agent_token, "header": "Authorization"},
         "formats": list(A2A_DEMO_AGENT.format_kinds)})
     lines.append(f"registered {A2A_DEMO_AGENT.name} ({a2a_url}, A2A)")
-    synced = call(base, token, "sync_creatives", sync_request(account_id, DEMO_CREATIVES, idempotency_key="demo-library-seed-0001"))
-    deadline = time.monotonic() + 120
-    while synced.get("status") == "submitted" and time.monotonic() < deadline:  # the worker is still starting
-        time.sleep(1)
-        task = call(base, token, "get_task_status", {"task_id": synced["task_id"]})
-        synced = task.get("result", synced) if task.get("status") == "completed" else synced
+    synced = finished(base, token, call(base, token, "sync_creatives",
+                                        sync_request(account_id, DEMO_CREATIVES, idempotency_key="demo-library-seed-0001")))
     lines.append(f"library: {len(synced.get('creatives', []))} creatives")
     brand = call(base, token, "create_brand_agent", {"account": account, "brand_agent_id": "demo-acme",
                                                      "name": "Acme Outdoor"})["brand_agent"]
@@ -72,8 +79,10 @@ def seed(base: str, token: str, account_id: str, agent_urls: list[str], agent_to
             call(base, token, "create_tactic", {"account": account, "campaign_id": campaign_id,
                                                 "tactic_id": f"{campaign_id}-{agent_id}", "name": f"{name} on {agent_id}",
                                                 "sales_agent_id": agent_id})
-        answer = call(base, token, "assign_creative", {"account": account, "campaign_id": campaign_id,
-                                                       "creative_ids": creative_ids})
+        sync = call(base, token, "assign_creative", {"account": account, "campaign_id": campaign_id,
+                                                     "creative_ids": creative_ids})["sync"]
+        answers = finished(base, token, sync).get("creatives", [])  # the matcher's answer, however long it took
+        queued, skipped = (sum(len(a[kind]) for a in answers) for kind in ("queued", "skipped"))
         lines.append(f"{name}: {len(agent_ids)} tactics, {len(creative_ids)} creatives; "
-                     f"{answer['sync']['queued']} syncs queued, {answer['sync']['skipped']} skipped (incompatible)")
+                     f"{queued} syncs queued, {skipped} skipped (incompatible)")
     return lines
