@@ -23,7 +23,7 @@ from streams.library import logic
 from streams.library.versions import SUPPORTED_VERSIONS
 from streams.library.formats import list_formats, supported_formats
 from streams.library.queries import QueryError, parse_query
-from streams.library.requests import (RequestRejected, creative_problems, parse_sync_request,
+from streams.library.requests import (RequestRejected, parse_sync_request,
                                       payload_hash, task_id_for, without_secrets)
 from topics.catalogue import topic
 from topics.events import LibraryCommand, LibraryOperation, TaskResult, TaskStatus

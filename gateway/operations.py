@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway.auth import Principal
 from gateway.errors import AdcpRequestError
-from gateway.validation import check_against, check_arguments, compile_schema, discovery_schema, schema_errors, schema_location
+from gateway.validation import check_against, check_arguments, compile_schema, discovery_schema, schema_location
 from streams.library.versions import LATEST, UNVERSIONED, VersionRefused, requested_version, shaped, with_derived_fields
 
 log = logging.getLogger(__name__)
