@@ -400,6 +400,7 @@ class LibraryIndexEntry(Event):
     creative_id: str
     status: str = ""
     format_kind: str | None = None
+    assigned: bool = False
 
 
 class LibraryCounts(Event):

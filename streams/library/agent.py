@@ -45,7 +45,8 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             if entry is None:
                 return key, None
             if entry not in entries:
-                value = LibraryIndexEntry(creative_id=entry.creative_id, status=entry.status, format_kind=entry.format_kind)
+                value = LibraryIndexEntry(creative_id=entry.creative_id, status=entry.status, format_kind=entry.format_kind,
+                                          assigned=entry.assigned)
                 entries[entry] = value, index_value.dumps(value)
             return key, *entries[entry]
         await pipeline.write_rows("library_index", (row(key, entry) for key, entry in rows), partition=partition)

@@ -10,12 +10,21 @@ here has the same length (the sort value and the tie-breaker are fixed-width ASC
 order is the order of the sort values; the in-memory store of the tests keeps the same keys in a
 sorted dict and agrees. Bounds of a range are keys of that same length made of the lowest and the
 highest character.
+
+Why only three rows per new creative: every row is a store write and a changelog record on the
+path of `sync_creatives` (five rows per creative halved its throughput). Creation, update and name
+orders are stored for every creative. The status order (status, then creation) is a walk of the
+creation order per status, the entries carrying the status (the account's counts say how many of
+each to expect, so a group's walk ends at its last member). The assignment-count order (count, then
+creation) stores rows only for assigned creatives; the unassigned ones (most of a library) are a
+walk of the creation order, the entries saying whether a creative is assigned. Both derived walks
+give the same positions a stored order would, so cursors and merges do not tell them apart.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +44,7 @@ class SortOrder:
     field: str  # the AdCP sort field (creative-sort-field)
     code: str  # one letter in the key
     width: int  # characters of the sort value
+    stored: bool = True  # False: a walk of the creation order (status)
 
     def value(self, stored: StoredCreative, creative: Mapping[str, Any]) -> str:
         if self.field == "created_date":
@@ -45,7 +55,14 @@ class SortOrder:
             return _text(str(creative.get("name") or stored.creative_id).lower(), _NAME_BYTES)
         if self.field == "status":  # by status, then by creation
             return _text(stored.status, _STATUS_BYTES) + _moment(stored.created_at)
-        return f"{min(len(stored.assigned_to), 0xFFFFFFFF):08x}"  # assignment_count
+        return _count(len(stored.assigned_to)) + _moment(stored.created_at)  # assignment_count, then creation
+
+
+def _count(count: int) -> str:
+    return f"{min(count, 0xFFFFFFFF):08x}"
+
+
+_UNASSIGNED = _count(0)
 
 
 def _moment(when: datetime) -> str:
@@ -62,10 +79,11 @@ ORDERS: dict[str, SortOrder] = {o.field: o for o in (
     SortOrder("created_date", "c", 16),
     SortOrder("updated_date", "u", 16),
     SortOrder("name", "n", 2 * _NAME_BYTES),
-    SortOrder("status", "s", 2 * _STATUS_BYTES + 16),
-    SortOrder("assignment_count", "a", 8),
+    SortOrder("status", "s", 2 * _STATUS_BYTES + 16, stored=False),
+    SortOrder("assignment_count", "a", 8 + 16),  # rows of assigned creatives only
 )}
 SORT_FIELDS = tuple(ORDERS)
+_CREATION = "created_date"
 
 
 def id_digest(creative_id: str) -> str:
@@ -98,10 +116,11 @@ def in_range(key: str, account_id: str, field: str) -> bool:
 
 
 def keys_of(stored: StoredCreative, creative: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """Every index key of a creative, by sort field."""
+    """The index keys stored for a creative, by sort field (see the module's doc for the others)."""
     creative = creative if creative is not None else json.loads(stored.creative_json)
     start, tail = f"{stored.account_id}{SEP}", SEP + id_digest(stored.creative_id)
-    return {field: f"{start}{order.code}{SEP}{order.value(stored, creative)}{tail}" for field, order in ORDERS.items()}
+    return {field: f"{start}{order.code}{SEP}{order.value(stored, creative)}{tail}" for field, order in ORDERS.items()
+            if order.stored and (field != "assignment_count" or stored.assigned_to)}
 
 
 @dataclass(frozen=True)
@@ -112,6 +131,7 @@ class Entry:
     creative_id: str
     status: str
     format_kind: str | None
+    assigned: bool = False  # to at least one package (the unassigned are walked in creation order)
 
 
 @dataclass(frozen=True)
@@ -126,7 +146,7 @@ class Placement:
     def of(cls, stored: StoredCreative) -> Placement:
         creative = json.loads(stored.creative_json)
         return cls(keys_of(stored, creative), count_key(stored, creative),
-                   Entry(stored.creative_id, stored.status, creative.get("format_kind") or None))
+                   Entry(stored.creative_id, stored.status, creative.get("format_kind") or None, bool(stored.assigned_to)))
 
 
 def may_match(entry: Any, filters: Mapping[str, Any]) -> bool:
@@ -162,6 +182,77 @@ def index_rows(changes: Iterable[tuple[Placement | None, Placement]]) -> list[tu
             if old.get(field) != key or not same_entry:
                 rows[key] = after.entry
     return list(rows.items())
+
+
+# -- walks of an account in a sort order --------------------------------------------------------------
+#: One account's rows of a stored order from a position (inclusive; None: from the first), as
+#: (position, entry, a function reading the creative): what the owner's store reads.
+StoredWalk = Callable[[str, bool, "str | None"], Iterator[tuple[str, Any, Callable[[], Any]]]]
+
+
+def walk(field: str, descending: bool, start: str | None, stored_walk: StoredWalk, counts: Mapping[str, int],
+         statuses: Iterable[str] | None = None) -> Iterator[tuple[str, Any, Callable[[], Any] | None]]:
+    """An account's creatives in `field`'s order from `start` (inclusive). A walk of another order
+    also yields the rows it passes over as (position, None, None): they cost a step of the caller's
+    budget, and a cursor may stop there. `statuses`: the only statuses wanted (None: all but
+    archived), so that the status walk skips whole groups."""
+    if field == "status":
+        yield from _by_status(descending, start, stored_walk, counts, statuses)
+    elif field == "assignment_count":
+        yield from _by_assignments(descending, start, stored_walk)
+    else:
+        yield from stored_walk(field, descending, start)
+
+
+def _by_status(descending: bool, start: str | None, stored_walk: StoredWalk, counts: Mapping[str, int],
+               statuses: Iterable[str] | None) -> Iterator[tuple[str, Any, Callable[[], Any] | None]]:
+    groups: dict[str, int] = {}
+    for bucket, count in counts.items():
+        status = bucket.split("|", 1)[0]
+        groups[status] = groups.get(status, 0) + count
+    wanted = set(statuses) if statuses else {s for s in groups if s != "archived"}
+    width = 2 * _STATUS_BYTES
+    for status in sorted(groups, key=lambda s: _text(s, _STATUS_BYTES), reverse=descending):
+        head, inner = _text(status, _STATUS_BYTES), None
+        if status not in wanted:
+            continue
+        if start is not None:
+            if (head > start[:width]) if descending else (head < start[:width]):
+                continue  # a group the cursor has left behind
+            inner = start[width:] if head == start[:width] else None
+        left = groups[status] if inner is None else None  # a whole group ends at its last member
+        for position, entry, read in stored_walk(_CREATION, descending, inner):
+            if entry.status != status:
+                yield head + position, None, None
+                continue
+            yield head + position, entry, read
+            if left is not None:
+                left -= 1
+                if left == 0:
+                    break
+
+
+def _by_assignments(descending: bool, start: str | None, stored_walk: StoredWalk
+                    ) -> Iterator[tuple[str, Any, Callable[[], Any] | None]]:
+    def unassigned() -> Iterator[tuple[str, Any, Callable[[], Any] | None]]:
+        if start is not None and start[:8] != _UNASSIGNED:
+            if not descending:
+                return  # ascending, the cursor is already among the assigned
+            inner = None
+        else:
+            inner = start[8:] if start is not None else None
+        for position, entry, read in stored_walk(_CREATION, descending, inner):
+            if entry.assigned:
+                yield _UNASSIGNED + position, None, None
+            else:
+                yield _UNASSIGNED + position, entry, read
+
+    if descending:
+        yield from stored_walk("assignment_count", True, start)
+        yield from unassigned()
+    else:
+        yield from unassigned()
+        yield from stored_walk("assignment_count", False, start)
 
 
 # -- per-account counts (what a list's totals and summaries read instead of the library) -------------

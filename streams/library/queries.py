@@ -215,7 +215,9 @@ def _cursor(query: PageQuery, after: tuple[str, str], seen: int) -> str:
 #: The rows of one account in one order, from a position (inclusive; None: from the first row), as
 #: (position, index entry, a function reading the creative): what the owner's store reads
 #: (streams.library.store).
-Scan = Callable[[str, str, bool, "str | None"], Iterator[tuple[str, Any, Callable[[], "StoredCreative | None"]]]]
+#: Rows a derived order passes over come as (position, None, None) (streams.library.index.walk).
+Scan = Callable[[str, str, bool, "str | None", "list[str] | None"],
+                Iterator[tuple[str, Any, "Callable[[], StoredCreative | None] | None"]]]
 
 
 @dataclass
@@ -251,11 +253,12 @@ def account_page(query: PageQuery, account_id: str, scan: Scan, counts: Mapping[
     page = AccountPage(account_id, counts=dict(counts))
     start = query.after[0] if query.after else None
     examined = 0
-    for position, entry, read in scan(account_id, query.field, query.descending, start):
+    for position, entry, read in scan(account_id, query.field, query.descending, start, query.filters.get("statuses")):
         if not _is_after(query, (position, account_id)):
             continue
         examined += 1
-        stored = read() if index.may_match(entry, query.filters) else None  # most filters end here, unread
+        # most filters end here, unread (and the rows a derived order passes over come without an entry)
+        stored = read() if entry is not None and index.may_match(entry, query.filters) else None
         creative = view_of(stored) if stored is not None else None
         if creative is not None and matches(creative, query.filters):
             page.items.append((position, as_adcp(creative, include_assignments=query.include_assignments,
@@ -324,17 +327,22 @@ def merge(query: PageQuery, pages: Iterable[AccountPage], accounts: Mapping[str,
 # -- everything in memory (tests and tools: the same walk over a sorted list) -----------------------
 def memory_scan(stored: Iterable[StoredCreative]) -> Scan:
     """A Scan over creatives held in memory, ordered exactly as the owner's store orders them."""
-    by_key = sorted(((key, row, placed.entry) for row in stored for placed in [index.Placement.of(row)]
-                     for key in placed.keys.values()), key=lambda r: r[0])
+    stored = list(stored)
+    placed = [(row, index.Placement.of(row)) for row in stored]
+    by_key = sorted(((key, row, p.entry) for row, p in placed for key in p.keys.values()), key=lambda r: r[0])
 
-    def scan(account_id: str, field: str, descending: bool, start: str | None) -> Iterator[tuple[str, Any, Any]]:
-        rows = [(key[len(index.prefix(account_id, field)):], row, entry) for key, row, entry in by_key
-                if index.in_range(key, account_id, field)]
-        if descending:
-            rows.reverse()
-        for position, row, entry in rows:
-            if start is None or (position <= start if descending else position >= start):
-                yield position, entry, (lambda row=row: row)
+    def scan(account_id: str, field: str, descending: bool, start: str | None,
+             statuses: list[str] | None = None) -> Iterator[tuple[str, Any, Any]]:
+        def stored_walk(order: str, backwards: bool, at: str | None) -> Iterator[tuple[str, Any, Any]]:
+            rows = [(key[len(index.prefix(account_id, order)):], row, entry) for key, row, entry in by_key
+                    if index.in_range(key, account_id, order)]
+            if backwards:
+                rows.reverse()
+            for position, row, entry in rows:
+                if at is None or (position <= at if backwards else position >= at):
+                    yield position, entry, (lambda row=row: row)
+        counts = index.count_changes({}, ((None, p) for row, p in placed if row.account_id == account_id))
+        return index.walk(field, descending, start, stored_walk, counts, statuses)
     return scan
 
 

@@ -53,13 +53,17 @@ class LibraryStore:
         row = stored_row(self._counts, account_id)
         return dict(row.counts) if row is not None else {}
 
-    def scan(self, account_id: str, field: str, descending: bool, start: str | None
-             ) -> Iterator[tuple[str, Any, Callable[[], StoredCreative | None]]]:
+    def scan(self, account_id: str, field: str, descending: bool, start: str | None,
+             statuses: list[str] | None = None) -> Iterator[tuple[str, Any, Callable[[], StoredCreative | None] | None]]:
         """The account's creatives in `field`'s order from position `start` (inclusive), as
-        (position, index entry, a function reading the creative: only when the entry may match)."""
-        begin = len(index.prefix(account_id, field))
-        for key, entry in self._keys(account_id, field, descending, start):
-            yield key[begin:], entry, functools.partial(self.get, account_id, entry.creative_id)
+        (position, index entry, a function reading the creative: only when the entry may match);
+        rows a derived order passes over come as (position, None, None) (see index.walk)."""
+        def stored_walk(order: str, backwards: bool, at: str | None) -> Iterator[tuple[str, Any, Callable[[], Any]]]:
+            begin = len(index.prefix(account_id, order))
+            for key, entry in self._keys(account_id, order, backwards, at):
+                yield key[begin:], entry, functools.partial(self.get, account_id, entry.creative_id)
+        counts = self.counts(account_id) if field == "status" else {}
+        return index.walk(field, descending, start, stored_walk, counts, statuses)
 
     def _keys(self, account_id: str, field: str, descending: bool, start: str | None) -> Iterator[tuple[str, Any]]:
         low, high = index.bounds(account_id, field)

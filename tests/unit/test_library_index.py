@@ -46,15 +46,19 @@ def walk(library: list[StoredCreative], request: dict, accounts: list[str], *, b
         assert len(pages) < 500
 
 
+STORED_FIELDS = [f for f in index.SORT_FIELDS if index.ORDERS[f].stored]
+
+
 def test_keys_within_an_account_and_order_have_one_length_so_byte_order_is_value_order():
-    rows = [stored("acct", f"c{i}", i, name=name) for i, name in enumerate(["b", "a", "abc", "Zed", "é", "ab" * 40])]
-    for field in index.SORT_FIELDS:
+    rows = [stored("acct", f"c{i}", i, name=name, packages=i % 3 + 1)
+            for i, name in enumerate(["b", "a", "abc", "Zed", "é", "ab" * 40])]
+    for field in STORED_FIELDS:
         keys = [index.keys_of(r)[field] for r in rows]
         assert len({len(k) for k in keys}) == 1
         assert sorted(keys) == sorted(keys, key=lambda k: k.encode())  # str order = UTF-8 byte order
         assert all(index.in_range(k, "acct", field) for k in keys)
         low, high = index.bounds("acct", field)
-        assert all(low < k < high for k in keys) and not index.in_range(index.keys_of(stored("acct2", "x", 1))[field], "acct", field)
+        assert all(low < k < high for k in keys) and not index.in_range(index.keys_of(stored("acct2", "x", 1, packages=1))[field], "acct", field)
     names = sorted(rows, key=lambda r: index.keys_of(r)["name"])
     assert [json.loads(r.creative_json)["name"] for r in names][:4] == ["a", "ab" * 40, "abc", "b"]
 
@@ -64,7 +68,9 @@ def test_index_rows_move_a_creative_and_leave_nothing_behind():
     renamed = before.model_copy(update={"updated_at": T0 + timedelta(hours=1),
                                         "creative_json": json.dumps({**json.loads(before.creative_json), "name": "new"})})
     rows = dict(index.moved({}, [(None, before)])[0])
-    assert len(rows) == len(index.SORT_FIELDS) and set(rows.values()) == {index.Entry("c1", "approved", None)}
+    # three rows for a new creative: creation, update and name (status and assignments are walks)
+    assert set(index.keys_of(before)) == {"created_date", "updated_date", "name"}
+    assert len(rows) == 3 and set(rows.values()) == {index.Entry("c1", "approved", None)}
     moved = index.moved({}, [(before, renamed)])[0]
     gone = {k for k, v in moved if v is None}
     added = {k for k, v in moved if v is not None}
@@ -76,8 +82,12 @@ def test_index_rows_move_a_creative_and_leave_nothing_behind():
     assert index.moved({}, [(renamed, renamed)])[0] == []  # nothing moved, nothing written
     rejected = renamed.model_copy(update={"status": "rejected"})  # the entry changes: every row says so
     rewritten = dict(index.moved({}, [(renamed, rejected)])[0])
-    assert set(rewritten) >= set(index.keys_of(rejected).values()) - {index.keys_of(renamed)["status"]}
+    assert set(rewritten) == set(index.keys_of(rejected).values())
     assert {v for v in rewritten.values() if v} == {index.Entry("c1", "rejected", None)}
+    assigned = rejected.model_copy(update={"assigned_to": ["p1"]})  # now in the stored assignment order too
+    rows = dict(index.moved({}, [(rejected, assigned)])[0])
+    assert set(rows) == set(index.keys_of(assigned).values()) and "assignment_count" in index.keys_of(assigned)
+    assert set(rows.values()) == {index.Entry("c1", "rejected", None, assigned=True)}
 
 
 def test_an_entry_decides_status_and_kind_filters_without_the_creative():
@@ -113,8 +123,9 @@ def test_pages_follow_the_order_and_cover_the_library_exactly_once(field, direct
     assert [positions[c] for c in shown] == sorted((positions[c] for c in shown), reverse=direction == "desc")
 
 
-def test_a_library_that_changes_between_pages_never_skips_or_repeats_a_creative_that_stayed():
-    library = [stored("acct", f"c{i:03}", i) for i in range(40)]
+@pytest.mark.parametrize("field", ["created_date", "status", "assignment_count"])
+def test_a_library_that_changes_between_pages_never_skips_or_repeats_a_creative_that_stayed(field):
+    library = [stored("acct", f"c{i:03}", i, status=("approved", "rejected")[i % 2], packages=i % 3) for i in range(40)]
     stayed = {s.creative_id for s in library[::2]}
     counter = iter(range(1000))
 
@@ -126,7 +137,7 @@ def test_a_library_that_changes_between_pages_never_skips_or_repeats_a_creative_
         lib.append(victim.model_copy(update={"status": "archived"}))
 
     for direction in ("asc", "desc"):
-        pages = walk([*library], {"sort": {"field": "created_date", "direction": direction},
+        pages = walk([*library], {"sort": {"field": field, "direction": direction},
                                   "pagination": {"max_results": 6}}, ["acct"], between=change)
         shown = [c for page in pages for c in page]
         assert len(shown) == len(set(shown)), "a creative was repeated"
@@ -162,3 +173,39 @@ def test_totals_are_exact_from_counts_and_a_running_count_otherwise():
     assert answer["query_summary"]["total_matching"] == 4 and "total_count" not in answer["pagination"]
     query = PageQuery.from_json(other.as_json())
     assert query == other
+
+
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+def test_derived_orders_count_the_rows_they_pass_over_against_the_budget(direction):
+    """Sorted by status, a page of a rare status walks the creation order: the rows of other
+    statuses it passes cost budget (a short page and a cursor, never a walk of the library)."""
+    library = [stored("acct", f"c{i:03}", i, status="rejected" if i % 40 == 0 else "approved",
+                      packages=1 if i % 50 == 0 else 0) for i in range(200)]
+    request = {"filters": {"statuses": ["rejected"]}, "sort": {"field": "status", "direction": direction},
+               "pagination": {"max_results": 2}}
+    query = parse_query(request)
+    counts = index.moved({}, ((None, s) for s in library))[1]
+    first = account_page(query, "acct", memory_scan(library), counts, budget=30)
+    # ascending: c000, then 30 rows without another; descending: c199 to c170, none of them rejected
+    assert first.stopped_at is not None and len(first.items) == (1 if direction == "asc" else 0)
+    pages = walk(library, request, ["acct"], budget=30)
+    assert sorted(c for p in pages for c in p) == [f"c{i:03}" for i in range(0, 200, 40)]
+    unassigned = walk(library, {"filters": {"unassigned": True}, "sort": {"field": "assignment_count", "direction": direction},
+                                "pagination": {"max_results": 50}}, ["acct"], budget=60)
+    assert sorted(c for p in unassigned for c in p) == sorted(s.creative_id for s in library if not s.assigned_to)
+
+
+def test_the_status_walk_of_a_group_ends_at_its_last_member():
+    """With no cursor, a status group's walk stops once it has seen as many as the counts say."""
+    library = [stored("acct", "first", 0, status="rejected")] + [stored("acct", f"c{i:03}", i + 1) for i in range(100)]
+    seen = []
+    base = memory_scan(library)
+
+    def scan(account_id, field, descending, start, statuses=None):
+        for row in base(account_id, field, descending, start, statuses):
+            seen.append(row[0])
+            yield row
+    query = parse_query({"filters": {"statuses": ["rejected"]}, "sort": {"field": "status", "direction": "asc"}})
+    counts = index.moved({}, ((None, s) for s in library))[1]
+    page = account_page(query, "acct", scan, counts)
+    assert [c["creative_id"] for _, c in page.items] == ["first"] and len(seen) == 1
