@@ -154,6 +154,7 @@ class AgentQueue(Event):
     batches: list[QueuedBatch] = Field(default_factory=list)
     last_offset: int = -1
     open_items: int = 0
+    recent_entries: list[str] = Field(default_factory=list)
 
 
 class SyncOutcome(StrEnum):

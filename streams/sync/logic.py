@@ -44,6 +44,10 @@ def job_id_for(trigger: str, account_id: str, creative_id: str, content_version:
 
 
 # -- the queue ------------------------------------------------------------------------------------
+#: DELIVER entries a queue remembers by id (what a replayed trigger can publish again: the
+#: entries of one commit interval).
+RECENT_ENTRIES = 256
+
 @dataclass
 class QueueChange:
     queue: AgentQueue
@@ -76,9 +80,15 @@ def apply_entry(queue: AgentQueue | None, entry: SyncJob, *, partition: int, off
     queue = queue or empty_queue(entry.sales_agent_id, entry.account_id)
     if offset <= queue.last_offset:
         return None  # redelivered after a crash: already in the queue
+    if entry.kind is QueueEntryKind.DELIVER and entry.job_id in queue.recent_entries:
+        # Published twice: the matcher handles a trigger at least once (a crash after it published
+        # the entries and before its offset was committed replays the trigger, and its entries come
+        # again with the same ids at new offsets). Queued again, they would go out under a new key.
+        return None
     queue = queue.model_copy(update={"last_offset": offset})
     change = QueueChange(queue)
     if entry.kind is QueueEntryKind.DELIVER:
+        queue = queue.model_copy(update={"recent_entries": [*queue.recent_entries[-(RECENT_ENTRIES - 1):], entry.job_id]})
         size = len(entry.jobs())
         if queue.open_items and queue.open_items + size > MAX_BATCH:
             queue, closed = _close(queue, partition=partition, offset=offset, before=True)

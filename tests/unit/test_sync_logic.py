@@ -57,6 +57,18 @@ def test_a_redelivered_entry_is_not_applied_twice():
     assert apply_entry(queue, job("c"), partition=3, offset=2).queue.next_seq == 3
 
 
+def test_entries_published_again_at_new_offsets_are_queued_once():
+    """A trigger the matcher handles twice (killed before its offset was committed) publishes the
+    same entries again: the queue knows them by id and does not batch them a second time."""
+    first = [job(f"c{i}") for i in range(3)]
+    queue, stored, _ = replay([*first, *first, logic.flush_entry("ag", "acct", T0)])
+    assert len(stored) == 3 and queue.batches[0].last_seq == 2
+    again = SyncJob(**{**job("c0").model_dump(), "job_id": logic.job_id_for("MANUAL", "acct", "c0", 1, "ag", "another")})
+    assert apply_entry(queue, again, partition=3, offset=10).store  # another trigger of the same creative is a new job
+    many = [job(f"d{i}") for i in range(logic.RECENT_ENTRIES + 5)]
+    assert len(replay(many)[0].recent_entries) == logic.RECENT_ENTRIES  # bounded
+
+
 def test_done_forgets_the_batch_and_its_jobs():
     entries = [job("a"), job("b"), logic.flush_entry("ag", "acct", T0)]
     queue, stored, batches = replay(entries)
