@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from creative_sync.settings import Settings
 from streams import transport
-from streams.library.store import index_store_url
+from streams.library.store import creatives_store_url
 from streams.metrics import WorkerMetrics
 from streams.runtime import DeadLetters
 from streams import serdes
@@ -78,21 +78,23 @@ class Pipeline:
         # would encode every row a second time (~6 % of the worker while delivering).
         serialized = isinstance(store, SerializedStore)
         producer = self.app.producer._ensure_producer()
-        sent = None
+        encoded_rows = []
         for key, value, *encoded in rows:
-            key_bytes = encode_key(key)
-            if value is None:
-                value_bytes = None
+            value_bytes = None if value is None else (
+                encoded[0] if encoded and encoded[0] is not None else encode_value(value))
+            encoded_rows.append((key, encode_key(key), value, value_bytes))
+        if hasattr(store, "put_rows"):  # a store that derives rows of its own from these (the library's index)
+            store.put_rows(partition, encoded_rows)
+        else:
+            for key, key_bytes, value, value_bytes in encoded_rows:
                 if serialized:
-                    store._del(key_bytes)
-                else:
+                    store._del(key_bytes) if value is None else store._set(key_bytes, value_bytes)
+                elif value is None:
                     store.pop(key, None)
-            else:
-                value_bytes = encoded[0] if encoded and encoded[0] is not None else encode_value(value)
-                if serialized:
-                    store._set(key_bytes, value_bytes)
                 else:
                     store[key] = value
+        sent = None
+        for _, key_bytes, _, value_bytes in encoded_rows:
             sent = await producer.send(changelog, key=key_bytes, value=value_bytes, partition=partition)
         if sent is not None:
             sent.add_done_callback(lambda done: done.cancelled() or done.exception() or store.set_persisted_offset(
@@ -159,7 +161,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     for table in TABLES:
         changelog = table.changelog_name(settings.app_id)
         faust_table = app.Table(table.name, partitions=table_partitions(table), use_partitioner=table.written_by_timers,
-                                store=index_store_url(settings.store) if table.ordered else None)
+                                store=creatives_store_url(settings.store) if table.indexed else None)
         # faust derives serializers from key_type/value_type (json by default), and App.Table()
         # already built the changelog topic with them: set Avro, then rebuild the changelog topic,
         # or recovery would read Avro changelogs as JSON. The store is built lazily, after this.

@@ -59,7 +59,7 @@ class TableSpec:
     doc: str
     key_schema: str = KEY_SCHEMA
     written_by_timers: bool = False  # written outside stream events: partitioned by its key, like its source
-    ordered: bool = False  # read by key range (the memory store of tests is then kept sorted, as RocksDB is)
+    indexed: bool = False  # its store keeps the library's index (streams.library.store)
 
     def changelog_name(self, app_id: str) -> str:
         return f"{app_id}-{self.name}-changelog"
@@ -110,12 +110,9 @@ TOPICS: tuple[TopicSpec, ...] = (
 
 TABLES: tuple[TableSpec, ...] = (
     TableSpec("creatives", "library_commands", "account_id/creative_id", "stored_creative",
-              "The creative library: one row per creative, applied idempotently per command."),
-    TableSpec("library_index", "library_commands", "account_id, sort order, position (fixed width: streams.library.index)",
-              "library_index_entry", "The library's per-account ordered keys: a row per creative and sort order, so "
-              "that a page of list_creatives reads a range of keys, not the library.", ordered=True),
-    TableSpec("library_counts", "library_commands", "account_id", "library_counts",
-              "Per account, its creatives counted by status and format: list totals and summaries."),
+              "The creative library: one row per creative, applied idempotently per command. Its store also keeps "
+              "the per-account ordered keys and counts derived from the rows (streams.library.store), so that a "
+              "page of list_creatives reads a range of keys, not the library.", indexed=True),
     TableSpec("idempotency", "library_commands", "account_id/idempotency_key", "idempotency_record",
               "Per account and idempotency key, the first answer: replays and conflicts are decided here."),
     TableSpec("sync_queues", "sync_jobs", "sales_agent_id/account_id", "agent_queue",

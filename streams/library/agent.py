@@ -1,7 +1,7 @@
 """The library processor: applies sync_creatives commands to an account's creative library.
 
 Reads: library commands (keyed by account: one owner per account, so a request's batch is applied
-atomically). Writes: the creatives and idempotency tables (changelogs), creative state (one event
+atomically). Writes: the creatives (with the index and counts its store derives) and idempotency tables (changelogs), creative state (one event
 per change), content changes (those of the changes that re-sync), task results (the AdCP answer),
 dead letters (invalid commands).
 """
@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from streams.library import index, logic
+from streams.library import logic
 from streams.library.store import LibraryStore
 from streams.library.logic import Verdict
 from streams.library.requests import Problem, RequestRejected, creative_problems, parse_sync_request, payload_hash
 from streams.runtime import consume, stored_row
 from topics.codec import from_json, to_json
-from topics.events import (ChangeKind, FailureStage, IdempotencyRecord, LibraryCommand, LibraryCounts, LibraryIndexEntry,
-                           LibraryOperation, TaskResult, TaskStatus)
+from topics.events import ChangeKind, FailureStage, IdempotencyRecord, LibraryCommand, LibraryOperation, TaskResult, TaskStatus
 
 PROCESSOR = "library"
 
@@ -24,10 +23,7 @@ PROCESSOR = "library"
 def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
     app, codecs, metrics = pipeline.app, pipeline.codecs, pipeline.metrics
     creatives, idempotency = pipeline.tables["creatives"], pipeline.tables["idempotency"]
-    counts_table = pipeline.tables["library_counts"]
-    index_value = pipeline.tables["library_index"].value_serializer
-    store = pipeline.library = LibraryStore(creatives, pipeline.tables["library_index"], counts_table,
-                                              codecs.partition_of("library_commands"))
+    store = pipeline.library = LibraryStore(creatives, codecs.partition_of("library_commands"))
 
     def library_of(account_id: str) -> list[str]:
         # Only delete_missing needs an account's whole library: the walk of its index range.
@@ -36,22 +32,6 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     state_key, state_value = codecs.key("creative_state"), codecs.value("creative_state")
     content_value = codecs.value("content_changes")
     result_key, result_value = codecs.key("task_results"), codecs.value("task_results")
-
-    async def write_index(account_id: str, moves: list, partition: int) -> None:
-        rows, counts = index.moved(store.counts(account_id), moves)
-        entries: dict[index.Entry, tuple[LibraryIndexEntry, bytes]] = {}  # a creative's rows hold one entry: encoded once
-
-        def row(key: str, entry: index.Entry | None) -> tuple:
-            if entry is None:
-                return key, None
-            if entry not in entries:
-                value = LibraryIndexEntry(creative_id=entry.creative_id, status=entry.status, format_kind=entry.format_kind,
-                                          assigned=entry.assigned)
-                entries[entry] = value, index_value.dumps(value)
-            return key, *entries[entry]
-        await pipeline.write_rows("library_index", (row(key, entry) for key, entry in rows), partition=partition)
-        await pipeline.write_rows("library_counts", [(account_id, LibraryCounts(account_id=account_id, counts=counts))],
-                                  partition=partition)
 
     async def answer(command: LibraryCommand, body: dict, failed: bool = False) -> None:
         result = TaskResult(task_id=command.command_id, account_id=command.account_id, task_type="sync_creatives",
@@ -90,10 +70,9 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         decision = logic.apply_sync(request, command_id=command.command_id, existing=existing, library_ids=library_ids,
                                     now=now, source_offset=offset, validate=creative_problems)
         partition = event.message.partition  # the tables follow the commands' partitions
+        # (the store derives the account's ordered keys and counts from these rows, in the same write)
         await pipeline.write_rows("creatives", ((logic.creative_key(stored.account_id, stored.creative_id), stored)
                                                 for stored in decision.writes), partition=partition)
-        if decision.writes:  # the ordered keys and counts follow the rows (same partition, same command)
-            await write_index(command.account_id, [(existing.get(s.creative_id), s) for s in decision.writes], partition)
         for change in decision.events:
             key = state_key.encode(logic.creative_key(change.account_id, change.creative_id))
             await pipeline.publish("creative_state", key, state_value.encode(change))

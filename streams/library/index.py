@@ -1,5 +1,5 @@
-"""The library's per-account ordered keys: one index row per creative and sort order, kept by the
-library processor in the owner's store next to the creatives, so that a page of `list_creatives`
+"""The library's per-account ordered keys: index rows per creative, derived by the
+creatives table's store next to the rows (streams.library.store), so that a page of `list_creatives`
 (and the next page, and `delete_missing`'s walk of an account) reads a range of keys, not a library.
 
 Pure: keys and rows from stored creatives, no I/O.
@@ -159,26 +159,29 @@ def may_match(entry: Any, filters: Mapping[str, Any]) -> bool:
     return not kinds or entry.format_kind in kinds
 
 
-def moved(counts: Mapping[str, int], changes: Iterable[tuple[StoredCreative | None, StoredCreative]]
+def moved(counts: Mapping[str, int], changes: Iterable[tuple[StoredCreative | None, StoredCreative | None]]
           ) -> tuple[list[tuple[str, Entry | None]], dict[str, int]]:
-    """What creatives going from `before` to `after` change in their account's index and counts:
-    the index rows to write, and the counts after."""
-    placed = [(Placement.of(before) if before is not None else None, Placement.of(after)) for before, after in changes]
+    """What creatives going from `before` to `after` (None: absent) change in their account's index
+    and counts, in order: the index rows to write, and the counts after."""
+    placed = [(Placement.of(before) if before is not None else None, Placement.of(after) if after is not None else None)
+              for before, after in changes]
     return index_rows(placed), count_changes(counts, placed)
 
 
-def index_rows(changes: Iterable[tuple[Placement | None, Placement]]) -> list[tuple[str, Entry | None]]:
-    """The index rows to write for creatives moving from `before` to `after` placements: `(key,
-    entry)` for a new position (or a position whose entry changed), `(key, None)` (a tombstone)
-    for a position left. Unchanged rows are not rewritten."""
+def index_rows(changes: Iterable[tuple[Placement | None, Placement | None]]) -> list[tuple[str, Entry | None]]:
+    """The index rows to write for creatives moving from `before` to `after` placements, in order:
+    `(key, entry)` for a new position (or a position whose entry changed), `(key, None)` (a
+    tombstone) for a position left. Unchanged rows are not rewritten; a later change of the same
+    creative wins over an earlier one."""
     rows: dict[str, Entry | None] = {}
     for before, after in changes:
         old = before.keys if before is not None else {}
-        same_entry = before is not None and before.entry == after.entry
+        new = after.keys if after is not None else {}
+        same_entry = before is not None and after is not None and before.entry == after.entry
         for field, key in old.items():
-            if after.keys.get(field) != key:
-                rows.setdefault(key, None)
-        for field, key in after.keys.items():
+            if new.get(field) != key:
+                rows[key] = None
+        for field, key in new.items():
             if old.get(field) != key or not same_entry:
                 rows[key] = after.entry
     return list(rows.items())
@@ -265,13 +268,14 @@ def count_key(stored: StoredCreative, creative: Mapping[str, Any] | None = None)
     return f"{stored.status}|{kind}|{shown}"
 
 
-def count_changes(counts: Mapping[str, int], changes: Iterable[tuple[Placement | None, Placement]]) -> dict[str, int]:
+def count_changes(counts: Mapping[str, int], changes: Iterable[tuple[Placement | None, Placement | None]]) -> dict[str, int]:
     """`counts` after creatives moved from `before` to `after` placements (empty buckets disappear)."""
     updated = dict(counts)
     for before, after in changes:
         if before is not None:
             updated[before.bucket] = updated.get(before.bucket, 0) - 1
-        updated[after.bucket] = updated.get(after.bucket, 0) + 1
+        if after is not None:
+            updated[after.bucket] = updated.get(after.bucket, 0) + 1
     return {k: v for k, v in updated.items() if v > 0}
 
 

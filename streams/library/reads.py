@@ -5,7 +5,7 @@ routing checks; gateway/library.py asks):
   POST /owners/library/creatives   creatives by id (or the one with a buyer_ref)
   POST /owners/library/dry-run     sync_creatives with dry_run, against the current library
 
-Reads: the creatives, library_index and library_counts tables. Writes: nothing.
+Reads: the creatives table, with the index and counts its store keeps (streams.library.store). Writes: nothing.
 """
 from __future__ import annotations
 

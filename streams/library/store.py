@@ -1,57 +1,219 @@
-"""The library as its owner reads it: the creatives, index and counts tables of the partitions this
-worker owns, read in key order (RocksDB as deployed; a sorted in-memory store in tests).
+"""The library as its owner keeps and reads it: the creatives table's store, which also keeps the
+library's ordered keys and per-account counts (streams.library.index) next to the rows they are
+derived from.
 
-Reads only; the library processor (streams/library/agent.py) writes.
+Why derived rows and not tables of their own: the index is a function of the creatives. As tables,
+its three rows per new creative and the account's counts were each a changelog record on the path
+of `sync_creatives` (they halved its throughput). Here they are written in the same store write as
+the creative (RocksDB: one WriteBatch, so a crash never leaves one without the other) and, when a
+partition is restored or followed from the creatives' changelog, derived again from the records
+replayed, so that the changelog of the creatives stays their only source.
+
+Writes: the library processor, through `put_rows` (streams.app.Pipeline.write_rows). Reads:
+`LibraryStore` (streams.library.reads, the processor's delete_missing).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable, Iterator
+from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from faust.stores import STORES
-from faust.stores.base import SerializedStore
 from faust.stores.memory import Store as MemoryStore
+from faust.stores.rocksdb import Store as RocksDBStore
 from sortedcontainers import SortedDict
 
 from streams.library import index
 from streams.library.logic import creative_key
 from streams.runtime import stored_row
+from topics.codec import AvroCodec
 from topics.events import StoredCreative
 
-# (a host: yarl takes a URL with nothing after the scheme for false, and faust would use the app store)
-SORTED_MEMORY = "sortedmemory://ordered"
+#: Prefixes of the derived rows in a partition's RocksDB: an encoded key of the creatives table
+#: starts with 0xc3 (single-object Avro) or 0x00 (Confluent framing), never with these.
+_INDEX, _COUNTS = b"\x01", b"\x02"
+
+Change = tuple[Any, bytes, "StoredCreative | None", "bytes | None"]  # key, key bytes, value, value bytes
 
 
-class SortedMemoryStore(MemoryStore):
-    """faust's memory store with its keys kept in order, so that an index table can be walked by
-    range in tests as RocksDB walks it in production (faust's own keeps a plain dict)."""
+@functools.cache
+def _codec(name: str) -> AvroCodec:
+    # Local rows only (schemas library_index_entry, library_counts): framed with the schema's
+    # fingerprint, no registry; read as dicts (cheaper than models, on the path of every page).
+    return AvroCodec(name)
+
+
+def _account_of(key: str) -> str:
+    return key.split("/", 1)[0]
+
+
+def _by_account(changes: Iterable[tuple[str, StoredCreative | None, StoredCreative | None]]
+                ) -> dict[str, list[tuple[StoredCreative | None, StoredCreative | None]]]:
+    accounts: dict[str, list] = {}
+    for key, before, after in changes:
+        accounts.setdefault(_account_of(key), []).append((before, after))
+    return accounts
+
+
+class IndexedMemoryStore(MemoryStore):
+    """faust's memory store (tests, `make up`) with the library's index in a sorted dict and its
+    counts in a dict, as the RocksDB store below keeps them in the partition's database."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.data = SortedDict()
+        self.index: SortedDict = SortedDict()  # index key -> index.Entry
+        self.counts: dict[str, dict[str, int]] = {}  # account -> counts
+        self._stale = False
+
+    def put_rows(self, partition: int, rows: Iterable[Change]) -> None:
+        changes = []
+        for key, _, value, _ in rows:
+            changes.append((key, self.data.get(key), value))
+            if value is None:
+                self.data.pop(key, None)
+                self._key_partition.pop(key, None)
+            else:
+                self.data[key] = value
+                self._key_partition[key] = partition
+        self._derive(changes)
+
+    def _derive(self, changes: Iterable[tuple[str, StoredCreative | None, StoredCreative | None]]) -> None:
+        for account_id, moves in _by_account(changes).items():
+            rows, counts = index.moved(self.counts.get(account_id, {}), moves)
+            for key, entry in rows:
+                if entry is None:
+                    self.index.pop(key, None)
+                else:
+                    self.index[key] = entry
+            self.counts[account_id] = counts
+
+    def apply_changelog_batch(self, batch: Any, to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]) -> None:
+        super().apply_changelog_batch(batch, to_key, to_value)
+        self._stale = True  # derived again from the rows when next read (recovery has no readers)
+
+    async def on_recovery_completed(self, active_tps: Any, standby_tps: Any) -> None:
+        await super().on_recovery_completed(active_tps, standby_tps)  # drops the rows of revoked partitions
+        self._stale = True
+
+    def derived(self) -> IndexedMemoryStore:
+        if self._stale:
+            self._stale = False
+            self.index.clear()
+            self.counts.clear()
+            self._derive((key, None, value) for key, value in self.data.items())
+        return self
 
 
-STORES.aliases.setdefault("sortedmemory", f"{__name__}:SortedMemoryStore")
+class IndexedRocksDBStore(RocksDBStore):
+    """faust's RocksDB store whose partition databases also hold the library's index rows
+    (`_INDEX` + key: the entry) and counts (`_COUNTS` + account: the counts), written in the same
+    WriteBatch as the creatives they are derived from."""
+
+    @property
+    def basename(self) -> Path:
+        # Not the plain store's files: a database written before the index was kept here has no
+        # derived rows, and its persisted offsets would skip the replay that derives them.
+        return Path(f"{self.table_name}-indexed")
+
+    def put_rows(self, partition: int, rows: Iterable[Change]) -> None:
+        import rocksdict  # faust's own driver for this store
+
+        db = self._db_for_partition(partition)
+        batch, changes = rocksdict.WriteBatch(raw_mode=True), []
+        for key, key_bytes, value, value_bytes in rows:
+            raw = db.get(key_bytes)
+            changes.append((key, self._decode_value(raw) if raw is not None else None, value))
+            if value_bytes is None:
+                batch.delete(key_bytes)
+            else:
+                batch.put(key_bytes, value_bytes)
+                self._key_index[key_bytes] = partition
+        self._derive_into(batch, db, changes)
+        db.write(batch)
+
+    def apply_changelog_batch(self, batch: Any, to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]) -> None:
+        """faust's: the records written to the partitions' databases; and the derived rows with them."""
+        import rocksdict
+
+        by_partition: dict[int, list] = {}
+        offsets: dict[Any, int] = {}
+        for event in batch:
+            message = event.message
+            offsets[message.tp] = max(offsets.get(message.tp, -1), message.offset)
+            by_partition.setdefault(message.partition, []).append(message)
+        for partition, messages in by_partition.items():
+            db = self._db_for_partition(partition)
+            write, latest, changes = rocksdict.WriteBatch(raw_mode=True), {}, []
+            for message in messages:
+                raw_before = latest[message.key] if message.key in latest else db.get(message.key)
+                latest[message.key] = message.value
+                before = self._decode_value(raw_before) if raw_before is not None else None
+                after = self._decode_value(message.value) if message.value is not None else None
+                changes.append((self._decode_key(message.key), before, after))
+                if message.value is None:
+                    write.delete(message.key)
+                else:
+                    write.put(message.key, message.value)
+            self._derive_into(write, db, changes)
+            db.write(write)
+        for tp, offset in offsets.items():
+            self.set_persisted_offset(tp, offset)
+
+    def _derive_into(self, batch: Any, db: Any, changes: list) -> None:
+        entries, counts_codec = _codec("library_index_entry"), _codec("library_counts")
+        encoded: dict[index.Entry, bytes] = {}  # a creative's rows hold one entry: encoded once
+        for account_id, moves in _by_account(changes).items():
+            raw = db.get(_COUNTS + account_id.encode())
+            counts = counts_codec.decode(raw)["counts"] if raw is not None else {}
+            rows, counts = index.moved(counts, moves)
+            for key, entry in rows:
+                if entry is None:
+                    batch.delete(_INDEX + key.encode())
+                    continue
+                if entry not in encoded:
+                    encoded[entry] = entries.encode(dataclasses.asdict(entry))
+                batch.put(_INDEX + key.encode(), encoded[entry])
+            batch.put(_COUNTS + account_id.encode(), counts_codec.encode({"account_id": account_id, "counts": counts}))
+
+    def index_range(self, partition: int, low: str, high: str, descending: bool) -> Iterator[tuple[str, Any]]:
+        db, entries = self._db_for_partition(partition), _codec("library_index_entry")
+        first, last = _INDEX + low.encode(), _INDEX + high.encode()
+        for raw_key, raw_value in db.items(from_key=last if descending else first, backwards=descending):
+            if (raw_key < first) if descending else (raw_key > last):
+                break
+            yield raw_key[1:].decode(), index.Entry(**entries.decode(raw_value))
+
+    def account_counts(self, partition: int, account_id: str) -> dict[str, int]:
+        raw = self._db_for_partition(partition).get(_COUNTS + account_id.encode())
+        return dict(_codec("library_counts").decode(raw)["counts"]) if raw is not None else {}
 
 
-def index_store_url(store: str) -> str:
-    """The store of the index table: the app's store, kept sorted when it is the memory store."""
-    return SORTED_MEMORY if store.startswith("memory") else store
+STORES.aliases.setdefault("librarymemory", f"{__name__}:IndexedMemoryStore")
+STORES.aliases.setdefault("libraryrocksdb", f"{__name__}:IndexedRocksDBStore")
+
+
+def creatives_store_url(store: str) -> str:
+    """The store of the creatives table: the app's store, with the library's index kept in it.
+    (a host: yarl takes a URL with nothing after the scheme for false, and faust would use the app store)"""
+    return "librarymemory://indexed" if store.startswith("memory") else "libraryrocksdb://indexed"
 
 
 class LibraryStore:
     """What the owner of an account reads: its creatives by id, in the order of a sort field, and its counts."""
 
-    def __init__(self, creatives: Any, library_index: Any, counts: Any, partition_of: Any) -> None:
-        self._creatives, self._index, self._counts, self._partition_of = creatives, library_index, counts, partition_of
+    def __init__(self, creatives: Any, partition_of: Any) -> None:
+        self._creatives, self._partition_of = creatives, partition_of
 
     def get(self, account_id: str, creative_id: str) -> StoredCreative | None:
         return stored_row(self._creatives, creative_key(account_id, creative_id))
 
     def counts(self, account_id: str) -> dict[str, int]:
-        row = stored_row(self._counts, account_id)
-        return dict(row.counts) if row is not None else {}
+        store = self._creatives.data
+        if isinstance(store, IndexedMemoryStore):
+            return dict(store.derived().counts.get(account_id, {}))
+        return store.account_counts(self._partition_of(account_id), account_id)
 
     def scan(self, account_id: str, field: str, descending: bool, start: str | None,
              statuses: list[str] | None = None) -> Iterator[tuple[str, Any, Callable[[], StoredCreative | None] | None]]:
@@ -61,7 +223,8 @@ class LibraryStore:
         def stored_walk(order: str, backwards: bool, at: str | None) -> Iterator[tuple[str, Any, Callable[[], Any]]]:
             begin = len(index.prefix(account_id, order))
             for key, entry in self._keys(account_id, order, backwards, at):
-                yield key[begin:], entry, functools.partial(self.get, account_id, entry.creative_id)
+                if index.in_range(key, account_id, order):
+                    yield key[begin:], entry, functools.partial(self.get, account_id, entry.creative_id)
         counts = self.counts(account_id) if field == "status" else {}
         return index.walk(field, descending, start, stored_walk, counts, statuses)
 
@@ -70,17 +233,10 @@ class LibraryStore:
         if start is not None:
             at = index.prefix(account_id, field) + start
             low, high = (low, at) if descending else (at, high)
-        store = self._index.data
-        if isinstance(store, SerializedStore):  # RocksDB: one database per partition, keys as Avro bytes
-            db = store._db_for_partition(self._partition_of(account_id))
-            first, last = store._encode_key(low), store._encode_key(high)
-            for raw_key, raw_value in db.items(from_key=last if descending else first, backwards=descending):
-                if (raw_key < first) if descending else (raw_key > last):
-                    break
-                key = store._decode_key(raw_key)
-                if index.in_range(key, account_id, field):
-                    yield key, store._decode_value(raw_value)
+        store = self._creatives.data
+        if isinstance(store, IndexedMemoryStore):
+            rows = store.derived().index
+            for key in rows.irange(low, high, reverse=descending):
+                yield key, rows[key]
             return
-        for key in store.data.irange(low, high, reverse=descending):
-            if index.in_range(key, account_id, field):
-                yield key, store.data[key]
+        yield from store.index_range(self._partition_of(account_id), low, high, descending)
