@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import unicodedata
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -52,7 +53,15 @@ def _is_id_field(path: list[str | int]) -> bool:
     return name.endswith(("_id", "_ids", "_key")) or name == "id"
 
 
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _string_problem(value: str, path: list[str | int], *, is_key: bool) -> AdcpRequestError | None:
+    # The common case first, without naming the field: an ASCII string can hold no surrogate, and
+    # of the characters refused in ids, only controls (a walk of every string of 100 creatives was
+    # a third of the gateway's work in sync_creatives when each one named its field up front).
+    if value.isascii() and "\x00" not in value and (is_key or not _ASCII_CONTROL.search(value) or not _is_id_field(path)):
+        return None
     where = _field(path) + (" (a key)" if is_key else "")
     try:
         value.encode("utf-8")

@@ -28,6 +28,8 @@ IDENTITY_FIELDS = frozenset({"creative_id"})
 #: Changes remembered per creative for exact replays; redeliveries span at most the commits
 #: not yet made (about one commit interval of commands), far fewer per creative than this.
 RECENT_CHANGES = 8
+#: Bytes of earlier versions' JSON those changes keep at most (a large creative remembers fewer).
+RECENT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -167,14 +169,14 @@ def apply_upserts(
         creative_json = to_json(creative)
         remembered = RecentChange(command_id=command_id, source_offset=source_offset, change=change.value,
                                   changed_fields=fields, content_version=version, content_hash=content_hash,
-                                  creative_json=creative_json, status=status, updated_at=now)
+                                  creative_json="", status=status, updated_at=now)  # "": the row's own
         stored = StoredCreative(
             account_id=account_id, creative_id=creative_id, content_version=version, content_hash=content_hash,
             metadata_hash=metadata_hash, creative_json=creative_json, status=status, assigned_to=assigned_to,
             assigned_at=_assignment_dates(assigned_to, previous, now),
             created_at=created_at, updated_at=now, last_command_id=command_id, last_change=change.value,
             last_changed_fields=fields, last_source_offset=max(source_offset, previous.last_source_offset if previous else -1),
-            recent_changes=[*(previous.recent_changes if previous else []), remembered][-RECENT_CHANGES:],
+            recent_changes=remember(previous, remembered),
         )
         current[creative_id] = stored
         decision.writes.append(stored)
@@ -189,6 +191,23 @@ def _assignment_dates(assigned_to: list[str], previous: StoredCreative | None, n
     return {package: before.get(package, now) for package in assigned_to}
 
 
+def remember(previous: StoredCreative | None, change: RecentChange) -> list[RecentChange]:
+    """The changes a creative remembers after `change`: at most RECENT_CHANGES, and at most
+    RECENT_BYTES of earlier versions' JSON. The latest change's JSON is the row's own (kept once,
+    as ""): the one before takes the JSON it had from the previous row."""
+    if previous is None:
+        return [change]
+    earlier = [c if c.creative_json else c.model_copy(update={"creative_json": previous.creative_json})
+               for c in previous.recent_changes]
+    kept, size = [change], 0
+    for c in reversed(earlier[-(RECENT_CHANGES - 1):]):
+        size += len(c.creative_json)
+        if size > RECENT_BYTES:
+            break
+        kept.append(c)
+    return kept[::-1]
+
+
 def _replay(decision: LibraryDecision, current: StoredCreative, earlier: RecentChange) -> None:
     """The outcome and event `earlier` produced the first time, identical."""
     change = ChangeKind(earlier.change) if earlier.change in ChangeKind.__members__ else ChangeKind.UNKNOWN
@@ -197,7 +216,8 @@ def _replay(decision: LibraryDecision, current: StoredCreative, earlier: RecentC
     if change in _ACTION_OF_CHANGE:
         as_it_was = current.model_copy(update={
             "content_version": earlier.content_version, "content_hash": earlier.content_hash,
-            "creative_json": earlier.creative_json, "status": earlier.status, "updated_at": earlier.updated_at})
+            "creative_json": earlier.creative_json or current.creative_json, "status": earlier.status,
+            "updated_at": earlier.updated_at})
         decision.events.append(event_for(as_it_was, change, list(earlier.changed_fields), earlier.command_id))
 
 

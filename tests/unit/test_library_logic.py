@@ -100,3 +100,28 @@ def test_a_command_older_than_the_remembered_changes_is_skipped_not_reapplied():
     stale = apply([{**BANNER, "assets": {"n": 1}}], rows, "cmd-1", source_offset=1)
     assert stale.writes == [] and stale.events == [] and stale.outcomes[0].action == "unchanged"
     assert rows["c1"].content_version == 12 and len(rows["c1"].recent_changes) == 8
+
+
+def test_every_remembered_change_replays_its_own_version_and_the_row_keeps_its_json_once():
+    rows, firsts = {}, []
+    for i in range(4):
+        body = {**BANNER, "assets": {"image": {"url": f"https://cdn.example/v{i}.png"}}}
+        first = apply([body], rows, f"cmd-{i}", source_offset=i)
+        rows = stored_after(first)
+        firsts.append((body, first))
+    row = rows["c1"]
+    assert row.recent_changes[-1].creative_json == ""  # the latest is the row's own JSON, not a second copy
+    assert all(c.creative_json for c in row.recent_changes[:-1])
+    for i, (body, first) in enumerate(firsts):
+        replay = apply([body], rows, f"cmd-{i}", source_offset=i)
+        assert replay.events == first.events and replay.writes == []
+
+
+def test_remembered_changes_are_bounded_by_bytes_too():
+    from streams.library.logic import RECENT_BYTES
+    rows = {}
+    big = "x" * (RECENT_BYTES // 3)
+    for i in range(6):
+        rows = stored_after(apply([{**BANNER, "assets": {"blob": f"{i}{big}"}}], rows, f"cmd-{i}", source_offset=i))
+    kept = rows["c1"].recent_changes
+    assert sum(len(c.creative_json) for c in kept) <= RECENT_BYTES and 2 <= len(kept) < 6
