@@ -397,13 +397,6 @@ class NotificationState(Event):
     updated_at: datetime
 
 
-class LibraryIndexEntry(Event):
-    creative_id: str
-    status: str = ""
-    format_kind: str | None = None
-    assigned: bool = False
-
-
 class LibraryCounts(Event):
     account_id: str
     counts: dict[str, int] = Field(default_factory=dict)
@@ -474,7 +467,6 @@ MODELS: dict[str, type[Event]] = {
     "creative_changed": CreativeChanged,
     "stored_creative": StoredCreative,
     "idempotency_record": IdempotencyRecord,
-    "library_index_entry": LibraryIndexEntry,
     "library_counts": LibraryCounts,
     "sync_trigger": SyncTriggerCommand,
     "sync_job": SyncJob,

@@ -14,7 +14,6 @@ Writes: the library processor, through `put_rows` (streams.app.Pipeline.write_ro
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 from pathlib import Path
 from collections.abc import Callable, Iterable, Iterator
@@ -40,9 +39,21 @@ Change = tuple[Any, bytes, "StoredCreative | None", "bytes | None"]  # key, key 
 
 @functools.cache
 def _codec(name: str) -> AvroCodec:
-    # Local rows only (schemas library_index_entry, library_counts): framed with the schema's
-    # fingerprint, no registry; read as dicts (cheaper than models, on the path of every page).
+    # Local rows only (schema library_counts): framed with the schema's fingerprint, no registry;
+    # read as dicts (cheaper than models).
     return AvroCodec(name)
+
+
+def _entry_bytes(entry: index.Entry) -> bytes:
+    """An index row's value: its fields joined by index.SEP (no id holds control characters). Not
+    Avro: a derived row of this store only, never on a topic, written three times per new creative
+    and read on every page; a change of this format changes the store's basename (derived anew)."""
+    return index.SEP.join((entry.creative_id, entry.status, entry.format_kind or "", "1" if entry.assigned else "")).encode()
+
+
+def _entry_of(raw: bytes) -> index.Entry:
+    creative_id, status, kind, assigned = raw.decode().split(index.SEP)
+    return index.Entry(creative_id, status, kind or None, bool(assigned))
 
 
 def _account_of(key: str) -> str:
@@ -162,7 +173,7 @@ class IndexedRocksDBStore(RocksDBStore):
             self.set_persisted_offset(tp, offset)
 
     def _derive_into(self, batch: Any, db: Any, changes: list) -> None:
-        entries, counts_codec = _codec("library_index_entry"), _codec("library_counts")
+        counts_codec = _codec("library_counts")
         encoded: dict[index.Entry, bytes] = {}  # a creative's rows hold one entry: encoded once
         for account_id, moves in _by_account(changes).items():
             raw = db.get(_COUNTS + account_id.encode())
@@ -173,17 +184,17 @@ class IndexedRocksDBStore(RocksDBStore):
                     batch.delete(_INDEX + key.encode())
                     continue
                 if entry not in encoded:
-                    encoded[entry] = entries.encode(dataclasses.asdict(entry))
+                    encoded[entry] = _entry_bytes(entry)
                 batch.put(_INDEX + key.encode(), encoded[entry])
             batch.put(_COUNTS + account_id.encode(), counts_codec.encode({"account_id": account_id, "counts": counts}))
 
     def index_range(self, partition: int, low: str, high: str, descending: bool) -> Iterator[tuple[str, Any]]:
-        db, entries = self._db_for_partition(partition), _codec("library_index_entry")
+        db = self._db_for_partition(partition)
         first, last = _INDEX + low.encode(), _INDEX + high.encode()
         for raw_key, raw_value in db.items(from_key=last if descending else first, backwards=descending):
             if (raw_key < first) if descending else (raw_key > last):
                 break
-            yield raw_key[1:].decode(), index.Entry(**entries.decode(raw_value))
+            yield raw_key[1:].decode(), _entry_of(raw_value)
 
     def account_counts(self, partition: int, account_id: str) -> dict[str, int]:
         raw = self._db_for_partition(partition).get(_COUNTS + account_id.encode())
