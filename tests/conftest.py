@@ -81,7 +81,9 @@ async def create_topics(settings: Settings) -> Settings:
 
 @pytest.fixture
 def settings(kafka_bootstrap: str, namespace: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-    return isolated_settings(kafka_bootstrap, namespace, tmp_path, rocksdb=bool(request.node.get_closest_marker("rocksdb")))
+    chosen = isolated_settings(kafka_bootstrap, namespace, tmp_path, rocksdb=bool(request.node.get_closest_marker("rocksdb")))
+    differing = request.node.get_closest_marker("settings")
+    return chosen.with_(**differing.kwargs) if differing else chosen
 
 
 @pytest.fixture

@@ -23,13 +23,13 @@ async def agents():
     await served.close()
 
 
-async def gateway_for(settings):  # noqa: ANN001, ANN201
+async def gateway_for(settings, account: str = "acct-1"):  # noqa: ANN001, ANN201
     store = PrincipalStore(settings.principals_file)
-    token = store.add("buyer", ["acct-1"])[1]
+    token = store.add(f"buyer-{account}", [account])[1]
     # On the port the worker names in the webhook URLs it gives sales agents.
     client = TestClient(TestServer(create_app(settings.with_(request_budget_s=20), principals=store), port=settings.gateway_port))
     await client.start_server()
-    return Api(client, token)
+    return Api(client, token, account)
 
 
 @pytest.fixture
@@ -48,12 +48,12 @@ async def gateway_api(topics_created):
     await served.client.close()
 
 
-def module_deployment(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+def module_deployment(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, **differing) -> Iterator[WorkerProcess]:
     """One deployment (topics, worker) shared by the tests of a module (as a module-scoped fixture):
-    each test uses ids of its own, and a worker's start (group join, the adcp client's import) is
-    most of a short test's time."""
+    each test uses ids (accounts) of its own, and a worker's start (group join, the adcp client's
+    import: ~15 CPU-s on these machines) is most of a short test's time. `differing`: settings."""
     folder = tmp_path_factory.mktemp("deployment")
-    settings = asyncio.run(create_topics(isolated_settings(kafka_bootstrap, uuid.uuid4().hex[:10], folder)))
+    settings = asyncio.run(create_topics(isolated_settings(kafka_bootstrap, uuid.uuid4().hex[:10], folder).with_(**differing)))
     process = WorkerProcess(settings, folder / "worker.log").start()
     try:
         process.wait_assigned()

@@ -63,8 +63,8 @@ class Agents:
 
 
 class Api:
-    def __init__(self, client: TestClient, token: str) -> None:
-        self.client, self.token = client, token
+    def __init__(self, client: TestClient, token: str, account: str = "acct-1") -> None:
+        self.client, self.token, self.account = client, token, account
 
     async def call(self, operation: str, body: dict, status: int = 200) -> dict:
         response = await self.client.post(f"/api/v1/{operation}", json=body, headers={"Authorization": f"Bearer {self.token}"})
@@ -73,7 +73,7 @@ class Api:
         return answer
 
     async def status_of(self, creative_id: str) -> dict[str, dict]:
-        answer = await self.call("get_creative_sync_status", {"account": {"account_id": "acct-1"}, "creative_id": creative_id})
+        answer = await self.call("get_creative_sync_status", {"account": {"account_id": self.account}, "creative_id": creative_id})
         return {row["sales_agent_id"]: row for row in answer["creatives"][0]["sales_agents"]}
 
 
@@ -90,7 +90,7 @@ async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 60
 
 async def register(api: Api, agents: Agents, agent_id: str, name: str, **extra) -> dict:
     return await api.call("register_sales_agent", {
-        "account": {"account_id": "acct-1"}, "sales_agent_id": agent_id, "name": name, "agent_url": agents.urls[agent_id],
+        "account": {"account_id": api.account}, "sales_agent_id": agent_id, "name": name, "agent_url": agents.urls[agent_id],
         "protocol": "mcp", "auth": {"token": AGENT_TOKEN, "header": "Authorization"}, **extra})
 
 

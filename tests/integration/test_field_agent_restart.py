@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from creative_sync.broker import free_port
 from creative_sync.samples import sync_request
 from tests.field_agents.agent import FieldAgentConfig
@@ -13,6 +15,9 @@ from tests.integration.field import (ACCOUNT, agent_view, approved, discovered, 
 from tests.integration.sales_agents import eventually
 
 
+# Backoffs of seconds rather than the deployed 15 s cool-down and 10 s retry cap: what is tested is
+# that they end, not how long they are (tests/unit/test_sync_logic.py has those).
+@pytest.mark.settings(sync_breaker_cool_down_s=4.0, sync_retry_cap_s=3.0)
 async def test_an_agent_killed_mid_sync_and_restarted_on_its_port_gets_every_pending_creative(api, tmp_path):
     config = FieldAgentConfig(name="Phoenix", port=free_port(), status_in_answers=True)
     process = await start_field_agents([config], tmp_path / "phoenix-1.log")
@@ -42,9 +47,9 @@ async def test_an_agent_killed_mid_sync_and_restarted_on_its_port_gets_every_pen
 
         async def resumed() -> list:
             return (await process.state())["received"]
-        # Within one backoff period of its return: the circuit's cool-down (15 s) plus the longest
-        # retry delay (10 s), with room for a busy machine.
-        await eventually(resumed, timeout=15 + 10 + 35, what="the first delivery after the agent's return")
+        # Within one backoff period of its return: the circuit's cool-down (4 s) plus the longest
+        # retry delay (3 s), with room for a busy machine.
+        await eventually(resumed, timeout=4 + 3 + 45, what="the first delivery after the agent's return")
         ids = [c["creative_id"] for c in later]
         await settled(api, ids, "phoenix", approved, "every pending creative at the restarted agent", timeout=120)
         state = await process.state()
