@@ -151,6 +151,7 @@ async def get_task_status(call: Call) -> dict[str, Any]:
         raise AdcpRequestError(400, "INVALID_REQUEST", "task_id is required.", field="task_id")
     app = call.app
     result = app[keys.LIBRARY_VIEW].tasks.get(task_id)
+    app[keys.METRICS].cache_lookups.labels("task_results", "hit" if result is not None else "miss").inc()
     pending = app[keys.TASKS].get(task_id)
     account_id = result.account_id if result is not None else (pending.account_id if pending else None)
     if account_id is None or account_id not in call.principal.accounts:

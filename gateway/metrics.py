@@ -24,3 +24,6 @@ class GatewayMetrics:
                                      buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
         self.routing_refreshes = Counter("creative_sync_gateway_routing_refreshes_total",
                                          "Times the gateway read which worker owns which partition", registry=self.registry)
+        self.cache_lookups = Counter("creative_sync_gateway_cache_lookups_total",
+                                     "Lookups in the gateway's bounded caches, by cache and result (hit, miss)",
+                                     ["cache", "result"], registry=self.registry)

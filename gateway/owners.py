@@ -90,6 +90,7 @@ class Owners:
         pending = sorted(set(keys))
         answers: list[Any] = []
         deadline, pause = time.monotonic() + self._deadline_s, 0.05
+        first = True
         while True:
             owners = self._owners
             by_owner: dict[str, list[str]] = {}
@@ -104,7 +105,9 @@ class Owners:
                     else:
                         pending += group
                 if not pending:
+                    self._looked_up("hit" if first else "miss")
                     return answers
+            first = False
             await self._refresh(owners)  # unknown, moved (421), recovering (503) or unreachable
             if self._owners is not owners and self._owners and "" in by_owner:
                 continue  # a routing at last: use it at once
@@ -112,6 +115,11 @@ class Owners:
                 raise OwnersUnavailable("the workers that own it are not answering (rebalancing or down)")
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
+
+    def _looked_up(self, result: str) -> None:
+        """Whether the routing kept answered the read at once (hit) or had to be read again (miss)."""
+        if self._metrics is not None:
+            self._metrics.cache_lookups.labels("routing", result).inc()
 
     async def _post(self, url: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         started = time.perf_counter()

@@ -21,24 +21,35 @@ log = logging.getLogger(__name__)
 
 
 class Bounded(OrderedDict):
-    """An insertion-ordered dict that forgets its oldest entries beyond `limit`."""
+    """An insertion-ordered dict that forgets its oldest entries beyond `limit` entries or beyond
+    `max_bytes` of their sizes (`size_of`)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_bytes: int | None = None, size_of: Any = None) -> None:
         super().__init__()
-        self.limit = limit
+        self.limit, self.max_bytes, self._size_of = limit, max_bytes, size_of
+        self.bytes = 0
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        if key in self:
+            self.bytes -= self._size(super().__getitem__(key))
         super().__setitem__(key, value)
+        self.bytes += self._size(value)
         self.move_to_end(key)
-        while len(self) > self.limit:
-            self.popitem(last=False)
+        while len(self) > self.limit or (self.max_bytes is not None and self.bytes > self.max_bytes and len(self) > 1):
+            self.bytes -= self._size(self.popitem(last=False)[1])
+
+    def _size(self, value: Any) -> int:
+        return self._size_of(value) if self._size_of is not None else 0
 
 
 class LibraryView:
-    def __init__(self, bootstrap_servers: str, codecs: Codecs, topic_prefix: str, *, task_limit: int = 100_000) -> None:
+    def __init__(self, bootstrap_servers: str, codecs: Codecs, topic_prefix: str, *, task_limit: int = 100_000,
+                 task_bytes: int = 64 * 1024 * 1024) -> None:
         self._bootstrap, self._codecs = bootstrap_servers, codecs
         self._results_topic = topic("task_results").full_name(topic_prefix)
-        self.tasks: Bounded = Bounded(task_limit)  # task id -> TaskResult
+        # task id -> TaskResult: bounded by count and by the bytes of their answers (a
+        # 100-creative answer is ~10 KB: 100,000 of them would be a gigabyte)
+        self.tasks: Bounded = Bounded(task_limit, task_bytes, lambda r: len(r.result_json or "") + 200)
         self._waiters: dict[str, list[asyncio.Future]] = {}
         self.caught_up = asyncio.Event()
         self._task: asyncio.Task | None = None

@@ -52,3 +52,18 @@ def test_a_status_is_decoded_when_read_and_its_change_is_told_by_key():
     view._take(status(2))
     assert changed == ["acct/c1", "acct/c1"] and view.get("acct/c1").content_version == 2
     assert view.get("acct/other") is None
+
+
+def test_the_gateways_task_cache_is_bounded_by_count_and_by_bytes():
+    from gateway.read_model import Bounded
+
+    by_count = Bounded(3)
+    for i in range(10):
+        by_count[i] = "x"
+    assert list(by_count) == [7, 8, 9]
+    by_bytes = Bounded(1000, max_bytes=100, size_of=len)
+    for i in range(10):
+        by_bytes[i] = "y" * 30
+    assert list(by_bytes) == [7, 8, 9] and by_bytes.bytes == 90
+    by_bytes[9] = "z" * 60  # replaced: its old size leaves the total
+    assert list(by_bytes) == [8, 9] and by_bytes.bytes == 90
