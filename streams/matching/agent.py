@@ -1,5 +1,6 @@
 """The matcher processor: decides which sales agents get which creatives when a sync is triggered
-(manual sync, assignment to a campaign, a new tactic; from the gateway or an upstream producer),
+(manual sync, assignment to a campaign, a new tactic; from the gateway or an upstream producer; a
+content change, from the status processor, naming the agents that have the creative),
 queues the compatible pairs for the sync engine and records the others as skipped with a reason.
 
 Reads: sync triggers (keyed by account: co-partitioned with the library commands, so the creatives a
@@ -124,12 +125,16 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
                                                "message": f"No creative {missing[0]} in this library.",
                                                "field": "creative_ids"}], "missing": missing}, failed=True)
             return
-        await arrived(trigger, pipeline.directory, pipeline.campaigns)
+        content_change = trigger.trigger is SyncTrigger.CONTENT_CHANGE
+        if not content_change:  # (a content change names agents that had the creative: known here long since)
+            await arrived(trigger, pipeline.directory, pipeline.campaigns)
         now = datetime.now(UTC)
         agents, chosen_by = agents_for(trigger, pipeline.directory, pipeline.campaigns, pipeline.activity, now)
         changes = [view_of(s) for s in stored.values() if s is not None and s.status != "archived"]
+        # A content change's jobs are made from the version alone: two changes in a row, or a
+        # replayed take of the status processor, plan the same jobs for the latest version.
         plan = plan_syncs(trigger.account_id, changes, sorted(agents, key=lambda a: a.sales_agent_id),
-                          trigger=trigger.trigger.value, cause=trigger.trigger_id, now=now)
+                          trigger=trigger.trigger.value, cause="" if content_change else trigger.trigger_id, now=now)
         # Status first: a fast agent's answer must not be overtaken by "queued".
         for key, group in by_partition(plan.results, partition_of_result):
             await pipeline.publish("sync_results", results_key.encode(key), results_value.encode(group))
@@ -137,7 +142,8 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             for entry in deliver_entries(agent_id, trigger.account_id, items, trigger=trigger.trigger, now=now,
                                          campaign_id=trigger.campaign_id, tactic_id=trigger.tactic_id):
                 await pipeline.publish("sync_jobs", jobs_key.encode(agent_id), jobs_value.encode(entry))
-        await answer(trigger, {"creatives": plan.answers, "sales_agents_from": chosen_by, "missing": missing})
+        if not content_change:  # (nobody asked: its outcome is in the status rows)
+            await answer(trigger, {"creatives": plan.answers, "sales_agents_from": chosen_by, "missing": missing})
 
     @app.agent(pipeline.topics["sync_triggers"], name=PROCESSOR)
     async def matcher(stream):  # noqa: ANN001

@@ -4,14 +4,14 @@ trigger's answer says, per creative, where it was queued and where skipped."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from streams.matching.logic import Match, formats_of, match, traits_of
-from streams.sync.logic import formats_known, job_id_for
-from topics.events import CreativeChanged, SalesAgent, SyncItem, SyncOutcome, SyncResult
+from streams.sync.logic import formats_known, job_id_for, stable_id
+from topics.events import CreativeChanged, SalesAgent, SyncItem, SyncOutcome, SyncResult, SyncTrigger, SyncTriggerCommand
 from topics.ids import public
 
 #: A job for an agent still being discovered: the sync engine waits for its formats, then sends the
@@ -57,3 +57,25 @@ def plan_syncs(account_id: str, changes: Sequence[CreativeChanged], agents: Sequ
         plan.answers.append({"creative_id": change.creative_id, "content_version": change.content_version,
                              "queued": queued, "skipped": skipped})
     return plan
+
+
+def content_change_triggers(resyncs: Mapping[tuple[str, str], Sequence[SyncItem]], now: datetime) -> list[SyncTriggerCommand]:
+    """The re-syncs a take of content changes asks for ((agent, account) -> the changed creatives
+    it has), as triggers for the matcher: one per account and set of agents, naming the creatives
+    that go to exactly those agents (so that the matcher's entries carry many creatives, not one).
+    The ids are deterministic, and the matcher makes content-change job ids from the creative
+    version alone: a replayed take, or two changes in a row, queue the same jobs."""
+    agents_of: dict[tuple[str, str], set[str]] = {}
+    versions: dict[tuple[str, str], int] = {}
+    for (agent_id, account_id), items in resyncs.items():
+        for item in items:
+            agents_of.setdefault((account_id, item.creative_id), set()).add(agent_id)
+            versions[(account_id, item.creative_id)] = item.content_version
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for (account_id, creative_id), agents in sorted(agents_of.items()):
+        groups.setdefault((account_id, tuple(sorted(agents))), []).append(creative_id)
+    return [SyncTriggerCommand(
+        trigger_id="content_" + stable_id("content", account_id, [(c, versions[(account_id, c)]) for c in creatives],
+                                          agents)[:32],
+        account_id=account_id, trigger=SyncTrigger.CONTENT_CHANGE, creative_ids=creatives, sales_agent_ids=list(agents),
+        requested_at=now) for (account_id, agents), creatives in groups.items()]

@@ -4,8 +4,9 @@ content change needs.
 Reads (all keyed account_id/creative_id, co-partitioned): content changes (the library's changes
 that re-sync; creations and metadata changes never come here), sync results (records
 of results grouped by partition), approval events. Writes: the sync_state table, sync_status (a
-creative's rows with every agent, on change), sync_jobs (re-syncs of changed content to the
-agents that have the creative, one DELIVER entry per agent and take), notifications (the
+creative's rows with every agent, on change), sync triggers (re-syncs of changed content to the
+agents that have the creative, content-change triggers for the matcher: one per account and set of
+agents in a take), notifications (the
 creative's transitions: syncs started, completed, failed; approvals and rejections).
 
 Each processor works on what arrived together (streams.runtime.consume_batches): the results of
@@ -26,9 +27,9 @@ from streams.notify.logic import CampaignRef, creative_notifications
 from streams.runtime import consume_batches, stored_row, writing_as
 from streams.status import logic
 from streams.status.logic import StatusChange
-from streams.sync.logic import deliver_entries
+from streams.matching.plan import content_change_triggers
 from topics.codec import RowCachingCodec
-from topics.events import CreativeSyncState, EntityType, SyncItem, SyncResult, SyncTrigger
+from topics.events import CreativeSyncState, EntityType, SyncItem, SyncResult
 
 #: (account, creative, the event it came from, what it does to the creative's state)
 Update = tuple[str, str, EventT, Callable[[CreativeSyncState], StatusChange]]
@@ -50,7 +51,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     # the rows that changed.
     status_value = RowCachingCodec(plain_status.family, CreativeSyncState, registry=plain_status.registry,
                                    subject=plain_status.subject)
-    job_key, job_value = codecs.key("sync_jobs"), codecs.value("sync_jobs")
+    trigger_key, trigger_value = codecs.key("sync_triggers"), codecs.value("sync_triggers")
     # The three processors share the table and a take's writes come after awaited sends: one at a
     # time, or one could overwrite what another wrote meanwhile.
     one_at_a_time = asyncio.Lock()
@@ -91,11 +92,13 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             for agent_id, job in change.resyncs:
                 resyncs.setdefault((agent_id, account_id), []).append(job)
         now = datetime.now(UTC)
-        # Jobs before state: a crash in between replays the take, which queues the same job ids
-        # again (a creative delivered twice, harmlessly) rather than never.
-        for (agent_id, account_id), jobs in resyncs.items():
-            for entry in deliver_entries(agent_id, account_id, jobs, trigger=SyncTrigger.CONTENT_CHANGE, now=now):
-                await pipeline.publish("sync_jobs", job_key.encode(agent_id), job_value.encode(entry))
+        # The re-syncs go to the matcher, as content-change triggers on its documented topic (keyed
+        # by account: it reads the new version where the library keeps it, and matches it again: a
+        # version that no longer fits an agent is skipped there, with the reason). Triggers before
+        # state: a crash in between replays the take, which triggers the same jobs again rather
+        # than never.
+        for trigger in content_change_triggers(resyncs, now):
+            await pipeline.publish("sync_triggers", trigger_key.encode(trigger.account_id), trigger_value.encode(trigger))
         names = {a.sales_agent_id: a.name for a in pipeline.directory.active()}
         rows: dict[int, list[tuple[str, _Pending, bytes | None]]] = {}  # partition -> the take's rows there
         for key, work in pending.items():

@@ -1,6 +1,7 @@
 """The matcher processor: a sync trigger produced straight onto its documented topic by plain
 aiokafka (as an upstream system would) is matched in the worker and reaches the compatible agents;
-the answer comes back on the task results topic under the trigger's id."""
+the answer comes back on the task results topic under the trigger's id. A content change reaches
+the matcher as a trigger on the same topic, and is matched again."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ from tests.integration.sales_agents import eventually, image_kind_creative, regi
 from tests.support import produce, read_topic, topic_name
 from topics.catalogue import Codecs
 from topics.events import SyncTrigger, SyncTriggerCommand
+from topics.ids import scoped
 
 
 async def test_a_trigger_produced_onto_the_topic_by_plain_aiokafka_reaches_the_agents(api, agents, settings):
@@ -53,3 +55,26 @@ async def test_a_trigger_produced_onto_the_topic_by_plain_aiokafka_reaches_the_a
         return row if row and row["sync_status"] == "skipped" and row["reason"] else None
     await eventually(skipped_with_reason, timeout=60, what="the video's skip, with its reason, in the status")
 
+
+
+    # Content changes: the status processor triggers the matcher for the agents that have the
+    # creative. A new version that fits is delivered; one that no longer fits is skipped, with why.
+    v2 = image_kind_creative("banner", 300, 250)
+    v2["assets"]["main"]["url"] = "https://cdn.example.com/banner-v2.png"
+    await api.call("sync_creatives", sync_request("acct-1", [v2]))
+
+    async def second_version() -> bool:
+        return sum(1 for _, c, _ in display.received if c == "banner") >= 2
+    await eventually(second_version, timeout=60, what="the banner's new version at the display agent")
+    await api.call("sync_creatives", sync_request("acct-1", [video_creative("banner")]))
+
+    async def no_longer_fits() -> dict | None:
+        row = (await api.status_of("banner")).get("display")
+        return row if row and row["sync_status"] == "skipped" and row["reason"] else None
+    await eventually(no_longer_fits, timeout=60, what="the banner turned video skipped at the display agent")
+    assert sum(1 for _, c, _ in display.received if c == "banner") == 2  # the video was not sent there
+    decode_trigger = codecs.value("sync_triggers").decode
+    content = lambda found: [t for t in found if t.trigger is SyncTrigger.CONTENT_CHANGE and "banner" in t.creative_ids]  # noqa: E731
+    triggers = await read_topic(settings.bootstrap_servers, topic_name(settings, "sync_triggers"),
+                                decode=lambda r: decode_trigger(r.value), until=lambda found: len(content(found)) >= 2)
+    assert all(t.sales_agent_ids == [scoped("acct-1", "display")] for t in content(triggers))

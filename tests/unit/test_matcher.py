@@ -112,3 +112,35 @@ async def test_a_trigger_waits_for_the_agent_it_names_to_reach_the_registry_view
     started = asyncio.get_running_loop().time()
     await arrived(trigger(sales_agent_ids=["acct~never"]), directory, campaigns, timeout_s=0.3)  # gives up, bounded
     assert asyncio.get_running_loop().time() - started < 5
+
+
+def test_a_take_of_content_changes_becomes_one_trigger_per_account_and_set_of_agents():
+    from streams.matching.plan import content_change_triggers
+    from topics.events import SyncItem
+
+    def item(creative_id: str, version: int = 2) -> SyncItem:
+        return SyncItem(job_id=f"j-{creative_id}", creative_id=creative_id, content_version=version, creative_json="{}")
+    resyncs = {("acct~a", "acct"): [item("c1"), item("c2")], ("acct~b", "acct"): [item("c1"), item("c2"), item("c3")],
+               ("other~a", "other"): [item("x")]}
+    triggers = content_change_triggers(resyncs, NOW)
+    shape = sorted((t.account_id, tuple(t.sales_agent_ids), tuple(t.creative_ids)) for t in triggers)
+    assert shape == [("acct", ("acct~a", "acct~b"), ("c1", "c2")), ("acct", ("acct~b",), ("c3",)),
+                     ("other", ("other~a",), ("x",))]
+    assert all(t.trigger is SyncTrigger.CONTENT_CHANGE for t in triggers)
+    assert [t.trigger_id for t in content_change_triggers(resyncs, NOW)] == [t.trigger_id for t in triggers]  # replays
+    newer = {**resyncs, ("other~a", "other"): [item("x", 3)]}
+    assert {t.trigger_id for t in content_change_triggers(newer, NOW)} != {t.trigger_id for t in triggers}
+
+
+def test_a_content_change_is_matched_again_and_its_jobs_depend_on_the_version_alone():
+    """Planned by the matcher, a new version that no longer fits an agent is skipped there with a
+    reason; its job ids do not depend on which trigger brought it (two changes in a row: one job)."""
+    banner = CreativeChanged(event_id="e", account_id="acct", creative_id="c1", change=ChangeKind.CONTENT, content_version=3,
+                             content_hash="h", creative_json=json.dumps(video_creative("c1")), status="approved",
+                             created_at=NOW, updated_at=NOW, command_id="cmd")
+    first = plan_syncs("acct", [banner], [agent("a")], trigger=SyncTrigger.CONTENT_CHANGE.value, cause="", now=NOW)
+    assert not first.jobs and first.results[0].outcome is SyncOutcome.SKIPPED and first.results[0].reason
+    fits = banner.model_copy(update={"creative_json": json.dumps(display_creative("c1"))})
+    one = plan_syncs("acct", [fits], [agent("a")], trigger=SyncTrigger.CONTENT_CHANGE.value, cause="", now=NOW)
+    again = plan_syncs("acct", [fits], [agent("a")], trigger=SyncTrigger.CONTENT_CHANGE.value, cause="", now=NOW)
+    assert one.jobs["acct~a"][0].job_id == again.jobs["acct~a"][0].job_id
