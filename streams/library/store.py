@@ -15,10 +15,11 @@ Writes: the library processor, through `put_rows` (streams.app.Pipeline.write_ro
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
+import rocksdict  # faust's driver for its RocksDB store (a dependency)
 from faust.stores import STORES
 from faust.stores.memory import Store as MemoryStore
 from faust.stores.rocksdb import Store as RocksDBStore
@@ -129,13 +130,16 @@ class IndexedRocksDBStore(RocksDBStore):
         return Path(f"{self.table_name}-indexed")
 
     def put_rows(self, partition: int, rows: Iterable[Change]) -> None:
-        import rocksdict  # faust's own driver for this store
-
         db = self._db_for_partition(partition)
-        batch, changes = rocksdict.WriteBatch(raw_mode=True), []
+        batch, changes, latest = rocksdict.WriteBatch(raw_mode=True), [], {}
         for key, key_bytes, value, value_bytes in rows:
-            raw = db.get(key_bytes)
-            changes.append((key, self._decode_value(raw) if raw is not None else None, value))
+            if key_bytes in latest:  # the same creative twice in one write: after its first change
+                before = latest[key_bytes]
+            else:
+                raw = db.get(key_bytes)
+                before = self._decode_value(raw) if raw is not None else None
+            latest[key_bytes] = value
+            changes.append((key, before, value))
             if value_bytes is None:
                 batch.delete(key_bytes)
             else:
@@ -146,8 +150,6 @@ class IndexedRocksDBStore(RocksDBStore):
 
     def apply_changelog_batch(self, batch: Any, to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]) -> None:
         """faust's: the records written to the partitions' databases; and the derived rows with them."""
-        import rocksdict
-
         by_partition: dict[int, list] = {}
         offsets: dict[Any, int] = {}
         for event in batch:
