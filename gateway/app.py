@@ -16,7 +16,7 @@ from gateway.auth import PrincipalStore
 from gateway.broker import BrokerLink
 from gateway.metrics import GatewayMetrics
 from gateway.operations import Registry
-from gateway.owners import Owners
+from gateway.owners import gateway_owners
 from gateway.read_model import LibraryView
 from gateway.tasks import Tasks
 from gateway.webhooks import Rfc9421Signer, TaskWebhooks
@@ -57,8 +57,8 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     app[keys.LIBRARY_VIEW] = view = LibraryView(settings.bootstrap_servers, codecs, settings.topic_prefix)
     box = SecretBox.from_file(settings.secrets_key_path)
     app[keys.AGENTS] = AgentDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix, box)
-    app[keys.OWNERS] = Owners(settings.worker_seeds, box.token(OWNER_QUERIES), codecs,
-                              deadline_s=settings.read_deadline_s, metrics=app[keys.METRICS])
+    app[keys.OWNERS] = gateway_owners(settings.worker_seeds, box.token(OWNER_QUERIES), codecs,
+                                      deadline_s=settings.read_deadline_s, metrics=app[keys.METRICS])
     app[keys.INBOUND] = agent_webhooks.Inbound()
     app[keys.CAMPAIGNS] = CampaignDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix)
     app[keys.NOTIFICATIONS] = notifications.NotificationsView(settings.bootstrap_servers, codecs, settings.topic_prefix)

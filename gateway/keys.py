@@ -9,7 +9,7 @@ from gateway.broker import BrokerLink
 from gateway.metrics import GatewayMetrics
 from gateway.mcp import Sessions
 from gateway.operations import Registry
-from gateway.owners import Owners
+from streams.owner_client import Owners
 from gateway.read_model import LibraryView
 from gateway.tasks import Tasks
 from topics.catalogue import Codecs

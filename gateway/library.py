@@ -9,8 +9,8 @@ from aiohttp import web
 
 from gateway import keys
 from streams.library.queries import AccountPage, PageQuery, merge
-from streams.library.logic import creative_key
-from topics.events import CreativeChanged, CreativeSyncState, SyncStatus
+from streams.status import reads as status_reads
+from topics.events import CreativeChanged, SyncStatus
 
 
 async def creatives(app: web.Application, account_id: str, creative_ids: list[str]) -> dict[str, CreativeChanged]:
@@ -47,11 +47,4 @@ async def dry_run(app: web.Application, account_id: str, request: dict[str, Any]
 
 async def status_rows(app: web.Application, account_id: str, creative_ids: list[str]) -> dict[str, list[SyncStatus]]:
     """Each creative's status rows (one per sales agent it was matched against), by agent id."""
-    if not creative_ids:
-        return {}
-    wanted = {creative_key(account_id, cid): cid for cid in creative_ids}
-    answers = await app[keys.OWNERS].ask("/owners/status/states", "sync_results", wanted,
-                                         lambda group: {"keys": group})
-    states = {key: CreativeSyncState.model_validate(state) for answer in answers for key, state in answer["states"].items()}
-    return {cid: sorted(states[key].rows, key=lambda r: r.sales_agent_id) if key in states else []
-            for key, cid in wanted.items()}
+    return await status_reads.rows_of(app[keys.OWNERS], account_id, creative_ids)

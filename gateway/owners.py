@@ -1,32 +1,16 @@
-"""Reads routed to their owners (Kafka Streams' interactive queries): an account's library lives in
-the tables of the worker that owns the account's partition (a creative's sync status, of the
-worker that owns the creative's), and the gateway asks that worker (streams/owners.py) instead of
-keeping a copy of every library.
-
-Which worker owns which partition comes from any worker (`/owners/routing`: faust's assignment,
-which every member knows); it is kept until an answer says it changed (421: not the owner any
-more) or a worker cannot be reached, then read again. During a rebalance the owner answers 503
-until its tables are recovered; the gateway retries until the read's deadline, then answers the
-caller with a transient AdCP error.
-
-Holds: the routing (one URL per topic partition) and the members' URLs (bounded). Nothing per creative.
+"""Reads routed to their owners (streams/owner_client.py): an account's library lives in the tables
+of the worker that owns the account's partition (a creative's sync status, of the worker that owns
+the creative's), and the gateway asks that worker instead of keeping a copy of every library. Here:
+how the gateway tells its callers that the owners could not answer.
 """
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import aiohttp
-import orjson
-
 from gateway.errors import AdcpRequestError
-from topics.catalogue import Codecs, topic
-
-log = logging.getLogger(__name__)
-_MAX_MEMBERS = 64
+from streams.owner_client import Owners
+from topics.catalogue import Codecs
 
 
 class OwnersUnavailable(AdcpRequestError):
@@ -35,103 +19,8 @@ class OwnersUnavailable(AdcpRequestError):
                          recovery="transient", retry_after=2, suggestion="Retry in a few seconds.")
 
 
-class Owners:
-    def __init__(self, seeds: Iterable[str], token: str, codecs: Codecs, *, deadline_s: float = 15.0,
-                 metrics: Any = None) -> None:
-        self._members = list(dict.fromkeys(u.rstrip("/") for u in seeds))
-        self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self._codecs, self._deadline_s, self._metrics = codecs, deadline_s, metrics
-        self._owners: dict[str, dict[int, str]] = {}  # topic -> partition -> the URL of its owner
-        self._refreshing: asyncio.Lock | None = None
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10, connect=2))
-        self._refreshing = asyncio.Lock()
-
-    async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-    # -- routing --------------------------------------------------------------------------------
-    async def _refresh(self, seen: dict[int, str]) -> None:
-        """Read the routing again, unless another request already did since `seen` was read."""
-        async with self._refreshing:
-            if self._owners is not seen:
-                return
-            for member in list(self._members):
-                try:
-                    async with self._session.get(f"{member}/owners/routing", headers=self._headers) as response:
-                        if response.status != 200:
-                            continue
-                        routing = orjson.loads(await response.read())
-                except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-                    continue
-                owners = {name: {int(p): url.rstrip("/") for p, url in partitions.items()}
-                          for name, partitions in routing["topics"].items()}
-                if owners:
-                    self._owners = owners
-                    known = [*self._members, *(u.rstrip("/") for u in routing["members"])]
-                    self._members = list(dict.fromkeys(known))[-_MAX_MEMBERS:]
-                    if self._metrics is not None:
-                        self._metrics.routing_refreshes.inc()
-                    return
-            self._owners = {}  # nobody answered with an assignment: ask again next time
-
-    # -- asking -----------------------------------------------------------------------------------
-    def _owner(self, owners: dict[str, dict[int, str]], role: str, key: str) -> str:
-        name = topic(role).full_name(self._codecs.prefix)
-        return owners.get(name, {}).get(self._codecs.partition_of(role)(key), "")
-
-    async def ask(self, path: str, role: str, keys: Iterable[str], payload: Callable[[list[str]], dict[str, Any]]) -> list[Any]:
-        """POST `payload(the keys one worker owns)` to each owner of `keys` (keys of topic `role`:
-        its partitions are what is owned); their answers. Raises OwnersUnavailable when the owners
-        cannot answer in time."""
-        pending = sorted(set(keys))
-        answers: list[Any] = []
-        deadline, pause = time.monotonic() + self._deadline_s, 0.05
-        first = True
-        while True:
-            owners = self._owners
-            by_owner: dict[str, list[str]] = {}
-            for key in pending:
-                by_owner.setdefault(self._owner(owners, role, key), []).append(key)
-            if "" not in by_owner:
-                results = await asyncio.gather(*(self._post(url, path, payload(group)) for url, group in by_owner.items()))
-                pending = []
-                for group, (status, body) in zip(by_owner.values(), results):
-                    if status == 200:
-                        answers.append(body)
-                    else:
-                        pending += group
-                if not pending:
-                    self._looked_up("hit" if first else "miss")
-                    return answers
-            first = False
-            await self._refresh(owners)  # unknown, moved (421), recovering (503) or unreachable
-            if self._owners is not owners and self._owners and "" in by_owner:
-                continue  # a routing at last: use it at once
-            if time.monotonic() + pause > deadline:
-                raise OwnersUnavailable("the workers that own it are not answering (rebalancing or down)")
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 1.0)
-
-    def _looked_up(self, result: str) -> None:
-        """Whether the routing kept answered the read at once (hit) or had to be read again (miss)."""
-        if self._metrics is not None:
-            self._metrics.cache_lookups.labels("routing", result).inc()
-
-    async def _post(self, url: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        started = time.perf_counter()
-        try:
-            async with self._session.post(f"{url}{path}", data=orjson.dumps(body), headers=self._headers) as response:
-                answer = orjson.loads(await response.read()) if response.status in (200, 421, 503) else None
-                status = response.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
-            log.info("owner %s did not answer %s: %s", url, path, type(error).__name__)
-            status, answer = 0, None
-        if self._metrics is not None:
-            self._metrics.owner_reads.labels(path.rsplit("/", 1)[-1], str(status)).observe(time.perf_counter() - started)
-        if status not in (0, 200, 421, 503):
-            raise AdcpRequestError(500, "INTERNAL_ERROR", f"The library owner answered {status}.", recovery="transient")
-        return status, answer
+def gateway_owners(seeds: Iterable[str], token: str, codecs: Codecs, *, deadline_s: float, metrics: Any = None) -> Owners:
+    """The owners' client of a gateway: its failures are AdCP errors (transient)."""
+    return Owners(seeds, token, codecs, deadline_s=deadline_s, metrics=metrics, unavailable=OwnersUnavailable,
+                  failed=lambda status: AdcpRequestError(500, "INTERNAL_ERROR", f"The library owner answered {status}.",
+                                                         recovery="transient"))

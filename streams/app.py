@@ -18,6 +18,7 @@ from creative_sync.settings import Settings
 from streams import transport
 from streams.library.store import creatives_store_url
 from streams.metrics import WorkerMetrics
+from streams.owner_client import Owners
 from streams.runtime import DeadLetters
 from streams import serdes
 from streams.serdes import FaustAvroCodec
@@ -25,9 +26,9 @@ from streams.sync import outbound
 from topics.catalogue import MAX_MESSAGE_BYTES, TABLES, TOPICS, Codecs, table_partitions
 from topics.catalogue import table as table_spec
 from topics.codec import AvroCodec
-from topics.credentials import SecretBox
+from topics.credentials import OWNER_QUERIES, SecretBox
 from topics.registry import SchemaRegistryClient
-from topics.views import AgentDirectory, CampaignDirectory, CompactedView, SyncStatusView
+from topics.views import AgentDirectory, CampaignDirectory, CompactedView, StatusChanges
 
 
 @dataclass
@@ -43,7 +44,8 @@ class Pipeline:
     dead_letters: DeadLetters | None = None
     directory: AgentDirectory | None = None  # the sales-agent registry (streams.sync)
     campaigns: CampaignDirectory | None = None  # campaigns and their entities, all of them (streams.health)
-    status_view: SyncStatusView | None = None  # every creative's status rows, all partitions (streams.health)
+    status_changes: StatusChanges | None = None  # which creatives' status changes, all partitions (streams.health)
+    owners: Owners | None = None  # asks the workers that own other partitions (their status rows: streams.health)
     activity: CompactedView | None = None  # the campaign_activity changelog, all partitions (streams.matching)
     sync_engine: object | None = None  # streams.sync.agent.SyncEngine, for tests and metrics
     health_monitor: object | None = None  # streams.health.agent.HealthMonitor
@@ -175,8 +177,10 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     pipeline.directory = directory = AgentDirectory(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix,
                                                     SecretBox.from_file(settings.secrets_key_path))
     pipeline.campaigns = CampaignDirectory(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix)
-    pipeline.status_view = SyncStatusView(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix,
-                                          on_change=lambda account_id, creative_id: pipeline.health_monitor.creative_changed(account_id, creative_id))
+    pipeline.status_changes = StatusChanges(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix,
+                                            on_change=lambda account_id, creative_id: pipeline.health_monitor.creative_changed(account_id, creative_id))
+    pipeline.owners = Owners(settings.worker_seeds, directory.box.token(OWNER_QUERIES), pipeline.codecs,
+                             deadline_s=settings.read_deadline_s)
     activity = table_spec("campaign_activity").changelog_name(settings.app_id)
     pipeline.activity = CompactedView(settings.bootstrap_servers, activity,
                                       pipeline.codecs.schema("campaign_activity", f"{activity}-value"), lambda a: a.campaign_id)
@@ -184,9 +188,10 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
 
     @app.task
     async def read_views() -> None:
+        await pipeline.owners.start()
         await directory.start()
         await pipeline.campaigns.start()
-        await pipeline.status_view.start()
+        await pipeline.status_changes.start()
         await pipeline.activity.start()
 
     from streams.health import agent as health  # processors register their agents on the app

@@ -37,6 +37,8 @@ async def assign_from_beginning(consumer: AIOKafkaConsumer, names: list[str]) ->
 
 
 class CompactedView:
+    _from_end = False  # read from the end: only what changes from now on
+
     def __init__(self, bootstrap_servers: str, topic_name: str, codec: AvroCodec, key_of: Callable[[Any], str],
                  *, on_change: Callable[[str, Any], None] | None = None, fetch_max_wait_ms: int = 50) -> None:
         self._bootstrap, self._topic, self._codec = bootstrap_servers, topic_name, codec
@@ -89,7 +91,9 @@ class CompactedView:
                                         fetch_max_wait_ms=self._wait, auto_offset_reset="earliest")
             try:
                 await consumer.start()
-                await assign_from_beginning(consumer, [self._topic])
+                partitions = await assign_from_beginning(consumer, [self._topic])
+                if self._from_end:
+                    await consumer.seek_to_end(*partitions)
                 while True:
                     batches = await consumer.getmany(timeout_ms=500)
                     for records in batches.values():
@@ -203,40 +207,6 @@ class CampaignDirectory:
         return sorted(self._campaigns_of.get((account_id, creative_id), ()))
 
 
-class LazyCompactedView(CompactedView):
-    """A CompactedView that keeps each key's latest record as bytes and decodes it when read.
-
-    For a topic written far more often than read (every creative's sync status: a record per
-    change, read for the few creatives a campaign health check or an API call asks about),
-    decoding every record cost the worker ~12 % of its time. The record key says which item
-    changed (`on_change(key)`), without decoding the value.
-    """
-
-    def __init__(self, bootstrap_servers: str, topic_name: str, codec: AvroCodec, key_codec: AvroCodec,
-                 *, on_change: Callable[[str], None] | None = None, fetch_max_wait_ms: int = 50) -> None:
-        super().__init__(bootstrap_servers, topic_name, codec, lambda value: "", fetch_max_wait_ms=fetch_max_wait_ms)
-        self._key_codec, self._changed_key = key_codec, on_change
-        self._raw: dict[str, bytes] = {}
-
-    def apply(self, value: Any) -> None:
-        raise TypeError("a LazyCompactedView takes records from its topic only")
-
-    def get(self, key: str) -> Any:
-        raw = self._raw.pop(key, None)
-        if raw is not None and (value := self._value_of(raw)) is not None:
-            self.items[key] = value
-        return self.items.get(key)
-
-    def _take(self, record: Any) -> None:
-        key = self._key_of_record(record, self._key_codec)
-        if key is None:
-            return
-        self.items.pop(key, None)
-        self._raw[key] = record.value
-        if self._changed_key:
-            self._changed_key(key)
-
-
 class GroupedLazyView(CompactedView):
     """Records grouped by their record key (e.g. an account), kept as bytes until their group is
     read; within a group, the latest value per `key_of(value)` (e.g. a notification id).
@@ -279,22 +249,23 @@ class GroupedLazyView(CompactedView):
             self._pending.setdefault(group_key, []).append(record.value)
 
 
-class SyncStatusView:
-    """Every creative's status rows (one per sales agent), from the compacted sync_status topic.
-    `on_change(account_id, creative_id)` hears every change of a creative's state."""
+class StatusChanges(CompactedView):
+    """Which creatives' sync status changes from now on, from the sync_status topic's record keys:
+    `on_change(account_id, creative_id)`. Holds nothing (the rows stay with the worker that owns
+    them, streams/status/reads.py) and decodes no value; what changed before the start is not
+    replayed (campaign health evaluates every campaign on its first heartbeat)."""
 
-    def __init__(self, bootstrap_servers: str, codecs: Any, topic_prefix: str,
-                 on_change: Callable[[str, str], None] | None = None) -> None:
-        self.view = LazyCompactedView(
-            bootstrap_servers, topic("sync_status").full_name(topic_prefix), codecs.value("sync_status"),
-            codecs.key("sync_status"), on_change=(lambda key: on_change(*key.split("/", 1))) if on_change else None)
+    _from_end = True
 
-    async def start(self) -> None:
-        await self.view.start()
+    def __init__(self, bootstrap_servers: str, codecs: Any, topic_prefix: str, on_change: Callable[[str, str], None]) -> None:
+        super().__init__(bootstrap_servers, topic("sync_status").full_name(topic_prefix), codecs.value("sync_status"),
+                         lambda value: "")
+        self._key_codec, self._changed = codecs.key("sync_status"), on_change
 
-    async def stop(self) -> None:
-        await self.view.stop()
+    def apply(self, value: Any) -> None:
+        raise TypeError("StatusChanges takes record keys from its topic only")
 
-    def rows(self, account_id: str, creative_id: str) -> list[Any]:
-        state = self.view.get(f"{account_id}/{creative_id}")
-        return sorted(state.rows, key=lambda r: r.sales_agent_id) if state else []
+    def _take(self, record: Any) -> None:
+        key = self._key_of_record(record, self._key_codec)
+        if key is not None:
+            self._changed(*key.split("/", 1))

@@ -1,8 +1,10 @@
 """The health processor: every campaign's sync health, computed live, and the campaign
 notifications its transitions are worth.
 
-Reads: campaigns (entities; this worker owns the campaigns of its partitions), and, through the
-process-wide views, every creative's sync status and the sales-agent registry. Writes: the
+Reads: campaigns (entities; this worker owns the campaigns of its partitions); the sync status of
+a campaign's creatives, asked of the workers that own them (streams/status/reads.py: they live in
+the creatives' partitions, not the campaign's), when one of them changes (the status topic's
+keys, streams.app.Pipeline.status_changes) and on a heartbeat; the sales-agent registry. Writes: the
 campaign_health table (the health last published, so a restart neither forgets nor repeats a
 transition), the campaign_activity table (when each tactic was last active and synced: the
 gateway's 30-day auto-detection reads its changelog), campaign_health (on every change and on a
@@ -21,8 +23,10 @@ from datetime import UTC, datetime, timedelta
 from streams.health import logic
 from streams.notify import agent as notify
 from streams.notify.logic import campaign_notifications
+from streams.owner_client import OwnersUnavailable
 from streams.runtime import consume
-from topics.events import CampaignActivity, CampaignEntity, CampaignHealth, EntityType
+from streams.status import reads as status_reads
+from topics.events import CampaignActivity, CampaignEntity, CampaignHealth, EntityType, SyncStatus
 
 PROCESSOR = "health"
 _NOT_RUNNING = ("completed", "archived")  # campaigns that will not run again: no notifications
@@ -50,7 +54,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
 class HealthMonitor:
     def __init__(self, pipeline) -> None:  # noqa: ANN001
         self.pipeline, settings = pipeline, pipeline.settings
-        self.campaigns, self.status = pipeline.campaigns, pipeline.status_view
+        self.campaigns = pipeline.campaigns
         self.table, self.activity = pipeline.tables["campaign_health"], pipeline.tables["campaign_activity"]
         self.partition_of = pipeline.codecs.partition_of("campaigns")
         self.rules = logic.HealthRules(window=timedelta(seconds=settings.health_window_s),
@@ -86,7 +90,8 @@ class HealthMonitor:
                        if c.entity_type is EntityType.CAMPAIGN and not c.deleted}
         else:
             targets, self.dirty = self.dirty, set()
-        for campaign_id in sorted(targets):
+        ordered = sorted(targets)
+        for n, campaign_id in enumerate(ordered):
             if self.partition_of(campaign_id) not in owned:
                 continue
             campaign = self.campaigns.get(EntityType.CAMPAIGN.value, campaign_id)
@@ -94,12 +99,20 @@ class HealthMonitor:
                 continue
             try:
                 await self._evaluate(campaign, now, heartbeat)
+            except OwnersUnavailable as unavailable:  # a rebalance: this and the rest on a later evaluation
+                log.info("campaign health waits for the status owners: %s", unavailable)
+                self.dirty.update(ordered[n:])
+                return
             except Exception:  # one campaign's trouble must not stop the others' health
                 log.exception("health of campaign %s failed", campaign_id)
 
-    def health_of(self, campaign: CampaignEntity, now: datetime) -> tuple[CampaignHealth, logic.Health]:
+    async def rows_of(self, campaign: CampaignEntity) -> dict[str, list[SyncStatus]]:
+        """The status rows of the campaign's creatives, from the workers that own them."""
+        return await status_reads.rows_of(self.pipeline.owners, campaign.account_id, self.campaigns.assigned(campaign.entity_id))
+
+    def health_of(self, campaign: CampaignEntity, creatives: dict[str, list[SyncStatus]], now: datetime
+                  ) -> tuple[CampaignHealth, logic.Health]:
         tactics = [_tactic(t) for t in self.campaigns.tactics(campaign.entity_id)]
-        creatives = {c: self.status.rows(campaign.account_id, c) for c in self.campaigns.assigned(campaign.entity_id)}
         recent = logic.RecentOutcomes()
         for creative_id, rows in creatives.items():
             for row in rows:
@@ -117,12 +130,12 @@ class HealthMonitor:
             window_start=now - self.rules.window, window_end=now, computed_at=now)
         return record, health
 
-    def _record_activity(self, campaign: CampaignEntity, now: datetime) -> None:
+    def _record_activity(self, campaign: CampaignEntity, creatives: dict[str, list[SyncStatus]], now: datetime) -> None:
         entities = self.campaigns.tactics(campaign.entity_id)
         tactics = [_tactic(t) for t in entities]
         last_synced: dict[str, datetime] = {}
-        for creative_id in self.campaigns.assigned(campaign.entity_id):
-            for row in self.status.rows(campaign.account_id, creative_id):
+        for rows in creatives.values():
+            for row in rows:
                 if row.last_sync_at is not None and row.sync_status.value == "SYNCED":
                     last_synced[row.sales_agent_id] = max(last_synced.get(row.sales_agent_id, row.last_sync_at), row.last_sync_at)
         previous: CampaignActivity | None = self.activity.get(campaign.entity_id)
@@ -134,8 +147,9 @@ class HealthMonitor:
             self.activity[campaign.entity_id] = record
 
     async def _evaluate(self, campaign: CampaignEntity, now: datetime, heartbeat: bool) -> None:
-        self._record_activity(campaign, now)
-        record, _ = self.health_of(campaign, now)
+        creatives = await self.rows_of(campaign)
+        self._record_activity(campaign, creatives, now)
+        record, _ = self.health_of(campaign, creatives, now)
         previous: CampaignHealth | None = self.table.get(campaign.entity_id)
         changed = previous is None or _essence(previous) != _essence(record)
         if not changed and not heartbeat:

@@ -3,7 +3,8 @@ content change needs.
 
 Reads (all keyed account_id/creative_id, co-partitioned): content changes (the library's changes
 that re-sync; creations and metadata changes never come here), sync results (records
-of results grouped by partition), approval events. Writes: the sync_state table, sync_status (a
+of results grouped by partition), approval events; when a creative is rejected, the status of the
+other creatives of its campaigns, asked of the workers that own them. Writes: the sync_state table, sync_status (a
 creative's rows with every agent, on change), sync triggers (re-syncs of changed content to the
 agents that have the creative, content-change triggers for the matcher: one per account and set of
 agents in a take), notifications (the
@@ -15,6 +16,7 @@ ten agents about one creative become one table write and one status record, not 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,11 +27,15 @@ from mode.utils.collections import LRUCache
 from streams.notify import agent as notify
 from streams.notify.logic import CampaignRef, creative_notifications
 from streams.runtime import consume_batches, stored_row, writing_as
+from streams.owner_client import OwnersUnavailable
 from streams.status import logic
+from streams.status import reads as status_reads
 from streams.status.logic import StatusChange
 from streams.matching.plan import content_change_triggers
 from topics.codec import RowCachingCodec
 from topics.events import CreativeSyncState, EntityType, SyncItem, SyncResult
+
+log = logging.getLogger(__name__)
 
 #: (account, creative, the event it came from, what it does to the creative's state)
 Update = tuple[str, str, EventT, Callable[[CreativeSyncState], StatusChange]]
@@ -100,12 +106,13 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         for trigger in content_change_triggers(resyncs, now):
             await pipeline.publish("sync_triggers", trigger_key.encode(trigger.account_id), trigger_value.encode(trigger))
         names = {a.sales_agent_id: a.name for a in pipeline.directory.active()}
+        others = await campaign_siblings(pending)
         rows: dict[int, list[tuple[str, _Pending, bytes | None]]] = {}  # partition -> the take's rows there
         for key, work in pending.items():
             if work.state == work.before:
                 continue  # late, redelivered or irrelevant: no write at all (most library changes)
             for note in creative_notifications(work.before, work.state, names=names, now=now,
-                                               losing_last_approval=lambda agent, s=work.state: left_without_approval(s, agent)):
+                                               losing_last_approval=lambda agent, s=work.state: left_without_approval(s, agent, others)):
                 await notify.publish(pipeline, note)
             encoded, as_row = pipeline.row_bytes("sync_state", work.state, like=status_value)
             await pipeline.publish("sync_status", status_key.encode(key), encoded)
@@ -121,20 +128,45 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             for key, work, _ in written:
                 recent[key] = work.state
 
-    def left_without_approval(state: CreativeSyncState, agent_id: str) -> list[CampaignRef]:
+    async def campaign_siblings(pending: dict[str, _Pending]) -> dict[tuple[str, str], list]:
+        """The status rows of the other creatives of the campaigns of the take's newly rejected
+        creatives (what left_without_approval weighs), asked of the workers that own them, with
+        this take's own states over them. Unreadable (a rebalance): none, and a rejection is told
+        without its campaigns."""
+        view, wanted = pipeline.campaigns, {}
+        for work in pending.values():
+            if not logic.newly_rejected(work.before, work.state):
+                continue
+            for campaign_id in view.campaigns_of(work.state.account_id, work.state.creative_id):
+                wanted.setdefault(work.state.account_id, set()).update(view.assigned(campaign_id))
+        found: dict[tuple[str, str], list] = {}
+        for account_id, creative_ids in wanted.items():
+            try:
+                rows = await status_reads.rows_of(pipeline.owners, account_id, sorted(creative_ids))
+            except OwnersUnavailable as unavailable:
+                log.info("rejections told without their campaigns: %s", unavailable)
+                return {}
+            found.update({(account_id, c): r for c, r in rows.items()})
+        for work in pending.values():
+            found[(work.state.account_id, work.state.creative_id)] = list(work.state.rows)
+        return found
+
+    def left_without_approval(state: CreativeSyncState, agent_id: str, others: dict[tuple[str, str], list]) -> list[CampaignRef]:
         """The campaigns with an active tactic on `agent_id` left with nothing to run there once this
         creative is rejected: no other creative approved, nor on its way (queued or under review).
-        Others are read from the process-wide status view."""
-        view, status_view = pipeline.campaigns, pipeline.status_view
+        `others`: the status rows of the campaigns' other creatives (campaign_siblings)."""
+        view = pipeline.campaigns
         found = []
         for campaign_id in view.campaigns_of(state.account_id, state.creative_id):
             campaign = view.get(EntityType.CAMPAIGN.value, campaign_id)
             if campaign is None or not any(t.status == "active" and t.sales_agent_id == agent_id for t in view.tactics(campaign_id)):
                 continue
-            others = (r for c in view.assigned(campaign_id) if c != state.creative_id
-                      for r in status_view.rows(state.account_id, c) if r.sales_agent_id == agent_id)
+            if (state.account_id, state.creative_id) not in others:
+                continue  # unreadable: not told as the last one
+            siblings = (r for c in view.assigned(campaign_id) if c != state.creative_id
+                        for r in others.get((state.account_id, c), ()) if r.sales_agent_id == agent_id)
             if not any(r.sync_status.value in ("PENDING", "SYNCING", "SYNCED") and r.approval_status not in ("rejected", "suspended")
-                       for r in others):
+                       for r in siblings):
                 found.append(CampaignRef(campaign_id, campaign.brand_agent_id, str(campaign.name)))
         return found
 

@@ -167,6 +167,13 @@ def apply_change(state: CreativeSyncState, change: CreativeChanged, now: datetim
     return out
 
 
+def newly_rejected(before: CreativeSyncState | None, after: CreativeSyncState) -> bool:
+    """Whether some agent's row of the creative went to rejected or suspended."""
+    old = {r.sales_agent_id: r.approval_status for r in (before.rows if before is not None else [])}
+    return any(r.approval_status in ("rejected", "suspended") and old.get(r.sales_agent_id) != r.approval_status
+               for r in after.rows)
+
+
 def where_synced(rows: Iterable[SyncStatus]) -> list[SyncStatus]:
     """The agents that have (some version of) the creative, or are about to (queued or being sent:
     the job on its way carries the version it was queued with): they get every new version."""

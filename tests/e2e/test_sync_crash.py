@@ -55,7 +55,13 @@ async def test_killed_worker_resumes_every_delivery_under_its_original_key(worke
 
         async def all_final() -> bool:
             for chunk in chunks:
-                answer = await api.call("get_creative_sync_status", {"account": {"account_id": "acct-1"}, "creative_ids": chunk})
+                response = await api.client.post("/api/v1/get_creative_sync_status", headers={"Authorization": f"Bearer {api.token}"},
+                                                 json={"account": {"account_id": "acct-1"}, "creative_ids": chunk})
+                answer = await response.json()
+                if response.status == 503:  # the restarted worker still restoring its tables: a transient answer
+                    assert answer["adcp_error"]["recovery"] == "transient", answer
+                    return False
+                assert response.status == 200, answer
                 for creative in answer["creatives"]:
                     rows = creative["sales_agents"]
                     if len(rows) != AGENTS or any(r["sync_status"] != "synced" for r in rows):

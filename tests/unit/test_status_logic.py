@@ -170,3 +170,15 @@ def test_a_decision_about_a_creative_never_synced_to_that_agent_changes_nothing(
     state = run(empty_state("a", "c"), result(SyncOutcome.SYNCED, agent="ag", when=1, approval="pending_review"))
     other = _agent_approval("rejected", when=5, agent_when=5).model_copy(update={"sales_agent_id": "b~ag"})
     assert apply_approval(state, other).rows == []
+
+
+def test_a_rejection_is_told_apart_from_a_row_that_stays_rejected():
+    from streams.status.logic import newly_rejected
+    from topics.events import CreativeSyncState, SyncState, SyncStatus
+
+    def state(approval: str | None) -> CreativeSyncState:
+        row = SyncStatus(account_id="acct", creative_id="c1", sales_agent_id="acct~a", sync_status=SyncState.SYNCED,
+                         approval_status=approval, updated_at=T0)
+        return CreativeSyncState(account_id="acct", creative_id="c1", rows=[row])
+    assert newly_rejected(state("approved"), state("rejected")) and newly_rejected(None, state("suspended"))
+    assert not newly_rejected(state("rejected"), state("rejected")) and not newly_rejected(state(None), state("approved"))

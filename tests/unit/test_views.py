@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from topics.catalogue import Codecs
 from topics.events import CreativeSyncState, Notification, Urgency
-from topics.views import GroupedLazyView, LazyCompactedView
+from topics.views import GroupedLazyView, StatusChanges
 
 CODECS = Codecs()
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -39,19 +39,17 @@ def test_notifications_are_decoded_per_account_when_read_latest_per_id():
     assert sorted(n.notification_id for n in view.group("a")) == ["n1", "n3", "n4"]
 
 
-def test_a_status_is_decoded_when_read_and_its_change_is_told_by_key():
+def test_status_changes_are_told_by_key_and_nothing_is_kept():
     changed = []
-    view = LazyCompactedView("unused:9092", "status", CODECS.value("sync_status"), CODECS.key("sync_status"),
-                             on_change=changed.append)
+    watcher = StatusChanges("unused:9092", CODECS, "", lambda account, creative: changed.append((account, creative)))
 
     def status(version: int) -> Record:
         state = CreativeSyncState(account_id="acct", creative_id="c1", content_version=version)
         return Record(CODECS.key("sync_status").encode("acct/c1"), CODECS.value("sync_status").encode(state))
-    view._take(status(1))
-    assert view.get("acct/c1").content_version == 1
-    view._take(status(2))
-    assert changed == ["acct/c1", "acct/c1"] and view.get("acct/c1").content_version == 2
-    assert view.get("acct/other") is None
+    watcher._take(status(1))
+    watcher._take(status(2))
+    watcher._take(Record(b"not avro", b"whatever"))  # skipped, with a warning
+    assert changed == [("acct", "c1"), ("acct", "c1")] and watcher.items == {}
 
 
 def test_the_gateways_task_cache_is_bounded_by_count_and_by_bytes():
