@@ -1,5 +1,5 @@
 """The account's library and its creatives' sync status as the gateway reads them: asked of the
-worker that owns the account, or the creative (gateway/owners.py → streams/library/reads.py,
+worker that owns the account, or the creative (streams/owner_client.py → streams/library/reads.py,
 streams/status/reads.py), never copied here."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Interactive queries: a worker answers reads of the keys whose partitions it owns, from its own
 tables, on its web port (Kafka Streams' interactive queries; the gateway routes each read to the
-owner, gateway/owners.py). The processors declare their reads with `owner_query`
+owner, streams/owner_client.py). The processors declare their reads with `owner_query`
 (streams/library/reads.py, streams/status/reads.py); this module does what all of them share.
 
   GET  /owners/routing   which worker owns which partition of every topic (faust's assignment)
