@@ -130,6 +130,8 @@ class IndexedRocksDBStore(RocksDBStore):
         return Path(f"{self.table_name}-indexed")
 
     def put_rows(self, partition: int, rows: Iterable[Change]) -> None:
+        """The rows, and what they change in the index and counts, in one write (the library
+        processor's rows, and the changelog's records when a partition is restored or followed)."""
         db = self._db_for_partition(partition)
         batch, changes, latest = rocksdict.WriteBatch(raw_mode=True), [], {}
         for key, key_bytes, value, value_bytes in rows:
@@ -157,20 +159,8 @@ class IndexedRocksDBStore(RocksDBStore):
             offsets[message.tp] = max(offsets.get(message.tp, -1), message.offset)
             by_partition.setdefault(message.partition, []).append(message)
         for partition, messages in by_partition.items():
-            db = self._db_for_partition(partition)
-            write, latest, changes = rocksdict.WriteBatch(raw_mode=True), {}, []
-            for message in messages:
-                raw_before = latest[message.key] if message.key in latest else db.get(message.key)
-                latest[message.key] = message.value
-                before = self._decode_value(raw_before) if raw_before is not None else None
-                after = self._decode_value(message.value) if message.value is not None else None
-                changes.append((self._decode_key(message.key), before, after))
-                if message.value is None:
-                    write.delete(message.key)
-                else:
-                    write.put(message.key, message.value)
-            self._derive_into(write, db, changes)
-            db.write(write)
+            self.put_rows(partition, [(self._decode_key(m.key), m.key, self._decode_value(m.value) if m.value is not None else None,
+                                       m.value) for m in messages])
         for tp, offset in offsets.items():
             self.set_persisted_offset(tp, offset)
 
