@@ -23,6 +23,7 @@ from gateway.notifications import campaign_counts, health_view
 from gateway.operations import Call, Operation
 from gateway.scope import account_of, agent_of, claim, creative_ids_of, entity_id_of, owned, visible_to
 from gateway.syncing import new_trigger, trigger_sync
+from streams.notify.inbox import CampaignScope
 from topics.catalogue import topic
 from topics.events import CampaignEntity, EntityType, SyncTrigger
 from topics.ids import public, scoped
@@ -186,18 +187,20 @@ async def update_campaign(call: Call) -> dict[str, Any]:
 
 async def list_campaigns(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
-    view = call.app[keys.CAMPAIGNS]
+    view, health = call.app[keys.CAMPAIGNS], call.app[keys.HEALTH]
     brand_agent_id = call.params.get("brand_agent_id")
-    campaigns = [c for c in view.of_account(EntityType.CAMPAIGN.value, account_id)
-                 if brand_agent_id is None or c.brand_agent_id == scoped(account_id, str(brand_agent_id))]
-    notes = call.app[keys.NOTIFICATIONS]
+    campaigns = sorted((c for c in view.of_account(EntityType.CAMPAIGN.value, account_id)
+                        if brand_agent_id is None or c.brand_agent_id == scoped(account_id, str(brand_agent_id))),
+                       key=lambda c: str(c.name))
+    scopes = [CampaignScope(c.entity_id, frozenset(view.assigned(c.entity_id)),
+                            frozenset(str(t.sales_agent_id) for t in view.tactics(c.entity_id))) for c in campaigns]
+    counts = await campaign_counts(call.app, account_id, scopes)
     return {"campaigns": [{**entity_view(c), "tactics": len(view.tactics(c.entity_id)),
                            "active_tactics": sum(1 for t in view.tactics(c.entity_id) if t.status == "active"),
                            "creatives": len(view.assigned(c.entity_id)),
-                           "syncHealth": health_view(notes.health.get(c.entity_id)),
-                           "notifications": campaign_counts(notes, account_id, c.entity_id, view.assigned(c.entity_id),
-                                                            [str(t.sales_agent_id) for t in view.tactics(c.entity_id)])}
-                          for c in sorted(campaigns, key=lambda c: str(c.name))]}
+                           "syncHealth": health_view(health.get(c.entity_id)),
+                           "notifications": counts.get(c.entity_id, {"unread": 0, "highPriority": 0})}
+                          for c in campaigns]}
 
 
 # -- tactics --------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from streams.owner_client import Owners
 from gateway.read_model import LibraryView
 from gateway.tasks import Tasks
 from topics.catalogue import Codecs
-from topics.views import AgentDirectory, CampaignDirectory
+from topics.views import AgentDirectory, CampaignDirectory, CompactedView
 
 SETTINGS = web.AppKey("settings", Settings)
 PRINCIPALS = web.AppKey("principals", PrincipalStore)
@@ -27,7 +27,7 @@ LIBRARY_VIEW = web.AppKey("library_view", LibraryView)
 OWNERS = web.AppKey("owners", Owners)  # reads of an account's library, asked of the worker that owns it
 AGENTS = web.AppKey("agents", AgentDirectory)
 CAMPAIGNS = web.AppKey("campaigns", CampaignDirectory)
-NOTIFICATIONS = web.AppKey("notifications", object)  # gateway.notifications.NotificationsView (it imports keys)
+HEALTH = web.AppKey("health", CompactedView)  # every campaign's latest health (gateway.notifications)
 INBOUND = web.AppKey("inbound", object)  # gateway.agent_webhooks.Inbound (it imports keys)
 TASKS = web.AppKey("tasks", Tasks)
 CLAIMS = web.AppKey("claims", set)  # (kind, scoped id) of entities being created by this gateway

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from creative_sync.settings import Settings
 from streams import transport
-from streams.library.store import creatives_store_url
+from streams.stores import indexed_store_url
 from streams.metrics import WorkerMetrics
 from streams.owner_client import Owners
 from streams.runtime import DeadLetters
@@ -50,6 +50,7 @@ class Pipeline:
     sync_engine: object | None = None  # streams.sync.agent.SyncEngine, for tests and metrics
     health_monitor: object | None = None  # streams.health.agent.HealthMonitor
     library: object | None = None  # streams.library.store.LibraryStore: the owner's reads (streams.library.reads)
+    notifications: object | None = None  # streams.notify.store.NotificationStore (streams.notify.reads)
 
     async def publish(self, role: str, key: bytes, value: bytes) -> None:
         """Produce one record of topic `role` straight through faust's own aiokafka producer.
@@ -163,7 +164,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     for table in TABLES:
         changelog = table.changelog_name(settings.app_id)
         faust_table = app.Table(table.name, partitions=table_partitions(table), use_partitioner=table.written_by_timers,
-                                store=creatives_store_url(settings.store) if table.indexed else None)
+                                store=indexed_store_url(settings.store) if table.indexed else None)
         # faust derives serializers from key_type/value_type (json by default), and App.Table()
         # already built the changelog topic with them: set Avro, then rebuild the changelog topic,
         # or recovery would read Avro changelogs as JSON. The store is built lazily, after this.
@@ -199,6 +200,8 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     from streams import owners
     from streams.library import reads as library_reads
     from streams.matching import agent as matcher
+    from streams.notify import agent as notify
+    from streams.notify import reads as notify_reads
     from streams.status import reads as status_reads
     from streams.status import agent as status
     from streams.sync import agent as sync
@@ -210,6 +213,8 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     owners.register(pipeline)
     library_reads.register(pipeline)
     status_reads.register(pipeline)
+    notify.register(pipeline)
+    notify_reads.register(pipeline)
     health.register(pipeline)
     return pipeline
 

@@ -45,3 +45,6 @@ class WorkerMetrics:
             registry=self.registry)
         self.notifications = Counter(
             "creative_sync_notifications_total", "Notifications published, by type", ["type"], registry=self.registry)
+        self.expired = Counter(
+            "creative_sync_expired_rows_total", "Table rows removed by a retention rule, by table", ["table"],
+            registry=self.registry)

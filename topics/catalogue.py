@@ -59,7 +59,7 @@ class TableSpec:
     doc: str
     key_schema: str = KEY_SCHEMA
     written_by_timers: bool = False  # written outside stream events: partitioned by its key, like its source
-    indexed: bool = False  # its store keeps the library's index (streams.library.store)
+    indexed: bool = False  # its store also keeps rows derived from its rows: ordered keys, counts (streams.stores)
 
     def changelog_name(self, app_id: str) -> str:
         return f"{app_id}-{self.name}-changelog"
@@ -101,7 +101,11 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("notifications", "creative-sync.notifications", 4, "account_id", "notification", "delete",
               "Actionable notifications, one per logical event. For dashboards and alerting.", 30 * DAY_MS),
     TopicSpec("notification_state", "creative-sync.notifications.state", 4, "notification_id", "notification_state",
-              "compact", "Read and acknowledged flags of notifications, set through the API."),
+              "compact", "Read and acknowledged flags of notifications as people set them through the API (written by "
+              "the worker that owns the account's notifications). For dashboards."),
+    TopicSpec("notification_commands", "creative-sync.notifications.commands", 4, "account_id", "notification_command",
+              "delete", "Mark read, acknowledge, mark all read: for the worker that owns the account's notifications "
+              "(co-partitioned with them); the answer is on the task results topic under command_id.", 7 * DAY_MS),
     TopicSpec("task_results", "creative-sync.tasks.results", 8, "task_id", "task_result", "delete",
               "Final answers of asynchronous AdCP tasks, for get_task_status and task webhooks.", 7 * DAY_MS),
     TopicSpec("dead_letters", "creative-sync.dead-letters", 1, "source topic", "dead_letter", "delete",
@@ -121,6 +125,10 @@ TABLES: tuple[TableSpec, ...] = (
               "The jobs of the queues above until their batch is delivered."),
     TableSpec("sync_state", "sync_results", "account_id/creative_id", "creative_sync_state",
               "Per creative, its current content version and its status with every sales agent."),
+    TableSpec("notifications", "notifications", "account_id/notification_id", "stored_notification",
+              "Per account, its notifications (first seen) with their read and acknowledged flags; its store also keeps "
+              "them newest first and the account's unread counts (streams.notify.store), so that a page costs a page. "
+              "Rows older than the notifications topic's retention are removed.", indexed=True),
     TableSpec("campaign_health", "campaigns", "campaign_id", "campaign_health",
               "Per campaign, the health last published (transitions and their notifications are decided against it).",
               written_by_timers=True),

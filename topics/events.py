@@ -397,6 +397,30 @@ class NotificationState(Event):
     updated_at: datetime
 
 
+class StoredNotification(Notification):
+    """A notification as its owner keeps it (streams.notify): first seen, with its flags."""
+
+    read: bool = False
+    acknowledged: bool = False
+    flags_updated_at: datetime | None = None
+
+
+class NotificationOperation(StrEnum):
+    MARK_READ = "MARK_READ"
+    ACKNOWLEDGE = "ACKNOWLEDGE"
+    MARK_ALL_READ = "MARK_ALL_READ"
+    UNKNOWN = "UNKNOWN"
+
+
+class NotificationCommand(Event):
+    command_id: str
+    account_id: str
+    operation: NotificationOperation
+    notification_ids: list[str] = Field(default_factory=list)
+    filters_json: str | None = None
+    requested_at: datetime
+
+
 class LibraryCounts(Event):
     account_id: str
     counts: dict[str, int] = Field(default_factory=dict)
@@ -483,6 +507,8 @@ MODELS: dict[str, type[Event]] = {
     "campaign_activity": CampaignActivity,
     "notification": Notification,
     "notification_state": NotificationState,
+    "stored_notification": StoredNotification,
+    "notification_command": NotificationCommand,
     "task_result": TaskResult,
     "dead_letter": DeadLetter,
 }

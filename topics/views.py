@@ -207,48 +207,6 @@ class CampaignDirectory:
         return sorted(self._campaigns_of.get((account_id, creative_id), ()))
 
 
-class GroupedLazyView(CompactedView):
-    """Records grouped by their record key (e.g. an account), kept as bytes until their group is
-    read; within a group, the latest value per `key_of(value)` (e.g. a notification id).
-
-    For a topic many times more written than read per group (notifications: about one per
-    delivery, read when one account asks for its own): decoding every record in every gateway
-    cost ~20 % of its CPU during a sync, and an account's list was a scan of all accounts'.
-    """
-
-    def __init__(self, bootstrap_servers: str, topic_name: str, codec: AvroCodec, key_codec: AvroCodec,
-                 key_of: Callable[[Any], str], *, fetch_max_wait_ms: int = 50) -> None:
-        super().__init__(bootstrap_servers, topic_name, codec, key_of, fetch_max_wait_ms=fetch_max_wait_ms)
-        self._group_codec = key_codec
-        self._pending: dict[str, list[bytes]] = {}
-        self._groups: dict[str, dict[str, Any]] = {}
-
-    def group(self, group_key: str) -> list[Any]:
-        return list(self._decoded(group_key).values())
-
-    def find(self, group_key: str, key: str) -> Any:
-        """The item `key` of group `group_key` (None if that group has no such item)."""
-        return self._decoded(group_key).get(key)
-
-    def get(self, key: str) -> Any:
-        raise TypeError("a GroupedLazyView is read by group: find(group_key, key)")
-
-    def apply(self, value: Any) -> None:
-        raise TypeError("a GroupedLazyView takes records from its topic only")
-
-    def _decoded(self, group_key: str) -> dict[str, Any]:
-        items = self._groups.setdefault(group_key, {})
-        for raw in self._pending.pop(group_key, ()):
-            if (value := self._value_of(raw)) is not None:
-                items[self._key_of(value)] = value
-        return items
-
-    def _take(self, record: Any) -> None:
-        group_key = self._key_of_record(record, self._group_codec)
-        if group_key is not None:
-            self._pending.setdefault(group_key, []).append(record.value)
-
-
 class StatusChanges(CompactedView):
     """Which creatives' sync status changes from now on, from the sync_status topic's record keys:
     `on_change(account_id, creative_id)`. Holds nothing (the rows stay with the worker that owns

@@ -102,8 +102,7 @@ async def test_assignment_new_tactic_and_manual_sync_reach_only_compatible_agent
     assert [(c["campaign_id"], c["tactics"], c["creatives"]) for c in listed["campaigns"]] == [("holiday", 4, 1)]
 
 
-async def test_campaigns_of_one_account_are_invisible_to_another(gateway_api, topics_created):
-    api = gateway_api
+async def test_campaigns_of_one_account_are_invisible_to_another(api, topics_created):
     store = PrincipalStore(topics_created.principals_file)
     token = store.add("rival", ["acct-2"])[1]
     client = TestClient(TestServer(create_app(topics_created, principals=store)))

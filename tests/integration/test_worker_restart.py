@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -15,9 +15,11 @@ from creative_sync.samples import display_creative, sync_request
 from streams.transport import confirmed_ends
 from tests.support import WorkerProcess, produce, read_topic, topic_name
 from topics.catalogue import Codecs
-from topics.events import LibraryCommand, LibraryOperation
+from topics.events import (LibraryCommand, LibraryOperation, Notification, NotificationCommand, NotificationOperation,
+                           Urgency)
 
 ACCOUNT, COMMANDS, PER_COMMAND = "acct-restart", 3, 100
+NOTES, READ = 150, 10
 
 
 def command(codecs: Codecs, command_id: str, first: int, key: str) -> tuple[bytes, bytes]:
@@ -36,35 +38,78 @@ async def results(settings, codecs: Codecs, wanted: set[str]) -> dict[str, dict]
     return {r.task_id: json.loads(r.result_json) for r in found if r.task_id in wanted}
 
 
-async def _walk_by_name(settings) -> tuple[list[str], int]:
-    """Every creative name of ACCOUNT, page by page, as its owner (this worker) answers."""
+async def _ask_owner(settings, path: str, body: dict) -> dict:
+    """POST an owner's query to this worker, waiting while it restores its tables (503, ~60 s)."""
     import aiohttp
 
-    from streams.library.queries import AccountPage, merge, parse_query
     from topics.credentials import OWNER_QUERIES, SecretBox
 
     token = SecretBox.from_file(settings.secrets_key_path).token(OWNER_QUERIES)
-    url = f"http://{settings.worker_host}:{settings.worker_port}/owners/library/page"
-    names, cursor, total = [], None, 0
+    url = f"http://{settings.worker_host}:{settings.worker_port}{path}"
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
-        while True:
-            query = parse_query({"sort": {"field": "name", "direction": "asc"},
-                                 "pagination": {"max_results": 70, **({"cursor": cursor} if cursor else {})}})
-            for _ in range(600):  # a worker still restoring its tables answers 503 (bounded: ~60 s)
-                async with session.post(url, json={"accounts": [ACCOUNT], "query": query.as_json()}) as response:
-                    if response.status != 503:
-                        assert response.status == 200, await response.text()
-                        pages = [AccountPage.from_json(p) for p in (await response.json())["pages"]]
-                        break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("the owner was still restoring its tables after a minute")
-            answer = merge(query, pages)
-            names += [c["name"] for c in answer["creatives"]]
-            total = answer["query_summary"]["total_matching"]
-            if not answer["pagination"]["has_more"]:
-                return names, total
-            cursor = answer["pagination"]["cursor"]
+        for _ in range(600):
+            async with session.post(url, json=body) as response:
+                if response.status != 503:
+                    assert response.status == 200, await response.text()
+                    return await response.json()
+            await asyncio.sleep(0.1)
+    raise AssertionError("the owner was still restoring its tables after a minute")
+
+
+async def _notifications(settings) -> tuple[list[str], list[str], int]:
+    """ACCOUNT's notifications newest first, page by page, as their owner answers; and the read ones, and the unread count."""
+    ids, read, cursor = [], [], None
+    while True:
+        answer = await _ask_owner(settings, "/owners/notifications/page", {
+            "account_id": ACCOUNT, "filters": {}, "max_results": 40, "cursor": cursor})
+        ids += [n["notification_id"] for n in answer["notifications"]]
+        read += [n["notification_id"] for n in answer["notifications"] if n["read"]]
+        cursor = answer["cursor"]
+        if cursor is None:
+            return ids, read, answer["unread"]
+
+
+async def _notify(settings, codecs: Codecs) -> None:
+    """NOTES notifications of ACCOUNT, READ of them then marked read (through the commands topic)."""
+    now = datetime.now(UTC)
+    notes = [Notification(notification_id=f"note-{i:04d}", account_id=ACCOUNT, type="creative.approved", urgency=Urgency.LOW,
+                          message=f"approved {i}", created_at=now.replace(microsecond=0) - timedelta(seconds=i))
+             for i in range(NOTES)]
+    key = codecs.key("notifications").encode(ACCOUNT)
+    await produce(settings.bootstrap_servers, topic_name(settings, "notifications"),
+                  [(key, codecs.value("notifications").encode(n)) for n in notes])
+    marked = NotificationCommand(command_id="mark-restart", account_id=ACCOUNT, operation=NotificationOperation.MARK_READ,
+                                 notification_ids=[f"note-{i:04d}" for i in range(READ)], requested_at=now)
+    for _ in range(600):  # marks apply to the notifications already kept: wait until they all are
+        if len((await _notifications(settings))[0]) == NOTES:
+            break
+        await asyncio.sleep(0.1)
+    await produce(settings.bootstrap_servers, topic_name(settings, "notification_commands"),
+                  [(key, codecs.value("notification_commands").encode(marked))])
+    answer = await results(settings, codecs, {"mark-restart"})
+    assert answer["mark-restart"]["marked_read"] == [f"note-{i:04d}" for i in range(READ)]
+
+
+async def _kept_notifications(settings) -> None:
+    ids, read, unread = await _notifications(settings)
+    assert ids == [f"note-{i:04d}" for i in range(NOTES)]  # newest first, each once
+    assert sorted(read) == [f"note-{i:04d}" for i in range(READ)] and unread == NOTES - READ
+
+
+async def _walk_by_name(settings) -> tuple[list[str], int]:
+    """Every creative name of ACCOUNT, page by page, as its owner (this worker) answers."""
+    from streams.library.queries import AccountPage, merge, parse_query
+
+    names, cursor = [], None
+    while True:
+        query = parse_query({"sort": {"field": "name", "direction": "asc"},
+                             "pagination": {"max_results": 70, **({"cursor": cursor} if cursor else {})}})
+        answer = await _ask_owner(settings, "/owners/library/page", {"accounts": [ACCOUNT], "query": query.as_json()})
+        answer = merge(query, [AccountPage.from_json(p) for p in answer["pages"]])
+        names += [c["name"] for c in answer["creatives"]]
+        if not answer["pagination"]["has_more"]:
+            return names, answer["query_summary"]["total_matching"]
+        cursor = answer["pagination"]["cursor"]
 
 
 @pytest.mark.parametrize("store", ["memory", pytest.param("rocksdb", marks=pytest.mark.rocksdb)])
@@ -75,6 +120,7 @@ async def test_a_worker_killed_after_multi_record_batches_restarts_with_every_ro
     await produce(settings.bootstrap_servers, commands, first)
     answers = await results(settings, codecs, {f"first-{i}" for i in range(COMMANDS)})
     assert all(c["action"] == "created" for answer in answers.values() for c in answer["creatives"])
+    await _notify(settings, codecs)
     ready_worker.kill9()
 
     # RocksDB: faust's recovery refused to start a store holding records past the end the broker
@@ -93,6 +139,7 @@ async def test_a_worker_killed_after_multi_record_batches_restarts_with_every_ro
         shown, total = await _walk_by_name(settings)
         assert len(shown) == len(set(shown)) == total == COMMANDS * PER_COMMAND
         assert shown == sorted(shown, key=lambda name: name.lower().encode()[:24])
+        await _kept_notifications(settings)  # rows, flags, order and counts
         if store == "rocksdb":
             # With nothing on disk, the index and counts are derived from the creatives' changelog alone.
             restarted.kill9()
@@ -102,6 +149,7 @@ async def test_a_worker_killed_after_multi_record_batches_restarts_with_every_ro
             shown, total = await _walk_by_name(fresh)
             assert len(shown) == len(set(shown)) == total == COMMANDS * PER_COMMAND
             assert shown == sorted(shown, key=lambda name: name.lower().encode()[:24])
+            await _kept_notifications(fresh)
     finally:
         restarted.stop(grace_s=0)
 

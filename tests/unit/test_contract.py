@@ -64,7 +64,8 @@ def test_catalogue_names_every_topic_of_the_design_once():
     roles = {t.role for t in TOPICS}
     assert roles == {"library_commands", "creative_state", "content_changes", "sync_triggers", "sync_jobs", "sync_results",
                      "approval_events", "sync_status",
-                     "sales_agents", "sales_agent_credentials", "campaigns", "campaign_health", "notifications", "notification_state", "task_results", "dead_letters"}
+                     "sales_agents", "sales_agent_credentials", "campaigns", "campaign_health", "notifications", "notification_state",
+                     "notification_commands", "task_results", "dead_letters"}
     names = [s.name for s in all_specs("app")]
     assert len(names) == len(set(names))
     for spec in TOPICS:

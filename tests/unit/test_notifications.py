@@ -1,14 +1,13 @@
 """Notifications: which transitions are worth one, their urgency, deterministic ids (the same
-logical event twice is one id), and the query filters and pagination of the API."""
+logical event twice is one id). Their queries: tests/unit/test_inbox.py."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.notifications import Filters, counts, select
 from streams.notify.logic import CampaignRef, agent_unavailable, campaign_notifications, creative_notifications
-from topics.events import CampaignHealth, CreativeSyncState, HealthStatus, Notification, NotificationState, SyncState, SyncStatus, Urgency
+from topics.events import CampaignHealth, CreativeSyncState, HealthStatus, Notification, SyncState, SyncStatus, Urgency
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -99,25 +98,3 @@ def test_an_unavailable_agent_is_one_notification_per_outage():
     two = agent_unavailable("acct", "ag", "Daily News", "connection refused", T0, T0 + timedelta(minutes=1))
     assert one.notification_id == two.notification_id and one.urgency is Urgency.HIGH
     assert agent_unavailable("acct", "ag", "Daily News", "x", T0 + timedelta(hours=1), T0).notification_id != one.notification_id
-
-
-def note(i: int, kind: str = "creative.approved", urgency: Urgency = Urgency.LOW, **refs) -> Notification:
-    return Notification(notification_id=f"n{i:03d}", account_id="acct", type=kind, urgency=urgency, message=f"m{i}",
-                        created_at=T0 + timedelta(seconds=i), **refs)
-
-
-def test_queries_filter_and_page_newest_first_with_a_stable_cursor():
-    notes = [note(i) for i in range(5)] + [note(10, "creative.rejected", Urgency.HIGH, creative_id="c1"),
-                                           note(11, "campaign.creative_sync_unhealthy", Urgency.MEDIUM, campaign_id="holiday")]
-    states = {"n001": NotificationState(notification_id="n001", account_id="acct", read=True, updated_at=T0)}
-    page, cursor = select(notes, states.get, Filters(), max_results=3)
-    assert [n.notification_id for n in page] == ["n011", "n010", "n004"] and cursor
-    rest, end = select(notes, states.get, Filters(), max_results=10, cursor=cursor)
-    assert [n.notification_id for n in rest] == ["n003", "n002", "n001", "n000"] and end is None
-    assert [n.notification_id for n in select(notes, states.get, Filters(unread_only=True, types=frozenset({"creative.approved"})))[0]] \
-        == ["n004", "n003", "n002", "n000"]
-    assert [n.notification_id for n in select(notes, states.get, Filters(urgency=frozenset({"high"})))[0]] == ["n010"]
-    by_campaign = select(notes, states.get, Filters(campaign_id="holiday", campaign_creatives=frozenset({"c1"})))[0]
-    assert [n.notification_id for n in by_campaign] == ["n011", "n010"]
-    assert [n.notification_id for n in select(notes, states.get, Filters(since=T0 + timedelta(seconds=10)))[0]] == ["n011", "n010"]
-    assert counts(notes, states.get) == {"unread": 6, "high_priority": 1}

@@ -1,13 +1,13 @@
-"""The views that keep compacted topics' records as bytes until read (no broker: records are
-handed to the view as its consumer would)."""
+"""The views of topics (no broker: records are handed to the view as its consumer would) and the
+gateway's bounded caches."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from topics.catalogue import Codecs
-from topics.events import CreativeSyncState, Notification, Urgency
-from topics.views import GroupedLazyView, StatusChanges
+from topics.events import CreativeSyncState
+from topics.views import StatusChanges
 
 CODECS = Codecs()
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -17,26 +17,6 @@ T0 = datetime(2026, 12, 1, tzinfo=UTC)
 class Record:  # what aiokafka hands a consumer: raw key and value
     key: bytes
     value: bytes
-
-
-def notification(account: str, note_id: str, message: str) -> Record:
-    note = Notification(notification_id=note_id, account_id=account, type="creative.approved", urgency=Urgency.LOW,
-                        message=message, created_at=T0)
-    return Record(CODECS.key("notifications").encode(account), CODECS.value("notifications").encode(note))
-
-
-def test_notifications_are_decoded_per_account_when_read_latest_per_id():
-    view = GroupedLazyView("unused:9092", "notifications", CODECS.value("notifications"), CODECS.key("notifications"),
-                           lambda n: n.notification_id)
-    for record in (notification("a", "n1", "first"), notification("b", "n2", "other account"),
-                   notification("a", "n1", "first, again"), notification("a", "n3", "second"),
-                   Record(CODECS.key("notifications").encode("a"), b"not avro")):
-        view._take(record)
-    assert sorted((n.notification_id, n.message) for n in view.group("a")) == [("n1", "first, again"), ("n3", "second")]
-    assert [n.account_id for n in view.group("b")] == ["b"] and view.group("nobody") == []
-    assert view.find("a", "n3").message == "second" and view.find("b", "n3") is None  # another account's: not found
-    view._take(notification("a", "n4", "later"))
-    assert sorted(n.notification_id for n in view.group("a")) == ["n1", "n3", "n4"]
 
 
 def test_status_changes_are_told_by_key_and_nothing_is_kept():
