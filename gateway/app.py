@@ -14,6 +14,7 @@ from creative_sync.settings import Settings
 from gateway import a2a, accounts, agent_webhooks, campaigns, creatives, health, keys, mcp, middleware, notifications, rest, retrieval, syncing
 from gateway.auth import PrincipalStore
 from gateway.broker import BrokerLink
+from gateway.entities import Entities
 from gateway.metrics import GatewayMetrics
 from gateway.operations import Registry
 from gateway.owners import gateway_owners
@@ -24,7 +25,7 @@ from streams.sync.outbound import Policy
 from topics.catalogue import Codecs
 from topics.credentials import OWNER_QUERIES, SecretBox
 from topics.registry import SchemaRegistryClient
-from topics.views import AgentDirectory, CampaignDirectory
+from topics.views import AgentDirectory
 
 
 def _version() -> str:
@@ -60,8 +61,7 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     app[keys.OWNERS] = gateway_owners(settings.worker_seeds, box.token(OWNER_QUERIES), codecs,
                                       deadline_s=settings.read_deadline_s, metrics=app[keys.METRICS])
     app[keys.INBOUND] = agent_webhooks.Inbound()
-    app[keys.CAMPAIGNS] = CampaignDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix)
-    app[keys.HEALTH] = notifications.health_view_of(settings.bootstrap_servers, codecs, settings.topic_prefix)
+    app[keys.CAMPAIGNS] = Entities(app[keys.OWNERS], codecs)
     key = settings.webhook_signing_key_file.read_bytes() if settings.webhook_signing_key_file else None
     webhooks = webhooks or TaskWebhooks(Rfc9421Signer(key), policy=Policy(allow_private=settings.allow_private_targets))
     app[keys.TASKS] = Tasks(view, webhooks)
@@ -86,15 +86,11 @@ def _lifecycle(webhooks: TaskWebhooks):  # noqa: ANN202
         await app[keys.OWNERS].start()
         await app[keys.LIBRARY_VIEW].start()
         await app[keys.AGENTS].start()
-        await app[keys.CAMPAIGNS].start()
-        await app[keys.HEALTH].start()
         preloading = asyncio.create_task(a2a.preload(), name="a2a-preload")
         yield
         preloading.cancel()
         await asyncio.gather(preloading, return_exceptions=True)
         await webhooks.close()
-        await app[keys.HEALTH].stop()
-        await app[keys.CAMPAIGNS].stop()
         await app[keys.AGENTS].stop()
         await app[keys.LIBRARY_VIEW].stop()
         await app[keys.OWNERS].stop()

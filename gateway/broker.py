@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
@@ -57,8 +58,8 @@ class BrokerLink:
             await self.producer.stop()
             self.producer = None
 
-    async def publish(self, topic: str, key: bytes, value: bytes, *, partition: int | None = None) -> None:
-        """Sends and waits for the broker's acknowledgement.
+    async def publish(self, topic: str, key: bytes, value: bytes, *, partition: int | None = None) -> Any:
+        """Sends and waits for the broker's acknowledgement (its record metadata: partition, offset).
 
         Not connected: 503, nothing was sent. Too large: 413, nothing was sent. Sent but not
         acknowledged in time (or refused after being sent): OutcomeUnknown, since the record may
@@ -72,7 +73,8 @@ class BrokerLink:
                 raise broker_unavailable() from None
         assert self.producer is not None
         try:
-            await asyncio.wait_for(self.producer.send_and_wait(topic, value=value, key=key, partition=partition), self.send_timeout_s)
+            return await asyncio.wait_for(self.producer.send_and_wait(topic, value=value, key=key, partition=partition),
+                                          self.send_timeout_s)
         except MessageSizeTooLargeError as exc:
             raise too_large("the broker refused the record's size") from exc
         except (KafkaError, asyncio.TimeoutError) as exc:

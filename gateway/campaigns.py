@@ -1,8 +1,8 @@
 """Brand agents, campaigns, tactics and creative assignments, as operations of the registry (MCP
 tools and REST routes alike), account-scoped, and the sync triggers they fire.
 
-Entities are published to the compacted campaigns topic (on the partition of their campaign) and
-read back through topics.views.CampaignDirectory. Assigning creatives to a campaign syncs them to
+Entities are published to the compacted campaigns topic (on the partition of their account) and
+read from the worker that owns the account (gateway/entities.py). Assigning creatives to a campaign syncs them to
 the compatible sales agents of its active tactics; creating (or activating) a tactic syncs the
 campaign's creatives to its agent. A trigger never blocks its primary operation: the entity is
 written first, and the answer carries the primary result plus a sync summary (queued, skipped
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,22 +50,24 @@ def entity_view(entity: CampaignEntity) -> dict[str, Any]:
 async def _publish(call: Call, entity: CampaignEntity) -> None:
     app = call.app
     settings, codecs, broker = app[keys.SETTINGS], app[keys.CODECS], app[keys.BROKER]
-    await broker.publish(topic("campaigns").full_name(settings.topic_prefix), key=codecs.key("campaigns").encode(entity.key),
-                         value=codecs.value("campaigns").encode(entity),
-                         partition=codecs.partition_of("campaigns")(entity.owner_id))
-    app[keys.CAMPAIGNS].apply(entity)
+    entities = app[keys.CAMPAIGNS]
+    written = await broker.publish(topic("campaigns").full_name(settings.topic_prefix),
+                                   key=codecs.key("campaigns").encode(entity.key), value=codecs.value("campaigns").encode(entity),
+                                   partition=entities.partition_of(entity.account_id))
+    if written is not None:
+        entities.wrote(written.partition, written.offset)
 
 
-@contextmanager
-def _new_id(call: Call, account_id: str, name: str, kind: EntityType, prefix: str) -> Iterator[str]:
+@asynccontextmanager
+async def _new_id(call: Call, account_id: str, name: str, kind: EntityType, prefix: str) -> AsyncIterator[str]:
     """The scoped id of an entity being created: the request's (within its account) or a new one.
     Held while the creation is published, so that two requests of this gateway cannot both create it."""
     public_id = entity_id_of(call.params.get(name) or f"{prefix}-{uuid.uuid4().hex[:12]}", name)
     entity_id = scoped(account_id, public_id)
-    if call.app[keys.CAMPAIGNS].get(kind.value, entity_id) is not None:
-        raise AdcpRequestError(409, "CONFLICT", f"{name} {public_id} already exists in this account; choose another "
-                               "or leave it out.", field=name)
     with claim(call, kind.value, entity_id, public_id, name):
+        if await call.app[keys.CAMPAIGNS].get(account_id, kind.value, entity_id) is not None:
+            raise AdcpRequestError(409, "CONFLICT", f"{name} {public_id} already exists in this account; choose another "
+                                   "or leave it out.", field=name)
         yield entity_id
 
 
@@ -139,7 +141,7 @@ async def _sync(call: Call, account_id: str, campaign: CampaignEntity, creative_
 async def create_brand_agent(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
     now, name = datetime.now(UTC), _name(call.params, True)
-    with _new_id(call, account_id, "brand_agent_id", EntityType.BRAND_AGENT, "ba") as entity_id:
+    async with _new_id(call, account_id, "brand_agent_id", EntityType.BRAND_AGENT, "ba") as entity_id:
         entity = CampaignEntity(entity_type=EntityType.BRAND_AGENT, entity_id=entity_id, account_id=account_id,
                                 brand_agent_id=entity_id, name=name, status="active", created_at=now, updated_at=now)
         await _publish(call, entity)
@@ -148,7 +150,7 @@ async def create_brand_agent(call: Call) -> dict[str, Any]:
 
 async def list_brand_agents(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
-    found = sorted(call.app[keys.CAMPAIGNS].of_account(EntityType.BRAND_AGENT.value, account_id), key=lambda e: str(e.name))
+    found = sorted(await call.app[keys.CAMPAIGNS].of_account(account_id, EntityType.BRAND_AGENT.value), key=lambda e: str(e.name))
     return {"brand_agents": [entity_view(e) for e in found]}
 
 
@@ -163,10 +165,10 @@ def _attributes(params: dict[str, Any], current: dict[str, Any], names: tuple[st
 
 async def create_campaign(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
-    brand = owned(call, EntityType.BRAND_AGENT, "brand_agent_id", account_id)
+    brand = await owned(call, EntityType.BRAND_AGENT, "brand_agent_id", account_id)
     now, name = datetime.now(UTC), _name(call.params, True)
     status, attributes = _status(call.params, CAMPAIGN_STATUSES, "active"), _attributes(call.params, {}, ("start_date", "end_date"))
-    with _new_id(call, account_id, "campaign_id", EntityType.CAMPAIGN, "cmp") as entity_id:
+    async with _new_id(call, account_id, "campaign_id", EntityType.CAMPAIGN, "cmp") as entity_id:
         entity = CampaignEntity(entity_type=EntityType.CAMPAIGN, entity_id=entity_id, account_id=account_id,
                                 brand_agent_id=brand.entity_id, campaign_id=entity_id, name=name, status=status,
                                 attributes_json=attributes, created_at=now, updated_at=now)
@@ -176,7 +178,7 @@ async def create_campaign(call: Call) -> dict[str, Any]:
 
 async def update_campaign(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
-    current = owned(call, EntityType.CAMPAIGN, "campaign_id", account_id)
+    current = await owned(call, EntityType.CAMPAIGN, "campaign_id", account_id)
     attributes = json.loads(current.attributes_json) if current.attributes_json else {}
     updated = current.model_copy(update={
         "name": _name(call.params, False) or current.name, "status": _status(call.params, CAMPAIGN_STATUSES, current.status),
@@ -187,60 +189,58 @@ async def update_campaign(call: Call) -> dict[str, Any]:
 
 async def list_campaigns(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
-    view, health = call.app[keys.CAMPAIGNS], call.app[keys.HEALTH]
     brand_agent_id = call.params.get("brand_agent_id")
-    campaigns = sorted((c for c in view.of_account(EntityType.CAMPAIGN.value, account_id)
-                        if brand_agent_id is None or c.brand_agent_id == scoped(account_id, str(brand_agent_id))),
-                       key=lambda c: str(c.name))
-    scopes = [CampaignScope(c.entity_id, frozenset(view.assigned(c.entity_id)),
-                            frozenset(str(t.sales_agent_id) for t in view.tactics(c.entity_id))) for c in campaigns]
+    brand = scoped(account_id, str(brand_agent_id)) if brand_agent_id is not None else None
+    campaigns = sorted(await call.app[keys.CAMPAIGNS].overview(account_id, brand), key=lambda c: str(c.campaign.name))
+    scopes = [CampaignScope(c.campaign.entity_id, frozenset(c.assigned), frozenset(str(t.sales_agent_id) for t in c.tactics))
+              for c in campaigns]
     counts = await campaign_counts(call.app, account_id, scopes)
-    return {"campaigns": [{**entity_view(c), "tactics": len(view.tactics(c.entity_id)),
-                           "active_tactics": sum(1 for t in view.tactics(c.entity_id) if t.status == "active"),
-                           "creatives": len(view.assigned(c.entity_id)),
-                           "syncHealth": health_view(health.get(c.entity_id)),
-                           "notifications": counts.get(c.entity_id, {"unread": 0, "highPriority": 0})}
+    return {"campaigns": [{**entity_view(c.campaign), "tactics": len(c.tactics),
+                           "active_tactics": sum(1 for t in c.tactics if t.status == "active"), "creatives": len(c.assigned),
+                           "syncHealth": health_view(c.health),
+                           "notifications": counts.get(c.campaign.entity_id, {"unread": 0, "highPriority": 0})}
                           for c in campaigns]}
 
 
 # -- tactics --------------------------------------------------------------------------------------
 async def create_tactic(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
-    campaign = owned(call, EntityType.CAMPAIGN, "campaign_id", account_id)
+    campaign = await owned(call, EntityType.CAMPAIGN, "campaign_id", account_id)
     agent = agent_of(call, call.params.get("sales_agent_id"), account_id)
     now, name = datetime.now(UTC), _name(call.params, True)
     status, attributes = _status(call.params, TACTIC_STATUSES, "active"), _attributes(call.params, {}, ("media_product_id",))
-    with _new_id(call, account_id, "tactic_id", EntityType.TACTIC, "tac") as entity_id:
+    async with _new_id(call, account_id, "tactic_id", EntityType.TACTIC, "tac") as entity_id:
         tactic = CampaignEntity(entity_type=EntityType.TACTIC, entity_id=entity_id, account_id=account_id,
                                 brand_agent_id=campaign.brand_agent_id, campaign_id=campaign.entity_id,
                                 sales_agent_id=agent.sales_agent_id, name=name, status=status, attributes_json=attributes,
                                 created_at=now, updated_at=now)
         await _publish(call, tactic)
-    creative_ids = call.app[keys.CAMPAIGNS].assigned(campaign.entity_id)
+    creative_ids = (await call.app[keys.CAMPAIGNS].campaign(account_id, campaign.entity_id)).assigned
     sync = await _sync(call, account_id, campaign, creative_ids, [tactic], SyncTrigger.NEW_TACTIC, tactic.entity_id)
     return {"tactic": entity_view(tactic), "sync": sync}
 
 
 async def update_tactic(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
-    current = owned(call, EntityType.TACTIC, "tactic_id", account_id)
+    current = await owned(call, EntityType.TACTIC, "tactic_id", account_id)
     updated = current.model_copy(update={"name": _name(call.params, False) or current.name,
                                          "status": _status(call.params, TACTIC_STATUSES, current.status),
                                          "updated_at": datetime.now(UTC)})
     await _publish(call, updated)
     answer: dict[str, Any] = {"tactic": entity_view(updated)}
     if updated.status == "active" and current.status != "active":  # (re)activated: like a new tactic
-        campaign = call.app[keys.CAMPAIGNS].get(EntityType.CAMPAIGN.value, str(updated.campaign_id))
-        if campaign is not None:
-            answer["sync"] = await _sync(call, account_id, campaign, call.app[keys.CAMPAIGNS].assigned(campaign.entity_id),
-                                         [updated], SyncTrigger.NEW_TACTIC, updated.entity_id)
+        detail = await call.app[keys.CAMPAIGNS].campaign(account_id, str(updated.campaign_id))
+        if detail is not None:
+            answer["sync"] = await _sync(call, account_id, detail.campaign, detail.assigned, [updated], SyncTrigger.NEW_TACTIC,
+                                         updated.entity_id)
     return answer
 
 
 async def list_tactics(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
-    campaign = owned(call, EntityType.CAMPAIGN, "campaign_id", account_id)
-    tactics = sorted(call.app[keys.CAMPAIGNS].tactics(campaign.entity_id), key=lambda t: str(t.name))
+    campaign = await owned(call, EntityType.CAMPAIGN, "campaign_id", account_id)
+    tactics = sorted((await call.app[keys.CAMPAIGNS].campaign(account_id, campaign.entity_id)).tactics,
+                     key=lambda t: str(t.name))
     return {"tactics": [entity_view(t) for t in tactics]}
 
 
@@ -254,7 +254,7 @@ def _assignment(campaign: CampaignEntity, creative_id: str, now: datetime, delet
 
 async def assign_creative(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
-    campaign = owned(call, EntityType.CAMPAIGN, "campaign_id", account_id)
+    campaign = await owned(call, EntityType.CAMPAIGN, "campaign_id", account_id)
     ids = creative_ids_of(call.params)
     found = await library.creatives(call.app, account_id, ids)
     missing = [i for i in ids if i not in found or found[i].status == "archived"]
@@ -264,16 +264,16 @@ async def assign_creative(call: Call) -> dict[str, Any]:
     now = datetime.now(UTC)
     for creative_id in ids:
         await _publish(call, _assignment(campaign, creative_id, now))
-    sync = await _sync(call, account_id, campaign, ids, call.app[keys.CAMPAIGNS].tactics(campaign.entity_id),
-                       SyncTrigger.CAMPAIGN_ASSIGNMENT)
+    tactics = (await call.app[keys.CAMPAIGNS].campaign(account_id, campaign.entity_id)).tactics
+    sync = await _sync(call, account_id, campaign, ids, tactics, SyncTrigger.CAMPAIGN_ASSIGNMENT)
     return {"campaign_id": public(campaign.entity_id), "assigned": ids, "sync": sync}
 
 
 async def unassign_creative(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
-    campaign = owned(call, EntityType.CAMPAIGN, "campaign_id", account_id)
+    campaign = await owned(call, EntityType.CAMPAIGN, "campaign_id", account_id)
     ids = creative_ids_of(call.params)
-    assigned = set(call.app[keys.CAMPAIGNS].assigned(campaign.entity_id))
+    assigned = set((await call.app[keys.CAMPAIGNS].campaign(account_id, campaign.entity_id)).assigned)
     now = datetime.now(UTC)
     for creative_id in ids:
         if creative_id in assigned:

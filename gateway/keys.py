@@ -13,7 +13,8 @@ from streams.owner_client import Owners
 from gateway.read_model import LibraryView
 from gateway.tasks import Tasks
 from topics.catalogue import Codecs
-from topics.views import AgentDirectory, CampaignDirectory, CompactedView
+from gateway.entities import Entities
+from topics.views import AgentDirectory
 
 SETTINGS = web.AppKey("settings", Settings)
 PRINCIPALS = web.AppKey("principals", PrincipalStore)
@@ -26,8 +27,7 @@ A2A = web.AppKey("a2a", object)  # gateway.a2a.A2AServer (it imports keys)
 LIBRARY_VIEW = web.AppKey("library_view", LibraryView)
 OWNERS = web.AppKey("owners", Owners)  # reads of an account's library, asked of the worker that owns it
 AGENTS = web.AppKey("agents", AgentDirectory)
-CAMPAIGNS = web.AppKey("campaigns", CampaignDirectory)
-HEALTH = web.AppKey("health", CompactedView)  # every campaign's latest health (gateway.notifications)
+CAMPAIGNS = web.AppKey("campaigns", Entities)  # read from the worker that owns the account
 INBOUND = web.AppKey("inbound", object)  # gateway.agent_webhooks.Inbound (it imports keys)
 TASKS = web.AppKey("tasks", Tasks)
 CLAIMS = web.AppKey("claims", set)  # (kind, scoped id) of entities being created by this gateway

@@ -4,7 +4,7 @@ pagination) and act on them (mark read, acknowledge, mark all read), all account
 An account's notifications live with the worker that owns the account (streams/notify): a page
 is asked of it (streams/notify/reads.py), and marks are commands it applies (the
 notification_commands topic), answered on the task results topic, so that the writer reads its
-own marks at once. Campaign health is read from the compacted campaign_health topic.
+own marks at once. (Campaign health comes with the campaigns, gateway/campaigns.py.)
 """
 from __future__ import annotations
 
@@ -25,16 +25,9 @@ from topics.catalogue import topic
 from topics.codec import from_json, to_json
 from topics.events import CampaignHealth, NotificationCommand, NotificationOperation, StoredNotification
 from topics.ids import public, public_all, scoped
-from topics.views import CompactedView
 
 MAX_PAGE = 100
 URGENCIES = ("low", "medium", "high")
-
-
-def health_view_of(bootstrap_servers: str, codecs: Any, topic_prefix: str) -> CompactedView:
-    """Every campaign's latest health (one record per campaign)."""
-    return CompactedView(bootstrap_servers, topic("campaign_health").full_name(topic_prefix),
-                         codecs.value("campaign_health"), lambda h: h.campaign_id)
 
 
 def note_view(note: StoredNotification) -> dict[str, Any]:
@@ -83,7 +76,7 @@ def _strings(params: Mapping[str, Any], name: str, allowed: Iterable[str] | None
     return frozenset(values)
 
 
-def _filters(call: Call, account_id: str) -> inbox.Filters:
+async def _filters(call: Call, account_id: str) -> inbox.Filters:
     params = call.params
     since = None
     if params.get("since") is not None:
@@ -96,7 +89,8 @@ def _filters(call: Call, account_id: str) -> inbox.Filters:
         if params.get(flag) is not None and not isinstance(params[flag], bool):
             raise invalid(f"{flag} must be true or false.", flag)
     campaign_id = scoped(account_id, params["campaign_id"]) if isinstance(params.get("campaign_id"), str) else None
-    creatives = frozenset(call.app[keys.CAMPAIGNS].assigned(campaign_id)) if campaign_id else frozenset()
+    detail = await call.app[keys.CAMPAIGNS].campaign(account_id, campaign_id) if campaign_id else None
+    creatives = frozenset(detail.assigned) if detail is not None else frozenset()
     return inbox.Filters(types=_strings(params, "types", TYPES) | _strings(params, "type", TYPES),
                          urgency=_strings(params, "urgency", URGENCIES), acknowledged=params.get("acknowledged"),
                          unread_only=bool(params.get("unread_only")), campaign_id=campaign_id,
@@ -114,7 +108,7 @@ async def list_notifications(call: Call) -> dict[str, Any]:
     if not isinstance(max_results, int) or not 1 <= max_results <= MAX_PAGE:
         raise invalid(f"pagination.max_results: 1 to {MAX_PAGE}.", "pagination.max_results")
     cursor = pagination.get("cursor") if isinstance(pagination.get("cursor"), str) else None
-    query = {"account_id": account_id, "filters": _filters(call, account_id).as_json(), "max_results": max_results,
+    query = {"account_id": account_id, "filters": (await _filters(call, account_id)).as_json(), "max_results": max_results,
              "cursor": cursor}
     [answer] = await call.app[keys.OWNERS].ask("/owners/notifications/page", "notifications", [account_id],
                                                lambda _: query)
@@ -167,7 +161,7 @@ async def acknowledge_notifications(call: Call) -> dict[str, Any]:
 
 async def mark_all_notifications_read(call: Call) -> dict[str, Any]:
     account_id = account_of(call)
-    filters = _filters(call, account_id).as_json()
+    filters = (await _filters(call, account_id)).as_json()
     return await _command(call, _new_command(account_id, NotificationOperation.MARK_ALL_READ,
                                              filters_json=to_json(filters)))
 

@@ -54,10 +54,11 @@ def creative_ids_of(params: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def owned(call: Call, kind: EntityType, name: str, account_id: str) -> CampaignEntity:
+async def owned(call: Call, kind: EntityType, name: str, account_id: str) -> CampaignEntity:
     """The entity the request names, if it is this account's (404 otherwise: no hint of others')."""
     entity_id = call.params.get(name)
-    entity = call.app[keys.CAMPAIGNS].get(kind.value, scoped(account_id, entity_id)) if isinstance(entity_id, str) else None
+    entity = (await call.app[keys.CAMPAIGNS].get(account_id, kind.value, scoped(account_id, entity_id))
+              if isinstance(entity_id, str) and ID_PATTERN.match(entity_id) else None)
     if entity is None or entity.account_id != account_id:
         raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No {kind.value.lower().replace('_', ' ')} {entity_id} in this account.",
                                field=name)

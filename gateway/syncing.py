@@ -276,9 +276,9 @@ async def sync_creative_to_sales_agents(call: Call) -> dict[str, Any]:
             raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"Unknown sales agents: {', '.join(unknown)}.",
                                    field="sales_agent_ids")
         agent_ids = [scoped(account_id, a) for a in dict.fromkeys(wanted)]
-    campaign_id = owned(call, EntityType.CAMPAIGN, "campaign_id", account_id).entity_id \
+    campaign_id = (await owned(call, EntityType.CAMPAIGN, "campaign_id", account_id)).entity_id \
         if call.params.get("campaign_id") is not None else None
-    brand_agent_id = owned(call, EntityType.BRAND_AGENT, "brand_agent_id", account_id).entity_id \
+    brand_agent_id = (await owned(call, EntityType.BRAND_AGENT, "brand_agent_id", account_id)).entity_id \
         if call.params.get("brand_agent_id") is not None and campaign_id is None else None
     trigger = new_trigger(account_id, SyncTrigger.MANUAL, creative_ids, sales_agent_ids=agent_ids,
                           campaign_id=campaign_id, brand_agent_id=brand_agent_id)
@@ -349,10 +349,11 @@ async def get_creative(call: Call) -> dict[str, Any]:
         raise AdcpRequestError(404, "REFERENCE_NOT_FOUND", f"No creative {creative_id} in this library.", field="creative_id")
     rows = (await library.status_rows(call.app, account_id, [change.creative_id]))[change.creative_id]
     directory, counts = call.app[keys.AGENTS], summary(rows)
+    campaigns = (await call.app[keys.CAMPAIGNS].campaigns_of(account_id, [change.creative_id]))[change.creative_id]
     synced_at = [r.last_sync_at for r in rows if r.last_sync_at is not None]
     return {
         "creative": as_adcp(change, include_assignments=True),
-        "campaign_ids": public_all(call.app[keys.CAMPAIGNS].campaigns_of(account_id, change.creative_id)),
+        "campaign_ids": public_all(campaigns),
         "syncStatusSummary": {"totalRelevantAgents": len(rows) - counts["skipped"], **counts,
                               "lastSyncDate": max(synced_at).isoformat() if synced_at else None},
         "syncDetails": [{

@@ -24,11 +24,10 @@ from streams import serdes
 from streams.serdes import FaustAvroCodec
 from streams.sync import outbound
 from topics.catalogue import MAX_MESSAGE_BYTES, TABLES, TOPICS, Codecs, table_partitions
-from topics.catalogue import table as table_spec
 from topics.codec import AvroCodec
 from topics.credentials import OWNER_QUERIES, SecretBox
 from topics.registry import SchemaRegistryClient
-from topics.views import AgentDirectory, CampaignDirectory, CompactedView, StatusChanges
+from topics.views import AgentDirectory, StatusChanges
 
 
 @dataclass
@@ -43,10 +42,9 @@ class Pipeline:
     tables: dict[str, faust.Table] = field(default_factory=dict)  # by table name
     dead_letters: DeadLetters | None = None
     directory: AgentDirectory | None = None  # the sales-agent registry (streams.sync)
-    campaigns: CampaignDirectory | None = None  # campaigns and their entities, all of them (streams.health)
+    campaigns: object | None = None  # streams.campaigns.store.CampaignStore: this worker's accounts' campaigns
     status_changes: StatusChanges | None = None  # which creatives' status changes, all partitions (streams.health)
     owners: Owners | None = None  # asks the workers that own other partitions (their status rows: streams.health)
-    activity: CompactedView | None = None  # the campaign_activity changelog, all partitions (streams.matching)
     sync_engine: object | None = None  # streams.sync.agent.SyncEngine, for tests and metrics
     health_monitor: object | None = None  # streams.health.agent.HealthMonitor
     library: object | None = None  # streams.library.store.LibraryStore: the owner's reads (streams.library.reads)
@@ -90,8 +88,11 @@ class Pipeline:
             store.put_rows(partition, encoded_rows)
         else:
             for key, key_bytes, value, value_bytes in encoded_rows:
-                if serialized:
-                    store._del(key_bytes) if value is None else store._set(key_bytes, value_bytes)
+                if serialized and value is None:
+                    store._del(key_bytes)
+                elif serialized:  # faust's _set, with the partition given (it reads the current event's)
+                    store._key_index[key_bytes] = partition
+                    store._db_for_partition(partition).put(key_bytes, value_bytes)
                 elif value is None:
                     store.pop(key, None)
                 else:
@@ -163,7 +164,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
         )
     for table in TABLES:
         changelog = table.changelog_name(settings.app_id)
-        faust_table = app.Table(table.name, partitions=table_partitions(table), use_partitioner=table.written_by_timers,
+        faust_table = app.Table(table.name, partitions=table_partitions(table),
                                 store=indexed_store_url(settings.store) if table.indexed else None)
         # faust derives serializers from key_type/value_type (json by default), and App.Table()
         # already built the changelog topic with them: set Avro, then rebuild the changelog topic,
@@ -177,25 +178,21 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     pipeline.dead_letters = DeadLetters(pipeline.topics["dead_letters"], pipeline.codecs, pipeline.metrics)
     pipeline.directory = directory = AgentDirectory(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix,
                                                     SecretBox.from_file(settings.secrets_key_path))
-    pipeline.campaigns = CampaignDirectory(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix)
     pipeline.status_changes = StatusChanges(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix,
                                             on_change=lambda account_id, creative_id: pipeline.health_monitor.creative_changed(account_id, creative_id))
     pipeline.owners = Owners(settings.worker_seeds, directory.box.token(OWNER_QUERIES), pipeline.codecs,
                              deadline_s=settings.read_deadline_s)
-    activity = table_spec("campaign_activity").changelog_name(settings.app_id)
-    pipeline.activity = CompactedView(settings.bootstrap_servers, activity,
-                                      pipeline.codecs.schema("campaign_activity", f"{activity}-value"), lambda a: a.campaign_id)
     _expose_metrics(pipeline)
 
     @app.task
     async def read_views() -> None:
         await pipeline.owners.start()
         await directory.start()
-        await pipeline.campaigns.start()
         await pipeline.status_changes.start()
-        await pipeline.activity.start()
 
-    from streams.health import agent as health  # processors register their agents on the app
+    from streams.campaigns import agent as campaigns  # processors register their agents on the app
+    from streams.campaigns import reads as campaign_reads
+    from streams.health import agent as health
     from streams.library import agent as library
     from streams import owners
     from streams.library import reads as library_reads
@@ -207,6 +204,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     from streams.sync import agent as sync
 
     library.register(pipeline)
+    campaigns.register(pipeline)
     matcher.register(pipeline)
     sync.register(pipeline)
     status.register(pipeline)
@@ -216,6 +214,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     notify.register(pipeline)
     notify_reads.register(pipeline)
     health.register(pipeline)
+    campaign_reads.register(pipeline)
     return pipeline
 
 

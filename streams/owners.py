@@ -13,6 +13,7 @@ and while this worker recovers its tables, 503.
 from __future__ import annotations
 
 import hmac
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,10 @@ import orjson
 from faust import web
 
 from topics.credentials import OWNER_QUERIES
+
+
+class Recovering(RuntimeError):
+    """A read that cannot be answered yet (e.g. the writer's record is not applied): 503, asked again."""
 
 
 def _answer(view: web.View, body: Any, status: int = 200) -> web.Response:
@@ -33,8 +38,8 @@ def _authorized(pipeline, request: web.Request) -> bool:  # noqa: ANN001 - strea
 
 def owner_query(pipeline, path: str, role: str, keys_of: Callable[[dict[str, Any]], list[str]],  # noqa: ANN001
                 handle: Callable[[dict[str, Any]], Any]) -> None:
-    """POST `path`: `handle(body)` when this worker owns the partitions (of topic `role`) of every
-    key `keys_of(body)` names."""
+    """POST `path`: `handle(body)` (an answer, or a coroutine of one) when this worker owns the
+    partitions (of topic `role`) of every key `keys_of(body)` names."""
     app = pipeline.app
     topic_name = pipeline.topics[role].get_topic_name()
     partition_of = pipeline.codecs.partition_of(role)
@@ -50,7 +55,13 @@ def owner_query(pipeline, path: str, role: str, keys_of: Callable[[dict[str, Any
             foreign = [k for k in keys_of(body) if partition_of(k) not in active]
             if foreign:
                 return _answer(self, {"error": "not_owner", "keys": foreign}, 421)
-            return _answer(self, handle(body))
+            try:
+                answer = handle(body)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+            except Recovering as recovering:
+                return _answer(self, {"error": "recovering", "detail": str(recovering)}, 503)
+            return _answer(self, answer)
 
     Query.__name__ = f"Query{path.replace('/', '_')}"
     app.page(path)(Query)

@@ -73,33 +73,18 @@ def _by_account(derivation: Derivation, changes: Iterable[tuple[Any, Any, Any]])
     return accounts
 
 
-class IndexedMemoryStore(MemoryStore):
-    """faust's memory store (tests, `make up`) with the derived index in a sorted dict and the counts
-    in a dict, as the RocksDB store below keeps them in the partition's database."""
+class DerivedIndex:
+    """The derived rows of a memory store: the index in a sorted dict, the counts in a dict (what
+    the RocksDB store below keeps in the partition's database). Also the unit tests' stand-in for
+    a table's store (tests/support.py: MemoryTable)."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __init__(self, derivation: Derivation) -> None:
+        self.derivation = derivation
         self.index: SortedDict = SortedDict()  # index key -> entry
         self.counts: dict[str, dict[str, int]] = {}  # account -> counts
-        self._stale = False
 
-    @property
-    def derivation(self) -> Derivation:
-        return DERIVATIONS[self.table_name]
-
-    def put_rows(self, partition: int, rows: Iterable[Change]) -> None:
-        changes = []
-        for key, _, value, _ in rows:
-            changes.append((key, self.data.get(key), value))
-            if value is None:
-                self.data.pop(key, None)
-                self._key_partition.pop(key, None)
-            else:
-                self.data[key] = value
-                self._key_partition[key] = partition
-        self._derive(changes)
-
-    def _derive(self, changes: Iterable[tuple[Any, Any, Any]]) -> None:
+    def apply(self, changes: Iterable[tuple[Any, Any, Any]]) -> None:
+        """What rows going from `before` to `after` change: (key, before, after), in order."""
         for account_id, moves in _by_account(self.derivation, changes).items():
             rows, counts = self.derivation.moved(self.counts.get(account_id, {}), moves)
             for key, entry in rows:
@@ -109,33 +94,68 @@ class IndexedMemoryStore(MemoryStore):
                     self.index[key] = entry
             self.counts[account_id] = counts
 
+    def clear(self) -> None:
+        self.index.clear()
+        self.counts.clear()
+
+    def index_range(self, partition: int, low: str, high: str, descending: bool) -> Iterator[tuple[str, Any]]:
+        # (the partition does not matter here: one index holds every partition's keys)
+        for key in self.index.irange(low, high, reverse=descending):
+            yield key, self.index[key]
+
+    def account_counts(self, partition: int, account_id: str) -> dict[str, int]:
+        return dict(self.counts.get(account_id, {}))
+
+    def accounts(self, partition: int, account_in_partition: Callable[[str], bool]) -> list[str]:
+        return [a for a, counts in self.counts.items() if counts and account_in_partition(a)]
+
+
+class IndexedMemoryStore(MemoryStore):
+    """faust's memory store (tests, `make up`) with its derived rows in a DerivedIndex."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._derived: DerivedIndex | None = None
+        self._stale = False
+
+    @property
+    def derived(self) -> DerivedIndex:
+        if self._derived is None:
+            self._derived = DerivedIndex(DERIVATIONS[self.table_name])
+        if self._stale:  # derived again from the rows when next read (recovery has no readers)
+            self._stale = False
+            self._derived.clear()
+            self._derived.apply((key, None, value) for key, value in self.data.items())
+        return self._derived
+
+    def put_rows(self, partition: int, rows: Iterable[Change]) -> None:
+        derived, changes = self.derived, []  # (derived again first, if stale: from the rows before these)
+        for key, _, value, _ in rows:
+            changes.append((key, self.data.get(key), value))
+            if value is None:
+                self.data.pop(key, None)
+                self._key_partition.pop(key, None)
+            else:
+                self.data[key] = value
+                self._key_partition[key] = partition
+        derived.apply(changes)
+
     def apply_changelog_batch(self, batch: Any, to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]) -> None:
         super().apply_changelog_batch(batch, to_key, to_value)
-        self._stale = True  # derived again from the rows when next read (recovery has no readers)
+        self._stale = True
 
     async def on_recovery_completed(self, active_tps: Any, standby_tps: Any) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)  # drops the rows of revoked partitions
         self._stale = True
 
-    def _derived(self) -> IndexedMemoryStore:
-        if self._stale:
-            self._stale = False
-            self.index.clear()
-            self.counts.clear()
-            self._derive((key, None, value) for key, value in self.data.items())
-        return self
-
-    # -- reads (the partition does not matter here: one index holds every partition's keys) --
     def index_range(self, partition: int, low: str, high: str, descending: bool) -> Iterator[tuple[str, Any]]:
-        rows = self._derived().index
-        for key in rows.irange(low, high, reverse=descending):
-            yield key, rows[key]
+        return self.derived.index_range(partition, low, high, descending)
 
     def account_counts(self, partition: int, account_id: str) -> dict[str, int]:
-        return dict(self._derived().counts.get(account_id, {}))
+        return self.derived.account_counts(partition, account_id)
 
     def accounts(self, partition: int, account_in_partition: Callable[[str], bool]) -> list[str]:
-        return [a for a in self._derived().counts if account_in_partition(a)]
+        return self.derived.accounts(partition, account_in_partition)
 
 
 class IndexedRocksDBStore(RocksDBStore):
@@ -239,13 +259,3 @@ def indexed_store_url(store: str) -> str:
     (a host: yarl takes a URL with nothing after the scheme for false, and faust would use the app store)"""
     return "indexedmemory://indexed" if store.startswith("memory") else "indexedrocksdb://indexed"
 
-
-def count_of(counts: Mapping[str, int], name: str, delta: int) -> dict[str, int]:
-    """`counts` with `name` moved by `delta` (a count that reaches zero is dropped)."""
-    updated = dict(counts)
-    value = updated.get(name, 0) + delta
-    if value:
-        updated[name] = value
-    else:
-        updated.pop(name, None)
-    return updated

@@ -103,3 +103,36 @@ async def group_progress(bootstrap: str, group: str, topic_name: str) -> dict[in
         return {tp.partition: (ends[tp], await consumer.committed(tp)) for tp in partitions}
     finally:
         await consumer.stop()
+
+
+class MemoryTable:
+    """A table of an indexed store for unit tests: its rows in a dict, with what the store derives
+    from them (streams.stores.DerivedIndex), read as the processors read a table."""
+
+    def __init__(self, table_name: str) -> None:
+        from streams.stores import DERIVATIONS, DerivedIndex
+
+        self.data = _IndexedRows(DerivedIndex(DERIVATIONS[table_name]))
+
+    def put(self, key: Any, value: Any) -> None:
+        """`table[key] = value` (None: the row goes)."""
+        self.data.derived.apply([(key, self.data.get(key), value)])
+        if value is None:
+            self.data.pop(key, None)
+        else:
+            self.data[key] = value
+
+
+class _IndexedRows(dict):
+    def __init__(self, derived: Any) -> None:
+        super().__init__()
+        self.derived = derived
+
+    def index_range(self, partition: int, low: str, high: str, descending: bool):  # noqa: ANN201
+        return self.derived.index_range(partition, low, high, descending)
+
+    def account_counts(self, partition: int, account_id: str) -> dict[str, int]:
+        return self.derived.account_counts(partition, account_id)
+
+    def accounts(self, partition: int, account_in_partition: Callable[[str], bool]) -> list[str]:
+        return self.derived.accounts(partition, account_in_partition)

@@ -58,7 +58,6 @@ class TableSpec:
     value_schema: str
     doc: str
     key_schema: str = KEY_SCHEMA
-    written_by_timers: bool = False  # written outside stream events: partitioned by its key, like its source
     indexed: bool = False  # its store also keeps rows derived from its rows: ordered keys, counts (streams.stores)
 
     def changelog_name(self, app_id: str) -> str:
@@ -94,8 +93,8 @@ TOPICS: tuple[TopicSpec, ...] = (
               "compact", "Sales agents' secrets, encrypted with the deployment's secrets key (never in plain text)."),
     TopicSpec("campaigns", "creative-sync.campaigns.entities", 8,
               "campaign_id/ENTITY_TYPE/entity_id (brand agents: brand_agent_id/BRAND_AGENT/brand_agent_id), on the "
-              "partition of campaign_id (brand agents: brand_agent_id)", "campaign_entity", "compact",
-              "Brand agents, campaigns, tactics and creative assignments."),
+              "partition of account_id (co-partitioned with the library commands and the sync triggers)",
+              "campaign_entity", "compact", "Brand agents, campaigns, tactics and creative assignments."),
     TopicSpec("campaign_health", "creative-sync.campaigns.health", 8, "campaign_id", "campaign_health", "compact",
               "Live campaign health, on change and on a heartbeat. For dashboards."),
     TopicSpec("notifications", "creative-sync.notifications", 4, "account_id", "notification", "delete",
@@ -129,12 +128,16 @@ TABLES: tuple[TableSpec, ...] = (
               "Per account, its notifications (first seen) with their read and acknowledged flags; its store also keeps "
               "them newest first and the account's unread counts (streams.notify.store), so that a page costs a page. "
               "Rows older than the notifications topic's retention are removed.", indexed=True),
+    TableSpec("campaign_entities", "campaigns", "account_id\x1fENTITY_TYPE\x1fentity_id", "campaign_entity",
+              "Per account, its live brand agents, campaigns, tactics and creative assignments; its store also keeps "
+              "the account's ordered keys (by kind, a campaign's tactics and creatives, a creative's campaigns) and "
+              "counts (streams.campaigns.store).", indexed=True),
     TableSpec("campaign_health", "campaigns", "campaign_id", "campaign_health",
-              "Per campaign, the health last published (transitions and their notifications are decided against it).",
-              written_by_timers=True),
+              "Per campaign (on its account's partition), the health last published (transitions and their "
+              "notifications are decided against it)."),
     TableSpec("campaign_activity", "campaigns", "campaign_id", "campaign_activity",
-              "Per campaign, when each tactic was last active and last synced (the gateway's 30-day auto-detection "
-              "reads its changelog).", written_by_timers=True),
+              "Per campaign (on its account's partition), when each tactic was last active and last synced (the "
+              "matcher's 30-day auto-detection reads it)."),
 )
 
 BY_ROLE: dict[str, TopicSpec] = {t.role: t for t in TOPICS}

@@ -318,7 +318,7 @@ class CampaignEntity(Event):
 
     @property
     def owner_id(self) -> str:
-        """What the entity is partitioned by: its campaign (a brand agent: itself)."""
+        """What the entity's key starts with: its campaign (a brand agent: itself). (Partitioned by its account.)"""
         return self.entity_id if self.entity_type is EntityType.BRAND_AGENT else str(self.campaign_id)
 
     @property

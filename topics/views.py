@@ -1,6 +1,6 @@
 """Compacted topics read from the beginning into dicts (latest value per key), kept current, for
-the gateway and the workers alike: the sales-agent registry and its credentials, campaigns and
-their entities, every creative's sync status.
+the gateway and the workers alike: the sales-agent registry and its credentials (small, global);
+and which creatives' sync status changes (keys only).
 
 Reads: the given topics (all partitions, no consumer group). Writes: nothing.
 """
@@ -151,60 +151,6 @@ class AgentDirectory:
 
     def active(self) -> list[Any]:
         return [a for a in self.agents.items.values() if not a.deleted]
-
-
-class CampaignDirectory:
-    """Brand agents, campaigns, tactics and creative assignments as every process sees them, from
-    the compacted campaigns topic, indexed for the triggers: a campaign's tactics and creatives,
-    a creative's campaigns."""
-
-    def __init__(self, bootstrap_servers: str, codecs: Any, topic_prefix: str) -> None:
-        self.view = CompactedView(bootstrap_servers, topic("campaigns").full_name(topic_prefix), codecs.value("campaigns"),
-                                  lambda e: e.key, on_change=self._index)
-        self.entities: dict[tuple[str, str], Any] = {}  # (type, id) -> latest entity
-        self._tactics: dict[str, dict[str, Any]] = {}  # campaign -> tactic id -> tactic
-        self._assigned: dict[str, dict[str, Any]] = {}  # campaign -> creative id -> assignment
-        self._campaigns_of: dict[tuple[str, str], set[str]] = {}  # (account, creative) -> campaigns
-
-    def _index(self, key: str, entity: Any) -> None:
-        kind = entity.entity_type.value
-        self.entities[(kind, entity.entity_id)] = entity
-        if kind == "TACTIC":
-            self._tactics.setdefault(str(entity.campaign_id), {})[entity.entity_id] = entity
-        elif kind == "ASSIGNMENT":
-            campaigns = self._campaigns_of.setdefault((entity.account_id, str(entity.creative_id)), set())
-            if entity.deleted:
-                self._assigned.get(str(entity.campaign_id), {}).pop(str(entity.creative_id), None)
-                campaigns.discard(str(entity.campaign_id))
-            else:
-                self._assigned.setdefault(str(entity.campaign_id), {})[str(entity.creative_id)] = entity
-                campaigns.add(str(entity.campaign_id))
-
-    def apply(self, entity: Any) -> None:
-        """Take an entity this process just published, before it comes back from the topic."""
-        self.view.apply(entity)
-
-    async def start(self) -> None:
-        await self.view.start()
-
-    async def stop(self) -> None:
-        await self.view.stop()
-
-    def get(self, kind: str, entity_id: str) -> Any:
-        entity = self.entities.get((kind, entity_id))
-        return None if entity is None or entity.deleted else entity
-
-    def of_account(self, kind: str, account_id: str) -> list[Any]:
-        return [e for (k, _), e in self.entities.items() if k == kind and e.account_id == account_id and not e.deleted]
-
-    def tactics(self, campaign_id: str) -> list[Any]:
-        return [t for t in self._tactics.get(campaign_id, {}).values() if not t.deleted]
-
-    def assigned(self, campaign_id: str) -> list[str]:
-        return sorted(self._assigned.get(campaign_id, {}))
-
-    def campaigns_of(self, account_id: str, creative_id: str) -> list[str]:
-        return sorted(self._campaigns_of.get((account_id, creative_id), ()))
 
 
 class StatusChanges(CompactedView):

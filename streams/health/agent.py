@@ -1,14 +1,14 @@
 """The health processor: every campaign's sync health, computed live, and the campaign
 notifications its transitions are worth.
 
-Reads: campaigns (entities; this worker owns the campaigns of its partitions); the sync status of
-a campaign's creatives, asked of the workers that own them (streams/status/reads.py: they live in
-the creatives' partitions, not the campaign's), when one of them changes (the status topic's
-keys, streams.app.Pipeline.status_changes) and on a heartbeat; the sales-agent registry. Writes: the
-campaign_health table (the health last published, so a restart neither forgets nor repeats a
-transition), the campaign_activity table (when each tactic was last active and synced: the
-gateway's 30-day auto-detection reads its changelog), campaign_health (on every change and on a
-heartbeat), notifications.
+Reads: the campaign entities of this worker's accounts (streams.campaigns, which tells what
+changed); the sync status of a campaign's creatives, asked of the workers that own them
+(streams/status/reads.py: they live in the creatives' partitions, not the account's), when one of
+them changes (the status topic's keys, streams.app.Pipeline.status_changes) and on a heartbeat.
+Writes, on the account's partition: the campaign_health table (the health last published, so a
+restart neither forgets nor repeats a transition), the campaign_activity table (when each tactic
+was last active and synced: the matcher's 30-day auto-detection reads it), campaign_health (on
+every change and on a heartbeat), notifications.
 
 The window: failures count per (creative, agent) pair whose latest outcome, within the last
 `health_window_s` (a hopping window advancing every evaluation), failed (streams.health.logic).
@@ -24,9 +24,10 @@ from streams.health import logic
 from streams.notify import agent as notify
 from streams.notify.logic import campaign_notifications
 from streams.owner_client import OwnersUnavailable
-from streams.runtime import consume
+from streams.runtime import stored_row
 from streams.status import reads as status_reads
 from topics.events import CampaignActivity, CampaignEntity, CampaignHealth, EntityType, SyncStatus
+from topics.ids import account_in
 
 PROCESSOR = "health"
 _NOT_RUNNING = ("completed", "archived")  # campaigns that will not run again: no notifications
@@ -34,17 +35,9 @@ log = logging.getLogger(__name__)
 
 
 def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
-    app, codecs = pipeline.app, pipeline.codecs
+    app = pipeline.app
     monitor = HealthMonitor(pipeline)
     pipeline.health_monitor = monitor
-
-    async def handle(entity: CampaignEntity, event) -> None:  # noqa: ANN001
-        monitor.entity_changed(entity)
-
-    @app.agent(pipeline.topics["campaigns"], name=PROCESSOR)
-    async def health(stream):  # noqa: ANN001
-        await consume(stream, processor=PROCESSOR, codec=codecs.value("campaigns"), handle=handle,
-                      dead_letters=pipeline.dead_letters, metrics=pipeline.metrics)
 
     @app.timer(1.0)
     async def evaluate() -> None:
@@ -66,13 +59,14 @@ class HealthMonitor:
 
     # -- what changed ---------------------------------------------------------------------------
     def entity_changed(self, entity: CampaignEntity) -> None:
-        self.campaigns.apply(entity)  # the stream may be ahead of the process-wide view
         if entity.entity_type is EntityType.BRAND_AGENT:
             return
         self.dirty.add(str(entity.campaign_id))
 
     def creative_changed(self, account_id: str, creative_id: str) -> None:
-        self.dirty.update(self.campaigns.campaigns_of(account_id, creative_id))
+        """A creative's status changed (any partition's): its campaigns, if its account is kept here."""
+        if self.partition_of(account_id) in self._owned_partitions():
+            self.dirty.update(self.campaigns.campaigns_of(account_id, creative_id))
 
     def _owned_partitions(self) -> set[int]:
         name = self.pipeline.topics["campaigns"].get_topic_name()
@@ -86,13 +80,13 @@ class HealthMonitor:
         heartbeat = time.monotonic() >= self._next_heartbeat
         if heartbeat:
             self._next_heartbeat = time.monotonic() + self.heartbeat_s
-            targets = {c.entity_id for c in self.campaigns.entities.values()
-                       if c.entity_type is EntityType.CAMPAIGN and not c.deleted}
+            targets = {c.entity_id for partition in owned for account_id in self.campaigns.accounts(partition)
+                       for c in self.campaigns.of_account(EntityType.CAMPAIGN.value, account_id)}
         else:
             targets, self.dirty = self.dirty, set()
         ordered = sorted(targets)
         for n, campaign_id in enumerate(ordered):
-            if self.partition_of(campaign_id) not in owned:
+            if self.partition_of(account_in(campaign_id) or "") not in owned:
                 continue
             campaign = self.campaigns.get(EntityType.CAMPAIGN.value, campaign_id)
             if campaign is None:
@@ -130,7 +124,7 @@ class HealthMonitor:
             window_start=now - self.rules.window, window_end=now, computed_at=now)
         return record, health
 
-    def _record_activity(self, campaign: CampaignEntity, creatives: dict[str, list[SyncStatus]], now: datetime) -> None:
+    async def _record_activity(self, campaign: CampaignEntity, creatives: dict[str, list[SyncStatus]], now: datetime) -> None:
         entities = self.campaigns.tactics(campaign.entity_id)
         tactics = [_tactic(t) for t in entities]
         last_synced: dict[str, datetime] = {}
@@ -138,19 +132,20 @@ class HealthMonitor:
             for row in rows:
                 if row.last_sync_at is not None and row.sync_status.value == "SYNCED":
                     last_synced[row.sales_agent_id] = max(last_synced.get(row.sales_agent_id, row.last_sync_at), row.last_sync_at)
-        previous: CampaignActivity | None = self.activity.get(campaign.entity_id)
+        previous: CampaignActivity | None = stored_row(self.activity, campaign.entity_id)
         record = CampaignActivity(campaign_id=campaign.entity_id, account_id=campaign.account_id,
                                   brand_agent_id=campaign.brand_agent_id, tactics=logic.tactic_activity(
                                       tactics, {t.entity_id: t.created_at for t in entities}, campaign.status == "active",
                                       previous.tactics if previous else [], last_synced, now))
         if record != previous:
-            self.activity[campaign.entity_id] = record
+            await self.pipeline.write_rows("campaign_activity", [(campaign.entity_id, record)],
+                                           partition=self.partition_of(campaign.account_id))
 
     async def _evaluate(self, campaign: CampaignEntity, now: datetime, heartbeat: bool) -> None:
         creatives = await self.rows_of(campaign)
-        self._record_activity(campaign, creatives, now)
+        await self._record_activity(campaign, creatives, now)
         record, _ = self.health_of(campaign, creatives, now)
-        previous: CampaignHealth | None = self.table.get(campaign.entity_id)
+        previous: CampaignHealth | None = stored_row(self.table, campaign.entity_id)
         changed = previous is None or _essence(previous) != _essence(record)
         if not changed and not heartbeat:
             return
@@ -162,7 +157,9 @@ class HealthMonitor:
                 await notify.publish(pipeline, note)
         await pipeline.topics["campaign_health"].send(key=codecs.key("campaign_health").encode(campaign.entity_id),
                                                       value=codecs.value("campaign_health").encode(record))
-        self.table[campaign.entity_id] = record  # after the notifications: a crash in between repeats them under the same ids
+        # after the notifications: a crash in between repeats them under the same ids
+        await pipeline.write_rows("campaign_health", [(campaign.entity_id, record)],
+                                  partition=self.partition_of(campaign.account_id))
 
 
 def _tactic(entity: CampaignEntity) -> logic.Tactic:

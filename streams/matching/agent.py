@@ -3,25 +3,26 @@
 content change, from the status processor, naming the agents that have the creative),
 queues the compatible pairs for the sync engine and records the others as skipped with a reason.
 
-Reads: sync triggers (keyed by account: co-partitioned with the library commands, so the creatives a
-trigger names are in this worker's creatives table), the sales-agent registry and the campaigns
-(global views), the campaign activity (its changelog, for the 30-day auto-detection). Writes: sync
-results (queued and skipped marks), sync jobs (DELIVER entries per agent), task results (the
-trigger's answer, under its trigger_id).
+Reads: sync triggers (keyed by account: co-partitioned with the library commands and the campaigns,
+so the creatives a trigger names, the account's campaigns and their tactics' activity are in this
+worker's tables), the sales-agent registry (a small global view). Writes: sync results (queued and
+skipped marks), sync jobs (DELIVER entries per agent), task results (the trigger's answer, under
+its trigger_id).
 """
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 from streams.library.queries import view_of
 from streams.matching.logic import TacticActivity, detected_agents
 from streams.matching.plan import plan_syncs
-from streams.runtime import consume
+from streams.runtime import consume, stored_row
 from streams.sync.logic import by_partition, deliver_entries
 from topics.codec import to_json
-from topics.events import (EntityType, SalesAgent, SyncTrigger, SyncTriggerCommand, TaskResult, TaskStatus)
+from topics.events import (CampaignActivity, EntityType, SalesAgent, SyncTrigger, SyncTriggerCommand, TaskResult, TaskStatus)
 from topics.ids import public
 
 PROCESSOR = "matcher"
@@ -31,12 +32,13 @@ def _visible(agent: SalesAgent | None, account_id: str) -> bool:
     return agent is not None and not agent.deleted and agent.account_id == account_id
 
 
-def agents_for(trigger: SyncTriggerCommand, directory: Any, campaigns: Any, activity: Any, now: datetime
-               ) -> tuple[list[SalesAgent], str]:
+def agents_for(trigger: SyncTriggerCommand, directory: Any, campaigns: Any,
+               activity_of: Callable[[str], CampaignActivity | None], now: datetime) -> tuple[list[SalesAgent], str]:
     """The agents of a trigger, and how they were chosen: those it names; else a campaign's active
     tactics (`campaign_id`); else the 30-day tactic activity of the brand agent (`brand_agent_id`,
     or the brand agents of the creatives' campaigns, or all of the account's); an account without
-    any tactic: every registered agent (format compatibility filters all of them)."""
+    any tactic: every registered agent (format compatibility filters all of them). `activity_of`:
+    a campaign's tactic activity (table campaign_activity)."""
     account_id = trigger.account_id
     if trigger.sales_agent_ids is not None:
         agents = [a for a in (directory.get(i) for i in dict.fromkeys(trigger.sales_agent_ids)) if _visible(a, account_id)]
@@ -66,10 +68,9 @@ def agents_for(trigger: SyncTriggerCommand, directory: Any, campaigns: Any, acti
             history.append(TacticActivity(str(tactic.brand_agent_id), campaign.entity_id, str(tactic.sales_agent_id),
                                           active=tactic.status == "active" and campaign.status == "active",
                                           created_at=tactic.created_at))
-    for record in activity.items.values():
-        if record.account_id != account_id:
-            continue
-        for past in record.tactics:
+    for campaign in campaigns.of_account(EntityType.CAMPAIGN.value, account_id):
+        record = activity_of(campaign.entity_id)
+        for past in (record.tactics if record is not None else ()):
             history.append(TacticActivity(str(record.brand_agent_id), record.campaign_id, past.sales_agent_id, active=False,
                                           created_at=past.created_at, updated_at=past.last_active_at,
                                           last_synced_at=past.last_synced_at))
@@ -77,8 +78,8 @@ def agents_for(trigger: SyncTriggerCommand, directory: Any, campaigns: Any, acti
     return [a for a in (directory.get(i) for i in found) if _visible(a, account_id)], chosen_by
 
 
-#: How long a trigger waits for what it names (a sales agent, a campaign) to reach this worker's
-#: views: the gateway publishes a registration, then a sync naming the agent, on different topics.
+#: How long a trigger waits for what it names (a sales agent, a campaign) to reach this worker: the
+#: gateway publishes a registration (or a campaign), then a sync naming it, on different topics.
 ARRIVAL_WAIT_S = 15.0
 
 
@@ -91,7 +92,7 @@ async def arrived(trigger: SyncTriggerCommand, directory: Any, campaigns: Any, t
         if any(directory.get(i) is None for i in trigger.sales_agent_ids or ()):
             waits.append(directory.agents.changed.wait())
         if trigger.campaign_id is not None and campaigns.get(EntityType.CAMPAIGN.value, trigger.campaign_id) is None:
-            waits.append(campaigns.view.changed.wait())
+            waits.append(campaigns.changed.wait())
         remaining = deadline - asyncio.get_running_loop().time()
         if not waits or remaining <= 0:
             for pending in waits:
@@ -105,7 +106,7 @@ async def arrived(trigger: SyncTriggerCommand, directory: Any, campaigns: Any, t
 
 def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
     app, codecs, metrics = pipeline.app, pipeline.codecs, pipeline.metrics
-    library = pipeline.library
+    library, activity = pipeline.library, pipeline.tables["campaign_activity"]
     result_key, result_value = codecs.key("task_results"), codecs.value("task_results")
     results_key, results_value = codecs.key("sync_results"), codecs.value("sync_results")
     jobs_key, jobs_value = codecs.key("sync_jobs"), codecs.value("sync_jobs")
@@ -129,7 +130,8 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         if not content_change:  # (a content change names agents that had the creative: known here long since)
             await arrived(trigger, pipeline.directory, pipeline.campaigns)
         now = datetime.now(UTC)
-        agents, chosen_by = agents_for(trigger, pipeline.directory, pipeline.campaigns, pipeline.activity, now)
+        agents, chosen_by = agents_for(trigger, pipeline.directory, pipeline.campaigns,
+                                       lambda campaign_id: stored_row(activity, campaign_id, event), now)
         changes = [view_of(s) for s in stored.values() if s is not None and s.status != "archived"]
         # A content change's jobs are made from the version alone: two changes in a row, or a
         # replayed take of the status processor, plan the same jobs for the latest version.

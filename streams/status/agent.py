@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from faust.types import EventT
@@ -27,13 +27,14 @@ from mode.utils.collections import LRUCache
 from streams.notify import agent as notify
 from streams.notify.logic import CampaignRef, creative_notifications
 from streams.runtime import consume_batches, stored_row, writing_as
+from streams.campaigns import reads as campaign_reads
 from streams.owner_client import OwnersUnavailable
 from streams.status import logic
 from streams.status import reads as status_reads
 from streams.status.logic import StatusChange
 from streams.matching.plan import content_change_triggers
 from topics.codec import RowCachingCodec
-from topics.events import CreativeSyncState, EntityType, SyncItem, SyncResult
+from topics.events import CreativeSyncState, SyncItem, SyncResult
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,14 @@ class _Pending:
     state: CreativeSyncState
     event: EventT  # the latest event about the creative: its partition is the creative's
     rows: int = 0
+
+
+@dataclass
+class Siblings:
+    """What telling a rejection needs: the creatives' campaigns, and their creatives' status rows."""
+
+    campaigns: dict[tuple[str, str], list[campaign_reads.CampaignDetail]] = field(default_factory=dict)
+    rows: dict[tuple[str, str], list] = field(default_factory=dict)
 
 
 def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
@@ -128,46 +137,45 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
             for key, work, _ in written:
                 recent[key] = work.state
 
-    async def campaign_siblings(pending: dict[str, _Pending]) -> dict[tuple[str, str], list]:
-        """The status rows of the other creatives of the campaigns of the take's newly rejected
-        creatives (what left_without_approval weighs), asked of the workers that own them, with
-        this take's own states over them. Unreadable (a rebalance): none, and a rejection is told
-        without its campaigns."""
-        view, wanted = pipeline.campaigns, {}
+    async def campaign_siblings(pending: dict[str, _Pending]) -> Siblings:
+        """The campaigns of the take's newly rejected creatives (asked of the owner of their account)
+        and the status rows of those campaigns' other creatives (what left_without_approval weighs,
+        asked of the workers that own them), with this take's own states over them. Unreadable (a
+        rebalance): none, and a rejection is told without its campaigns."""
+        rejected: dict[str, list[str]] = {}
         for work in pending.values():
-            if not logic.newly_rejected(work.before, work.state):
-                continue
-            for campaign_id in view.campaigns_of(work.state.account_id, work.state.creative_id):
-                wanted.setdefault(work.state.account_id, set()).update(view.assigned(campaign_id))
-        found: dict[tuple[str, str], list] = {}
-        for account_id, creative_ids in wanted.items():
-            try:
-                rows = await status_reads.rows_of(pipeline.owners, account_id, sorted(creative_ids))
-            except OwnersUnavailable as unavailable:
-                log.info("rejections told without their campaigns: %s", unavailable)
-                return {}
-            found.update({(account_id, c): r for c, r in rows.items()})
+            if logic.newly_rejected(work.before, work.state):
+                rejected.setdefault(work.state.account_id, []).append(work.state.creative_id)
+        found = Siblings()
+        try:
+            for account_id, creative_ids in rejected.items():
+                campaigns = await campaign_reads.campaigns_of(pipeline.owners, account_id, creative_ids)
+                found.campaigns.update({(account_id, c): details for c, details in campaigns.items()})
+                wanted = sorted({c for details in campaigns.values() for d in details for c in d.assigned})
+                rows = await status_reads.rows_of(pipeline.owners, account_id, wanted)
+                found.rows.update({(account_id, c): r for c, r in rows.items()})
+        except OwnersUnavailable as unavailable:
+            log.info("rejections told without their campaigns: %s", unavailable)
+            return Siblings()
         for work in pending.values():
-            found[(work.state.account_id, work.state.creative_id)] = list(work.state.rows)
+            found.rows[(work.state.account_id, work.state.creative_id)] = list(work.state.rows)
         return found
 
-    def left_without_approval(state: CreativeSyncState, agent_id: str, others: dict[tuple[str, str], list]) -> list[CampaignRef]:
+    def left_without_approval(state: CreativeSyncState, agent_id: str, others: Siblings) -> list[CampaignRef]:
         """The campaigns with an active tactic on `agent_id` left with nothing to run there once this
         creative is rejected: no other creative approved, nor on its way (queued or under review).
-        `others`: the status rows of the campaigns' other creatives (campaign_siblings)."""
-        view = pipeline.campaigns
+        `others`: the creative's campaigns and their other creatives' status rows (campaign_siblings)."""
         found = []
-        for campaign_id in view.campaigns_of(state.account_id, state.creative_id):
-            campaign = view.get(EntityType.CAMPAIGN.value, campaign_id)
-            if campaign is None or not any(t.status == "active" and t.sales_agent_id == agent_id for t in view.tactics(campaign_id)):
+        key = (state.account_id, state.creative_id)
+        for detail in others.campaigns.get(key, ()):
+            if not any(t.status == "active" and t.sales_agent_id == agent_id for t in detail.tactics):
                 continue
-            if (state.account_id, state.creative_id) not in others:
-                continue  # unreadable: not told as the last one
-            siblings = (r for c in view.assigned(campaign_id) if c != state.creative_id
-                        for r in others.get((state.account_id, c), ()) if r.sales_agent_id == agent_id)
+            siblings = (r for c in detail.assigned if c != state.creative_id
+                        for r in others.rows.get((state.account_id, c), ()) if r.sales_agent_id == agent_id)
             if not any(r.sync_status.value in ("PENDING", "SYNCING", "SYNCED") and r.approval_status not in ("rejected", "suspended")
                        for r in siblings):
-                found.append(CampaignRef(campaign_id, campaign.brand_agent_id, str(campaign.name)))
+                campaign = detail.campaign
+                found.append(CampaignRef(campaign.entity_id, campaign.brand_agent_id, str(campaign.name)))
         return found
 
     async def on_changes(batch) -> None:  # noqa: ANN001

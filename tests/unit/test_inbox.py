@@ -1,51 +1,46 @@
 """An account's notifications as their owner keeps them (streams.notify.inbox): rows first seen
 with their flags, the newest-first index and unread counts the store derives, filtered cursor
-pages over a changing inbox, campaign counts, retention. The index is kept here as the memory
-store keeps it (a sorted dict fed by the derivation), no broker."""
+pages over a changing inbox, campaign counts, retention. The table is in memory
+(tests.support.MemoryTable: what the memory store derives), no broker."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sortedcontainers import SortedDict
 
 from streams.notify import inbox
+from streams.notify.store import NotificationStore
+from tests.support import MemoryTable
 from topics.events import Notification, NotificationOperation, StoredNotification, Urgency
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-INDEX = inbox.NotificationIndex()
 
 
 class Inbox:
-    """Rows and their derived index and counts, as streams.stores.IndexedMemoryStore keeps them."""
+    """The notifications table (rows and what its store derives) and the owner's reads of it."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, StoredNotification] = {}
-        self.index: SortedDict = SortedDict()
-        self.counts: dict[str, dict[str, int]] = {}
+        self.table = MemoryTable("notifications")
+        self.store = NotificationStore(self.table, lambda account_id: 0)
+        self.rows = self.table.data
+        self.index = self.table.data.derived.index
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        return self.table.data.derived.counts
 
     def put(self, key: str, row: StoredNotification | None) -> None:
-        before = self.rows.pop(key, None)
-        if row is not None:
-            self.rows[key] = row
-        account = inbox.account_of(key)
-        changed, self.counts[account] = INDEX.moved(self.counts.get(account, {}), [(before, row)])
-        for index_key, entry in changed:
-            if entry is None:
-                self.index.pop(index_key, None)
-            else:  # stored as the RocksDB store keeps it: bytes, read back
-                self.index[index_key] = INDEX.entry_of(INDEX.entry_bytes(entry))
+        self.table.put(key, row)
 
     def receive(self, note: Notification) -> None:
-        key = inbox.row_key(note.account_id, note.notification_id)
-        row = inbox.received(self.rows.get(key), note)
+        current = self.store.get(note.account_id, note.notification_id)
+        row = inbox.received(current, note)
         if row is not None:
-            self.put(key, row)
+            self.put(inbox.row_key(note.account_id, note.notification_id), row)
 
     def walk(self, account: str, after: str | None = None, oldest_first: bool = False):
-        low, high = inbox.bounds(account, after)
-        return [(k, self.index[k]) for k in self.index.irange(low, high, reverse=not oldest_first)]
+        return list(self.store.oldest_first(account) if oldest_first else self.store.newest_first(account, after))
 
     def page(self, account: str, f: inbox.Filters = inbox.Filters(), max_results: int = 50, cursor: str | None = None):
         after = inbox.position_of(cursor) if cursor else None
@@ -159,3 +154,10 @@ def test_retention_forgets_what_is_older_than_the_cutoff_oldest_first():
     for key in gone:
         box.put(key, None)
     assert box.page("acct")[0] == ["n050", "n003"] and box.page("other")[0] == ["n004"]
+
+
+def test_an_index_entry_reads_back_from_the_bytes_the_rocksdb_store_keeps():
+    row = inbox.received(None, note(1, "creative.rejected", Urgency.HIGH, creative_id="c1", sales_agent_id="acct~ssp"))
+    entry = inbox.Entry.of(inbox.flagged(row, NotificationOperation.ACKNOWLEDGE, T0))
+    assert inbox.NotificationIndex.entry_of(inbox.NotificationIndex.entry_bytes(entry)) == entry
+    assert (entry.read, entry.acknowledged, entry.campaign_id) == (True, True, None)

@@ -1,18 +1,19 @@
-"""The matcher's decisions (pure, over in-memory views): which agents a trigger reaches, and the plan
-of jobs and skips with reasons."""
+"""The matcher's decisions (over in-memory tables and views): which agents a trigger reaches, and the
+plan of jobs and skips with reasons."""
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
 from creative_sync.samples import display_creative, video_creative
+from streams.campaigns.store import CampaignStore, row_key
 from streams.matching.agent import agents_for
 from streams.matching.plan import AWAITING_DISCOVERY, plan_syncs
 from topics.catalogue import Codecs
 from topics.events import (AgentProtocol, CampaignEntity, ChangeKind, CreativeChanged, EntityType, SalesAgent, SyncOutcome,
                            SyncTrigger, SyncTriggerCommand)
-from topics.views import AgentDirectory, CampaignDirectory
+from tests.support import MemoryTable
+from topics.views import AgentDirectory
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -35,10 +36,10 @@ def views(*agents: SalesAgent, entities: tuple[CampaignEntity, ...] = ()):
     directory = AgentDirectory("unused:9092", Codecs(), "", box=None)
     for a in agents:
         directory.agents.apply(a)
-    campaigns = CampaignDirectory("unused:9092", Codecs(), "")
+    table = MemoryTable("campaign_entities")
     for e in entities:
-        campaigns.apply(e)
-    return directory, campaigns, SimpleNamespace(items={})
+        table.put(row_key(e), e)
+    return directory, CampaignStore(table, lambda account_id: 0), lambda campaign_id: None  # no activity recorded
 
 
 def trigger(**fields) -> SyncTriggerCommand:
