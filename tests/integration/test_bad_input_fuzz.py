@@ -31,7 +31,7 @@ def gateway_process(topics_created, tmp_path):
     store = PrincipalStore(topics_created.principals_file)
     token = store.add("fuzzer", ["acct-1"])[1]
     # (reads of a library then find no owner: a transient SERVICE_UNAVAILABLE after the short deadline)
-    process = GatewayProcess(topics_created.with_(request_budget_s=0.2, read_deadline_s=0.2), tmp_path / "gateway.log").start()
+    process = GatewayProcess(topics_created.with_(request_budget_s=0.2, read_deadline_s=0.05), tmp_path / "gateway.log").start()
     process.token = token
     yield process
     process.stop(grace_s=0)
@@ -173,7 +173,9 @@ async def test_every_operation_fuzzed_from_its_schema_never_gets_a_5xx_and_poiso
         if is_error:
             _assert_adcp_error(answer)
         seen[("shaped", tool)] += 1
-        seen[("shaped status", "refused" if is_error else "answered")] += 1
+        # past every check: answered, or waiting on an owner (a worker) this deployment does not run
+        reached = not is_error or answer["errors"][0]["code"] == "SERVICE_UNAVAILABLE"
+        seen[("shaped status", "answered" if reached else "refused")] += 1
 
     await asyncio.to_thread(shaped_requests)
     assert seen[("shaped status", "answered")] >= 50, seen  # the shaped requests reach the handlers, not only the checks
