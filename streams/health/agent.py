@@ -29,7 +29,6 @@ from streams.status import reads as status_reads
 from topics.events import CampaignActivity, CampaignEntity, CampaignHealth, EntityType, SyncStatus
 from topics.ids import account_in
 
-PROCESSOR = "health"
 _NOT_RUNNING = ("completed", "archived")  # campaigns that will not run again: no notifications
 log = logging.getLogger(__name__)
 

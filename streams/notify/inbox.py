@@ -132,9 +132,9 @@ def received(current: StoredNotification | None, note: Notification) -> StoredNo
     """The row after `note` arrives (None: nothing changes). A notification is one per logical
     event (deterministic id): one that comes again (a replay, a retried transition) keeps the
     moment it was first seen and what people did with it."""
-    fields = note.model_dump()
-    if current is None:
-        return StoredNotification(**fields)
+    fields = dict(note)
+    if current is None:  # (most: built without validating again what the codec just validated)
+        return StoredNotification.model_construct(**fields, read=False, acknowledged=False, flags_updated_at=None)
     updated = current.model_copy(update={k: v for k, v in fields.items() if k != "created_at"})
     return None if updated == current else updated
 
