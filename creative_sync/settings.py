@@ -78,9 +78,11 @@ class Settings:
     poll_interval_s: float = 5.0  # list_creatives polling while reviews are pending
     status_cache_size: int = 20_000  # creatives' sync states the status processor keeps decoded
     #: How long an account's notifications are kept by their owner (the notifications topic's
-    #: retention), and how often the owner looks for older ones.
+    #: retention); how long a sync_creatives idempotency key is remembered (its replay window);
+    #: how often the owners look for what is older (streams.retention).
     notification_retention_days: float = 30.0
-    notification_sweep_s: float = 3600.0
+    idempotency_ttl_s: float = 24 * 3600.0
+    retention_sweep_s: float = 3600.0
     sync_entry_cache_size: int = 2_000  # queued DELIVER entries (up to 100 creatives each) kept decoded for sending
     # -- campaign health (streams/health) -------------------------------------------------------
     health_window_s: float = 900.0  # failures count within this (hopping) window
@@ -130,7 +132,8 @@ class Settings:
             poll_interval_s=float(_env("CREATIVE_SYNC_POLL_INTERVAL_S", "5")),
             status_cache_size=int(_env("CREATIVE_SYNC_STATUS_CACHE_SIZE", "20000")),
             notification_retention_days=float(_env("CREATIVE_SYNC_NOTIFICATION_RETENTION_DAYS", "30")),
-            notification_sweep_s=float(_env("CREATIVE_SYNC_NOTIFICATION_SWEEP_S", "3600")),
+            idempotency_ttl_s=float(_env("CREATIVE_SYNC_IDEMPOTENCY_TTL_S", str(24 * 3600))),
+            retention_sweep_s=float(_env("CREATIVE_SYNC_RETENTION_SWEEP_S", "3600")),
             sync_entry_cache_size=int(_env("CREATIVE_SYNC_SYNC_ENTRY_CACHE_SIZE", "2000")),
             health_window_s=float(_env("CREATIVE_SYNC_HEALTH_WINDOW_S", "900")),
             health_critical_failure_rate=float(_env("CREATIVE_SYNC_HEALTH_CRITICAL_FAILURE_RATE", "0.5")),
@@ -195,7 +198,8 @@ class Settings:
             "CREATIVE_SYNC_POLL_INTERVAL_S": str(self.poll_interval_s),
             "CREATIVE_SYNC_STATUS_CACHE_SIZE": str(self.status_cache_size),
             "CREATIVE_SYNC_NOTIFICATION_RETENTION_DAYS": str(self.notification_retention_days),
-            "CREATIVE_SYNC_NOTIFICATION_SWEEP_S": str(self.notification_sweep_s),
+            "CREATIVE_SYNC_IDEMPOTENCY_TTL_S": str(self.idempotency_ttl_s),
+            "CREATIVE_SYNC_RETENTION_SWEEP_S": str(self.retention_sweep_s),
             "CREATIVE_SYNC_SYNC_ENTRY_CACHE_SIZE": str(self.sync_entry_cache_size),
             "CREATIVE_SYNC_HEALTH_WINDOW_S": str(self.health_window_s),
             "CREATIVE_SYNC_HEALTH_CRITICAL_FAILURE_RATE": str(self.health_critical_failure_rate),

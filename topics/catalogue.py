@@ -117,7 +117,9 @@ TABLES: tuple[TableSpec, ...] = (
               "the per-account ordered keys and counts derived from the rows (streams.library.store), so that a "
               "page of list_creatives reads a range of keys, not the library.", indexed=True),
     TableSpec("idempotency", "library_commands", "account_id/idempotency_key", "idempotency_record",
-              "Per account and idempotency key, the first answer: replays and conflicts are decided here."),
+              "Per account and idempotency key, the first answer: replays and conflicts are decided here. Its store "
+              "keeps each account's keys in recording order; a key is forgotten after its replay window (24 h).",
+              indexed=True),
     TableSpec("sync_queues", "sync_jobs", "sales_agent_id/account_id", "agent_queue",
               "Per sales agent and account: numbered jobs, and the batches (ranges, idempotency keys) to deliver."),
     TableSpec("sync_pending", "sync_jobs", "sales_agent_id/account_id/seq", "sync_job",

@@ -1,16 +1,18 @@
 """The library processor: applies sync_creatives commands to an account's creative library.
 
 Reads: library commands (keyed by account: one owner per account, so a request's batch is applied
-atomically). Writes: the creatives (with the index and counts its store derives) and idempotency tables (changelogs), creative state (one event
-per change), content changes (those of the changes that re-sync), task results (the AdCP answer),
-dead letters (invalid commands).
+atomically). Writes: the creatives (with the index and counts its store derives) and idempotency
+tables (changelogs; an idempotency key is forgotten after its replay window), creative state (one
+event per change), content changes (those of the changes that re-sync), task results (the AdCP
+answer), dead letters (invalid commands).
 """
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from streams import retention
 from streams.library import logic
-from streams.library.store import LibraryStore
+from streams.library.store import IdempotencyIndex, LibraryStore
 from streams.library.logic import Verdict
 from streams.library.requests import Problem, RequestRejected, creative_problems, parse_sync_request, payload_hash
 from streams.runtime import consume, stored_row
@@ -24,6 +26,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     app, codecs, metrics = pipeline.app, pipeline.codecs, pipeline.metrics
     creatives, idempotency = pipeline.tables["creatives"], pipeline.tables["idempotency"]
     store = pipeline.library = LibraryStore(creatives, codecs.partition_of("library_commands"))
+    replay_window = timedelta(seconds=pipeline.settings.idempotency_ttl_s)
 
     def library_of(account_id: str) -> list[str]:
         # Only delete_missing needs an account's whole library: the walk of its index range.
@@ -56,8 +59,8 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         idempotency_key = logic.creative_key(command.account_id, request.idempotency_key)
         request_hash = payload_hash(payload)
         earlier = stored_row(idempotency, idempotency_key)
-        verdict = logic.idempotency_verdict(earlier, request_hash=request_hash,
-                                            source_offset=offset, now=now)
+        verdict = logic.idempotency_verdict(earlier, request_hash=request_hash, source_offset=offset, now=now,
+                                            ttl=replay_window)
         if verdict is Verdict.REPLAY:
             await answer(command, logic.replayed(from_json(earlier.response_json)))
             return
@@ -91,3 +94,9 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     async def library(stream):  # noqa: ANN001
         await consume(stream, processor=PROCESSOR, codec=codecs.value("library_commands"), handle=handle,
                       dead_letters=pipeline.dead_letters, metrics=metrics)
+
+    @app.timer(pipeline.settings.retention_sweep_s)
+    async def forget_expired_keys() -> None:
+        """An idempotency key past its replay window answers nothing any more: its record goes."""
+        await retention.forget_older(pipeline, "idempotency", "library_commands", datetime.now(UTC) - replay_window,
+                                     prefix_of=IdempotencyIndex.prefix, row_key_of=logic.creative_key)

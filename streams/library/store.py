@@ -18,8 +18,9 @@ from typing import Any
 from streams import stores
 from streams.library import index
 from streams.library.logic import creative_key
+from streams.retention import moment
 from streams.runtime import stored_row
-from topics.events import StoredCreative
+from topics.events import IdempotencyRecord, StoredCreative
 
 
 class LibraryIndex:
@@ -48,6 +49,42 @@ class LibraryIndex:
 
 
 stores.derive("creatives", LibraryIndex())
+
+
+class IdempotencyIndex:
+    """The idempotency table's derivation (streams.stores): each account's keys in the order they
+    were recorded, so that the owner forgets the expired ones by reading only them
+    (streams.retention). An index row holds the idempotency key."""
+
+    account_of = staticmethod(LibraryIndex.account_of)
+
+    @staticmethod
+    def prefix(account_id: str) -> str:
+        return f"{account_id}{index.SEP}"
+
+    @staticmethod
+    def moved(counts: Mapping[str, int], changes: Iterable[tuple[IdempotencyRecord | None, IdempotencyRecord | None]]
+              ) -> tuple[stores.Rows, dict[str, int]]:
+        rows: dict[str, str | None] = {}
+        total = counts.get("keys", 0)
+        for before, after in changes:
+            for record, present in ((before, False), (after, True)):
+                if record is not None:
+                    key = f"{IdempotencyIndex.prefix(record.account_id)}{moment(record.recorded_at)}{index.SEP}{record.idempotency_key}"
+                    rows[key] = record.idempotency_key if present else None
+                    total += 1 if present else -1
+        return list(rows.items()), ({"keys": total} if total else {})
+
+    @staticmethod
+    def entry_bytes(entry: str) -> bytes:
+        return entry.encode()
+
+    @staticmethod
+    def entry_of(raw: bytes) -> str:
+        return raw.decode()
+
+
+stores.derive("idempotency", IdempotencyIndex())
 
 
 class LibraryStore:

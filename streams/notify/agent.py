@@ -14,10 +14,10 @@ import dataclasses
 import logging
 from datetime import UTC, datetime, timedelta
 
+from streams import retention
 from streams.notify import inbox
 from streams.notify.store import NotificationStore
 from streams.runtime import consume, consume_batches
-from topics.catalogue import topic
 from topics.codec import from_json, to_json
 from topics.events import (Notification, NotificationCommand, NotificationOperation, NotificationState, TaskResult,
                            TaskStatus)
@@ -96,21 +96,10 @@ def register(pipeline) -> None:  # noqa: ANN001
         await consume(stream, processor=COMMANDS, codec=codecs.value("notification_commands"), handle=command,
                       dead_letters=pipeline.dead_letters, metrics=metrics)
 
-    inbox_topic = topic("notifications").full_name(settings.topic_prefix)
-
-    @app.timer(settings.notification_sweep_s)
+    @app.timer(settings.retention_sweep_s)
     async def forget_old_notifications() -> None:
-        """Retention: a notification older than the notifications topic keeps its records is
-        forgotten by its owner too (every account of every partition owned here)."""
-        cutoff = datetime.now(UTC) - timedelta(days=settings.notification_retention_days)
-        if getattr(app, "rebalancing", False):
-            return
-        for tp in app.assignor.assigned_actives():
-            if tp.topic != inbox_topic:
-                continue
-            for account_id in store.accounts(tp.partition):
-                gone = inbox.expired(store.oldest_first(account_id), account_id, cutoff)
-                if gone:
-                    await pipeline.write_rows("notifications", ((key, None) for key in gone), partition=tp.partition)
-                    metrics.expired.labels("notifications").inc(len(gone))
-
+        """A notification older than the notifications topic keeps its records is forgotten by its owner too."""
+        await retention.forget_older(pipeline, "notifications", "notifications",
+                                     datetime.now(UTC) - timedelta(days=settings.notification_retention_days),
+                                     prefix_of=inbox.prefix, row_key_of=lambda account_id, entry: inbox.row_key(
+                                         account_id, entry.notification_id))

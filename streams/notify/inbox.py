@@ -1,7 +1,7 @@
 """An account's notifications as their owner keeps and reads them, in pure functions: the rows
 (first seen, with their read and acknowledged flags), the index the store derives from them
 (newest first), the account's unread counts, and the queries (filters, cursor pages, campaign
-counts, expiry) that walk the index.
+counts) that walk the index; retention (streams.retention) cuts its front.
 
 Why an index of its own: list_notifications wants the newest page of one account (often unread
 only, or of one campaign); a walk of the account's index, newest first, reads the page and what
@@ -19,11 +19,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from streams.retention import MOMENT_WIDTH, moment
 from topics.events import Notification, NotificationOperation, StoredNotification
 
 SEP = "\x1f"  # between a key's parts; never in an id (ids with control characters are refused)
 _HIGHEST = "\x7f"  # above every character of a key's tail (hex digits and ids)
-_WIDTH = 16  # hex digits of a creation moment (milliseconds)
+_WIDTH = MOMENT_WIDTH  # hex digits of a creation moment (milliseconds)
 
 
 def row_key(account_id: str, notification_id: str) -> str:
@@ -67,17 +68,13 @@ class Entry:
                    row.creative_id, row.sales_agent_id)
 
 
-def _moment(when: datetime) -> str:
-    return f"{int(when.timestamp() * 1000):0{_WIDTH}x}"
-
-
 def prefix(account_id: str) -> str:
     return f"{account_id}{SEP}"
 
 
 def position(row: StoredNotification) -> str:
     """Where a notification stands in its account's order: creation, then id."""
-    return f"{_moment(row.created_at)}{SEP}{row.notification_id}"
+    return f"{moment(row.created_at)}{SEP}{row.notification_id}"
 
 
 def index_key(row: StoredNotification) -> str:
@@ -262,13 +259,3 @@ def campaign_counts(walk: Iterable[tuple[str, Entry]], scopes: list[CampaignScop
                 counts[scope.campaign_id]["unread"] += 1
                 counts[scope.campaign_id]["highPriority"] += entry.urgency == "HIGH"
     return counts
-
-
-def expired(walk_oldest_first: Iterable[tuple[str, Entry]], account_id: str, cutoff: datetime) -> list[str]:
-    """The table keys of an account's notifications created before `cutoff` (the walk is oldest first)."""
-    gone = []
-    for key, entry in walk_oldest_first:
-        if created_of(key.split(SEP, 1)[1]) >= cutoff:
-            break
-        gone.append(row_key(account_id, entry.notification_id))
-    return gone

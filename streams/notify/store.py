@@ -33,10 +33,6 @@ class NotificationStore:
         low, high = inbox.bounds(account_id, after)
         return self._table.data.index_range(self._partition_of(account_id), low, high, True)
 
-    def oldest_first(self, account_id: str) -> Iterator[tuple[str, inbox.Entry]]:
-        low, high = inbox.bounds(account_id)
-        return self._table.data.index_range(self._partition_of(account_id), low, high, False)
-
     def accounts(self, partition: int) -> list[str]:
         """The accounts with notifications in `partition`."""
         return self._table.data.accounts(partition, lambda account_id: self._partition_of(account_id) == partition)

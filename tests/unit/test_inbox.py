@@ -1,6 +1,6 @@
 """An account's notifications as their owner keeps them (streams.notify.inbox): rows first seen
 with their flags, the newest-first index and unread counts the store derives, filtered cursor
-pages over a changing inbox, campaign counts, retention. The table is in memory
+pages over a changing inbox, campaign counts (retention: tests/unit/test_retention.py). The table is in memory
 (tests.support.MemoryTable: what the memory store derives), no broker."""
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ class Inbox:
         if row is not None:
             self.put(inbox.row_key(note.account_id, note.notification_id), row)
 
-    def walk(self, account: str, after: str | None = None, oldest_first: bool = False):
-        return list(self.store.oldest_first(account) if oldest_first else self.store.newest_first(account, after))
+    def walk(self, account: str, after: str | None = None):
+        return list(self.store.newest_first(account, after))
 
     def page(self, account: str, f: inbox.Filters = inbox.Filters(), max_results: int = 50, cursor: str | None = None):
         after = inbox.position_of(cursor) if cursor else None
@@ -142,18 +142,6 @@ def test_campaign_counts_take_its_own_its_creatives_and_its_agents_unread_notifi
               inbox.CampaignScope("a~spring", frozenset(), frozenset())]
     assert inbox.campaign_counts(box.walk("acct"), scopes) == {"a~holiday": {"unread": 3, "highPriority": 2},
                                                                "a~spring": {"unread": 1, "highPriority": 0}}
-
-
-def test_retention_forgets_what_is_older_than_the_cutoff_oldest_first():
-    box = Inbox()
-    for i in (1, 2, 3, 50):
-        box.receive(note(i))
-    box.receive(note(4, account="other"))
-    gone = inbox.expired(box.walk("acct", oldest_first=True), "acct", T0 + timedelta(seconds=3))
-    assert gone == [inbox.row_key("acct", "n001"), inbox.row_key("acct", "n002")]
-    for key in gone:
-        box.put(key, None)
-    assert box.page("acct")[0] == ["n050", "n003"] and box.page("other")[0] == ["n004"]
 
 
 def test_an_index_entry_reads_back_from_the_bytes_the_rocksdb_store_keeps():

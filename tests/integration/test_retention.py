@@ -1,0 +1,49 @@
+"""Retention rules on the broker, with short windows: an idempotency key is forgotten after its
+replay window (its record tombstoned by the account's owner: the same key is then a new request),
+and a notification older than the notifications' retention leaves its account's list. (The rules'
+pure parts, with a controlled clock: tests/unit/test_inbox.py, tests/unit/test_library_index.py.)"""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from creative_sync.samples import display_creative, sync_request
+from tests.integration.sales_agents import eventually
+from tests.support import produce, read_topic, topic_name
+from topics.catalogue import Codecs, table
+from topics.events import Notification, Urgency
+
+pytestmark = pytest.mark.settings(idempotency_ttl_s=3.0, retention_sweep_s=0.5, notification_retention_days=1.0)
+
+
+async def test_an_expired_idempotency_key_and_an_old_notification_are_forgotten(api, topics_created):
+    settings, codecs = topics_created, Codecs(prefix=topics_created.topic_prefix)
+    request = sync_request(api.account, [display_creative("kept-c1")], idempotency_key="retention-key-0001")
+    other = sync_request(api.account, [display_creative("kept-c2")], idempotency_key="retention-key-0001")
+    first = await api.call("sync_creatives", request)
+    assert [c["action"] for c in first["creatives"]] == ["created"] and not first.get("replayed")
+    assert (await api.call("sync_creatives", request)).get("replayed") is True  # within the window
+    refused = await api.call("sync_creatives", other, status=409)  # the key is taken, for another request
+    assert refused["errors"][0]["code"] == "IDEMPOTENCY_CONFLICT"
+
+    changelog = table("idempotency").changelog_name(settings.app_id)
+    key = codecs.key_codec("string_key", f"{changelog}-key").encode(f"{api.account}/retention-key-0001")
+    records = await read_topic(settings.bootstrap_servers, changelog, timeout_s=60,
+                               until=lambda rs: any(r.key == key and r.value is None for r in rs))
+    assert [r.value is None for r in records if r.key == key][-1] is True  # tombstoned by the owner
+    again = await api.call("sync_creatives", other)  # forgotten: the key is free for a new request
+    assert [(c["creative_id"], c["action"]) for c in again["creatives"]] == [("kept-c2", "created")]
+    assert not again.get("replayed")
+
+    now = datetime.now(UTC)
+    notes = [Notification(notification_id=f"retention-{age}", account_id=api.account, type="creative.approved",
+                          urgency=Urgency.LOW, message=f"{age} days old", created_at=now - timedelta(days=age)) for age in (0, 2)]
+    await produce(settings.bootstrap_servers, topic_name(settings, "notifications"),
+                  [(codecs.key("notifications").encode(api.account), codecs.value("notifications").encode(n)) for n in notes])
+
+    async def listed() -> list[str] | None:
+        found = [n["notification_id"] for n in (await api.call("list_notifications", {"account": {"account_id": api.account}}))["notifications"]
+                 if n["notification_id"].startswith("retention-")]
+        return found if found == ["retention-0"] else None
+    await eventually(listed, timeout=60, what="the old notification forgotten, the new one kept")
