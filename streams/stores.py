@@ -141,8 +141,24 @@ class IndexedMemoryStore(MemoryStore):
         derived.apply(changes)
 
     def apply_changelog_batch(self, batch: Any, to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]) -> None:
-        super().apply_changelog_batch(batch, to_key, to_value)
-        self._stale = True
+        """faust's, and the derived rows moved with the records (a standby follows other workers'
+        writes batch by batch: deriving everything again at the next read would cost a scan each time)."""
+        if self._stale or self._derived is None:  # nothing derived to keep up: derived when next read
+            super().apply_changelog_batch(batch, to_key, to_value)
+            self._stale = True
+            return
+        changes = []
+        for event in batch:
+            key = to_key(event.key)
+            after = None if event.message.value is None else to_value(event.value)
+            changes.append((key, self.data.get(key), after))
+            if after is None:
+                self.data.pop(key, None)
+                self._key_partition.pop(key, None)
+            else:
+                self.data[key] = after
+                self._key_partition[key] = event.message.partition
+        self._derived.apply(changes)
 
     async def on_recovery_completed(self, active_tps: Any, standby_tps: Any) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)  # drops the rows of revoked partitions

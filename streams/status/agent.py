@@ -3,8 +3,8 @@ content change needs.
 
 Reads (all keyed account_id/creative_id, co-partitioned): content changes (the library's changes
 that re-sync; creations and metadata changes never come here), sync results (records
-of results grouped by partition), approval events; when a creative is rejected, the status of the
-other creatives of its campaigns, asked of the workers that own them. Writes: the sync_state table, sync_status (a
+of results grouped by partition), approval events; when a creative is rejected, its campaigns (asked of the worker that owns its
+account) and the status of their other creatives (asked of the workers that own them). Writes: the sync_state table, sync_status (a
 creative's rows with every agent, on change), sync triggers (re-syncs of changed content to the
 agents that have the creative, content-change triggers for the matcher: one per account and set of
 agents in a take), notifications (the
