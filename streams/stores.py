@@ -53,6 +53,18 @@ class Derivation(Protocol):
 DERIVATIONS: dict[str, Derivation] = {}  # by table name
 
 
+class TextEntries:
+    """For a derivation whose index rows hold a string (an id the key leads to)."""
+
+    @staticmethod
+    def entry_bytes(entry: str) -> bytes:
+        return entry.encode()
+
+    @staticmethod
+    def entry_of(raw: bytes) -> str:
+        return raw.decode()
+
+
 def derive(table_name: str, derivation: Derivation) -> Derivation:
     """Register what the store of table `table_name` derives (at import of the table's module)."""
     DERIVATIONS[table_name] = derivation

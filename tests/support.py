@@ -110,6 +110,9 @@ class MemoryTable:
     from them (streams.stores.DerivedIndex), read as the processors read a table."""
 
     def __init__(self, table_name: str) -> None:
+        import streams.campaigns.store  # noqa: F401 - the modules that register the derivations
+        import streams.library.store  # noqa: F401
+        import streams.notify.store  # noqa: F401
         from streams.stores import DERIVATIONS, DerivedIndex
 
         self.data = _IndexedRows(DerivedIndex(DERIVATIONS[table_name]))

@@ -59,21 +59,13 @@ def _counted(entity: CampaignEntity) -> dict[str, int]:
     return counts
 
 
-class CampaignIndex:
+class CampaignIndex(stores.TextEntries):
     """The campaign_entities table's derivation (streams.stores). An index row holds nothing: its
     key says it all (the last part is the id it leads to)."""
 
     @staticmethod
     def account_of(key: str) -> str:
         return key.split(SEP, 1)[0]
-
-    @staticmethod
-    def entry_bytes(entry: str) -> bytes:
-        return entry.encode()
-
-    @staticmethod
-    def entry_of(raw: bytes) -> str:
-        return raw.decode()
 
     @staticmethod
     def moved(counts: Mapping[str, int], changes: Iterable[tuple[CampaignEntity | None, CampaignEntity | None]]

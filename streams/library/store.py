@@ -51,7 +51,7 @@ class LibraryIndex:
 stores.derive("creatives", LibraryIndex())
 
 
-class IdempotencyIndex:
+class IdempotencyIndex(stores.TextEntries):
     """The idempotency table's derivation (streams.stores): each account's keys in the order they
     were recorded, so that the owner forgets the expired ones by reading only them
     (streams.retention). An index row holds the idempotency key."""
@@ -74,14 +74,6 @@ class IdempotencyIndex:
                     rows[key] = record.idempotency_key if present else None
                     total += 1 if present else -1
         return list(rows.items()), ({"keys": total} if total else {})
-
-    @staticmethod
-    def entry_bytes(entry: str) -> bytes:
-        return entry.encode()
-
-    @staticmethod
-    def entry_of(raw: bytes) -> str:
-        return raw.decode()
 
 
 stores.derive("idempotency", IdempotencyIndex())
