@@ -1,9 +1,9 @@
 """An account's campaign entities as their owner keeps and reads them: table `campaign_entities`
 (one row per live entity), whose store (streams.stores) also keeps each account's ordered keys:
 its brand agents, campaigns and tactics by kind, a campaign's tactics, a campaign's assigned
-creatives and a creative's campaigns, and per account the number of rows and each campaign's
-assignments. A campaign's assignments can be as many as the library: they are read as a range
-of keys, never held in memory.
+creatives and a creative's campaigns, and per account its number of rows (which accounts a
+partition holds). A campaign's assignments can be as many as the library: they are read as a
+range of keys, never held in memory.
 
 Writes: the campaigns processor (streams.campaigns.agent). Reads: the health processor and the
 matcher (this worker's partitions), and the owner's queries (streams.campaigns.reads).
@@ -37,10 +37,6 @@ def _prefix(account_id: str, *parts: str) -> str:
     return SEP.join((account_id, *parts)) + SEP
 
 
-def assigned_count(campaign_id: str) -> str:
-    return f"assigned:{campaign_id}"
-
-
 def index_keys(entity: CampaignEntity) -> list[str]:
     account, kind = entity.account_id, entity.entity_type
     if kind is EntityType.ASSIGNMENT:
@@ -53,10 +49,7 @@ def index_keys(entity: CampaignEntity) -> list[str]:
 
 
 def _counted(entity: CampaignEntity) -> dict[str, int]:
-    counts = {ROWS: 1}
-    if entity.entity_type is EntityType.ASSIGNMENT:
-        counts[assigned_count(str(entity.campaign_id))] = 1
-    return counts
+    return {ROWS: 1}
 
 
 class CampaignIndex(stores.TextEntries):
@@ -118,15 +111,8 @@ class CampaignStore:
     def assigned(self, campaign_id: str) -> list[str]:
         return list(self._ids(account_in(campaign_id) or "", _ASSIGNED, campaign_id))
 
-    def assigned_count(self, campaign_id: str) -> int:
-        account_id = account_in(campaign_id) or ""
-        return self._counts(account_id).get(assigned_count(campaign_id), 0)
-
     def campaigns_of(self, account_id: str, creative_id: str) -> list[str]:
         return list(self._ids(account_id, _CAMPAIGNS_OF, creative_id))
-
-    def _counts(self, account_id: str) -> dict[str, int]:
-        return self._table.data.account_counts(self.partition_of(account_id), account_id)
 
     def accounts(self, partition: int) -> list[str]:
         """The accounts with campaign entities in `partition`."""

@@ -32,7 +32,3 @@ class NotificationStore:
         """The account's index, newest first, from position `after` (inclusive) if given."""
         low, high = inbox.bounds(account_id, after)
         return self._table.data.index_range(self._partition_of(account_id), low, high, True)
-
-    def accounts(self, partition: int) -> list[str]:
-        """The accounts with notifications in `partition`."""
-        return self._table.data.accounts(partition, lambda account_id: self._partition_of(account_id) == partition)
