@@ -53,6 +53,24 @@ class Derivation(Protocol):
 DERIVATIONS: dict[str, Derivation] = {}  # by table name
 
 
+def moved_rows(counts: Mapping[str, int], changes: Iterable[tuple[Any, Any]], rows_of: Callable[[Any], dict[str, Any]],
+               counted: Callable[[Any], Mapping[str, int]]) -> tuple[Rows, dict[str, int]]:
+    """`Derivation.moved` for a derivation whose index rows and counts are functions of one row
+    (`rows_of(row)`: index key -> entry; `counted(row)`: what it adds to the account's counts):
+    a row's old index rows go, its new ones come, in order; counts at zero are dropped."""
+    rows: dict[str, Any] = {}
+    totals = dict(counts)
+    for before, after in changes:
+        for row, sign in ((before, -1), (after, 1)):
+            if row is None:
+                continue
+            for key, entry in rows_of(row).items():
+                rows[key] = entry if sign > 0 else None
+            for name, value in counted(row).items():
+                totals[name] = totals.get(name, 0) + sign * value
+    return list(rows.items()), {name: value for name, value in totals.items() if value}
+
+
 class TextEntries:
     """For a derivation whose index rows hold a string (an id the key leads to)."""
 

@@ -63,17 +63,7 @@ class CampaignIndex(stores.TextEntries):
     @staticmethod
     def moved(counts: Mapping[str, int], changes: Iterable[tuple[CampaignEntity | None, CampaignEntity | None]]
               ) -> tuple[list[tuple[str, str | None]], dict[str, int]]:
-        rows: dict[str, str | None] = {}
-        totals = dict(counts)
-        for before, after in changes:
-            for entity, sign in ((before, -1), (after, 1)):
-                if entity is None:
-                    continue
-                for key in index_keys(entity):
-                    rows[key] = "" if sign > 0 else None
-                for name, value in _counted(entity).items():
-                    totals[name] = totals.get(name, 0) + sign * value
-        return list(rows.items()), {name: value for name, value in totals.items() if value}
+        return stores.moved_rows(counts, changes, lambda entity: dict.fromkeys(index_keys(entity), ""), _counted)
 
 
 stores.derive("campaign_entities", CampaignIndex())

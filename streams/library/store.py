@@ -65,15 +65,9 @@ class IdempotencyIndex(stores.TextEntries):
     @staticmethod
     def moved(counts: Mapping[str, int], changes: Iterable[tuple[IdempotencyRecord | None, IdempotencyRecord | None]]
               ) -> tuple[stores.Rows, dict[str, int]]:
-        rows: dict[str, str | None] = {}
-        total = counts.get("keys", 0)
-        for before, after in changes:
-            for record, present in ((before, False), (after, True)):
-                if record is not None:
-                    key = f"{IdempotencyIndex.prefix(record.account_id)}{moment(record.recorded_at)}{index.SEP}{record.idempotency_key}"
-                    rows[key] = record.idempotency_key if present else None
-                    total += 1 if present else -1
-        return list(rows.items()), ({"keys": total} if total else {})
+        return stores.moved_rows(counts, changes, lambda record: {
+            f"{IdempotencyIndex.prefix(record.account_id)}{moment(record.recorded_at)}{index.SEP}{record.idempotency_key}":
+                record.idempotency_key}, lambda record: {"keys": 1})
 
 
 stores.derive("idempotency", IdempotencyIndex())

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.retention import MOMENT_WIDTH, moment
+from streams.stores import moved_rows
 from topics.events import Notification, NotificationOperation, StoredNotification
 
 SEP = "\x1f"  # between a key's parts; never in an id (ids with control characters are refused)
@@ -110,18 +111,7 @@ class NotificationIndex:
     @staticmethod
     def moved(counts: Mapping[str, int], changes: Iterable[tuple[StoredNotification | None, StoredNotification | None]]
               ) -> tuple[list[tuple[str, Entry | None]], dict[str, int]]:
-        rows: dict[str, Entry | None] = {}
-        totals = dict(counts)
-        for before, after in changes:
-            if before is not None:
-                rows[index_key(before)] = None
-                for name, value in counted(before).items():
-                    totals[name] = totals.get(name, 0) - value
-            if after is not None:
-                rows[index_key(after)] = Entry.of(after)
-                for name, value in counted(after).items():
-                    totals[name] = totals.get(name, 0) + value
-        return list(rows.items()), {name: value for name, value in totals.items() if value}
+        return moved_rows(counts, changes, lambda row: {index_key(row): Entry.of(row)}, counted)
 
 
 # -- rows -----------------------------------------------------------------------------------------
