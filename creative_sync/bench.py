@@ -302,12 +302,19 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         report["rejoin_after_kill9_s"] = rejoins
         from gateway.auth import PrincipalStore
 
-        token = PrincipalStore(settings.principals_file).add("bench", [*(f"bench-{i}" for i in range(16)), "bench-scale"])[1]
+        token = PrincipalStore(settings.principals_file).add("bench", [*(f"bench-{i}" for i in range(16)), "bench-scale", "bench-idle"])[1]
         gateway = GatewayProcess(settings, workdir / "gateway.log").start()
         gateway.wait_settled()  # its start-up work (the SDK's A2A binding) is not part of the figures
         cpu = CpuMeter()
         for name, process in (("worker", worker.process), ("gateway", gateway.process), ("broker", broker and broker.process)):
             cpu.watch(name, process.pid if process else None)
+        idle = None
+        if args.idle:
+            from creative_sync.bench_idle import idle_part
+
+            progress("idle stack", 0, 1)
+            idle = report["idle"] = asyncio.run(idle_part(gateway.base_url, token, cpu, seconds=args.idle_seconds))
+            progress("idle stack", 1, 1)
         via_gateway = report["sync_creatives"] = asyncio.run(
             bench.gateway_sync(gateway, token, args.requests, concurrency=args.concurrency, cpu=cpu))
         synced = None
@@ -354,6 +361,11 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
                   f"p99 {synced['latency_p99_ms']:7.0f} ms   (updates offered at {synced['update_rate_offered_per_s']:,.0f} "
                   f"creatives/s × {synced['agents']} agents; {synced['update_deliveries']:,} of "
                   f"{synced['update_deliveries_expected']:,} re-syncs received)")
+        if idle:
+            print(f"{'idle stack, CPU per second':34} " + ", ".join(f"{k} {v:.3f}" for k, v in idle["cpu_s_per_s"].items())
+                  + f"   total {idle['total_cpu_s_per_s']:.3f} CPU-s/s over {idle['seconds']:.0f} s (target ≤ 0.05)")
+            print(f"{'  first request after idle':34} sync_creatives of 1 creative {idle['first_request_ms']:.0f} ms, "
+                  f"the next one {idle['next_request_ms']:.0f} ms")
         if scale:
             for size, figures in scale["sizes"].items():
                 print(f"{f'library of {size:,} creatives':34} gateway RSS {figures['gateway_rss_kib'] / 1024:,.0f} MiB   "

@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also grow one account's library (see --scale-sizes) and measure gateway memory, list cost "
                             "per request and a gateway restart at each size")
     bench.add_argument("--scale-sizes", default="10000,100000", help="library sizes of the scale part (comma-separated)")
+    bench.add_argument("--idle", action="store_true",
+                       help="also measure an idle broker + worker + gateway (CPU per second) and the first request after")
+    bench.add_argument("--idle-seconds", type=float, default=60.0, help="how long the idle part measures")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(func=cmd_bench)
     return parser

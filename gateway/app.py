@@ -55,9 +55,10 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     registry = SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
     app[keys.CODECS] = codecs = Codecs(registry, settings.topic_prefix)
     app[keys.BROKER] = BrokerLink(settings.bootstrap_servers)
-    app[keys.LIBRARY_VIEW] = view = LibraryView(settings.bootstrap_servers, codecs, settings.topic_prefix)
+    app[keys.LIBRARY_VIEW] = view = LibraryView(settings.bootstrap_servers, codecs, settings.topic_prefix,
+                                                pacing=settings.pacing())
     box = SecretBox.from_file(settings.secrets_key_path)
-    app[keys.AGENTS] = AgentDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix, box)
+    app[keys.AGENTS] = AgentDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix, box, settings.pacing())
     app[keys.OWNERS] = gateway_owners(settings.worker_seeds, box.token(OWNER_QUERIES), codecs,
                                       deadline_s=settings.read_deadline_s, metrics=app[keys.METRICS])
     app[keys.INBOUND] = agent_webhooks.Inbound()

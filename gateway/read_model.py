@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from topics.catalogue import Codecs, topic
 from topics.errors import CodecError
 from topics.events import TaskResult
+from topics.pacing import FetchPacing, pace
 from topics.views import assign_from_beginning
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,11 @@ class Bounded(OrderedDict):
 
 class LibraryView:
     def __init__(self, bootstrap_servers: str, codecs: Codecs, topic_prefix: str, *, task_limit: int = 100_000,
-                 task_bytes: int = 64 * 1024 * 1024) -> None:
+                 task_bytes: int = 64 * 1024 * 1024, pacing: FetchPacing | None = None) -> None:
         self._bootstrap, self._codecs = bootstrap_servers, codecs
+        # Paced (topics.pacing) and touched by every request that expects an answer: the results
+        # of a burst of requests come at the busy pace.
+        self.pacing = pacing or FetchPacing()
         self._results_topic = topic("task_results").full_name(topic_prefix)
         # task id -> TaskResult: bounded by count and by the bytes of their answers (a
         # 100-creative answer is ~10 KB: 100,000 of them would be a gigabyte)
@@ -69,6 +73,7 @@ class LibraryView:
                                         fetch_max_wait_ms=20, auto_offset_reset="earliest")
             try:
                 await consumer.start()
+                pace(consumer, self.pacing)
                 partitions = await assign_from_beginning(consumer, [self._results_topic])
                 ends = await consumer.end_offsets(partitions)
                 while True:
@@ -108,6 +113,7 @@ class LibraryView:
         """Register interest in a task's result; call before publishing its command. `fresh`: only
         a result still to come (a retried request is answered anew, e.g. `replayed: true`)."""
         future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.pacing.touch()
         if task_id in self.tasks and not fresh:
             future.set_result(self.tasks[task_id])
         else:

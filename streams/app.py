@@ -155,6 +155,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     Path(conf["datadir"]).mkdir(parents=True, exist_ok=True)  # faust makes only the last level
     app = faust.App(settings.app_id, **conf)
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms  # read by streams.transport
+    app.fetch_pacing = settings.pacing()  # likewise
     registry = SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
     pipeline = Pipeline(app=app, settings=settings, codecs=Codecs(registry, settings.topic_prefix),
                         metrics=metrics or WorkerMetrics())
@@ -176,10 +177,11 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     for spec in TOPICS:  # usable by name too, e.g. app.topic(..., value_serializer="avro-sync_job")
         serdes.register(f"avro-{spec.value_schema}", pipeline.codecs.value(spec.role))
     pipeline.dead_letters = DeadLetters(pipeline.topics["dead_letters"], pipeline.codecs, pipeline.metrics)
-    pipeline.directory = directory = AgentDirectory(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix,
-                                                    SecretBox.from_file(settings.secrets_key_path))
     pipeline.status_changes = StatusChanges(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix,
                                             on_change=lambda account_id, creative_id: pipeline.health_monitor.creative_changed(account_id, creative_id))
+    pipeline.directory = directory = AgentDirectory(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix,
+                                                    SecretBox.from_file(settings.secrets_key_path), settings.pacing(),
+                                                    also=(pipeline.status_changes,))
     pipeline.owners = Owners(settings.worker_seeds, directory.box.token(OWNER_QUERIES), pipeline.codecs,
                              deadline_s=settings.read_deadline_s)
     _expose_metrics(pipeline)
@@ -187,8 +189,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     @app.task
     async def read_views() -> None:
         await pipeline.owners.start()
-        await directory.start()
-        await pipeline.status_changes.start()
+        await directory.start()  # and the status changes: one consumer
 
     from streams.campaigns import agent as campaigns  # processors register their agents on the app
     from streams.campaigns import reads as campaign_reads

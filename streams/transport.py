@@ -17,6 +17,8 @@ from aiokafka import TopicPartition
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from topics.pacing import pace
+
 SCHEME = "creative-sync-kafka"
 
 
@@ -26,6 +28,12 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # aiokafka reads this attribute when it builds its fetcher in start(), after this returns.
         consumer._fetch_max_wait_ms = int(getattr(self.app, "fetch_max_wait_ms", 1500))
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        pacing = getattr(self.app, "fetch_pacing", None)
+        if pacing is not None:  # short waits while records flow, long ones when idle (topics.pacing)
+            pace(self._consumer, pacing)
 
 
 async def confirmed_ends(probe: aiokafka.AIOKafkaConsumer, ends: Mapping[Any, int | None],

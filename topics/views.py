@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from topics.catalogue import topic
 from topics.codec import AvroCodec
 from topics.errors import CodecError
+from topics.pacing import FetchPacing, pace
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +38,26 @@ async def assign_from_beginning(consumer: AIOKafkaConsumer, names: list[str]) ->
 
 
 class CompactedView:
+    """A compacted topic's latest value per key. Read by a ViewReader, which may read several views
+    with one consumer (`start` reads this one alone)."""
+
     _from_end = False  # read from the end: only what changes from now on
 
     def __init__(self, bootstrap_servers: str, topic_name: str, codec: AvroCodec, key_of: Callable[[Any], str],
-                 *, on_change: Callable[[str, Any], None] | None = None, fetch_max_wait_ms: int = 50) -> None:
+                 *, on_change: Callable[[str, Any], None] | None = None, pacing: FetchPacing | None = None) -> None:
         self._bootstrap, self._topic, self._codec = bootstrap_servers, topic_name, codec
-        self._key_of, self._on_change, self._wait = key_of, on_change, fetch_max_wait_ms
+        self._key_of, self._on_change, self._pacing = key_of, on_change, pacing
         self.items: dict[str, Any] = {}
         self.changed = asyncio.Event()  # set (and replaced) after every batch of records
-        self._task: asyncio.Task | None = None
+        self._reader: ViewReader | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"view:{self._topic}")
+        self._reader = ViewReader(self._bootstrap, [self], self._pacing)
+        await self._reader.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._reader is not None:
+            await self._reader.stop()
 
     def get(self, key: str) -> Any:
         return self.items.get(key)
@@ -70,6 +74,10 @@ class CompactedView:
         if value is not None:
             self.apply(value)
 
+    def _took(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
     def _value_of(self, raw: bytes) -> Any:
         """The decoded value, or None for a record that does not decode (skipped, with a warning)."""
         try:
@@ -85,27 +93,49 @@ class CompactedView:
             log.warning("skipping a record with an unreadable key on %s", self._topic)
             return None
 
+
+class ViewReader:
+    """One consumer (no group) reading the topics of several views, each from its beginning (or
+    its end), paced (topics.pacing): a process's views cost one idle consumer, not one each."""
+
+    def __init__(self, bootstrap_servers: str, views: list[CompactedView], pacing: FetchPacing | None = None) -> None:
+        self._bootstrap, self._pacing = bootstrap_servers, pacing or FetchPacing()
+        self._views = {view._topic: view for view in views}
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"views:{','.join(self._views)}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
     async def _run(self) -> None:
         while True:
             consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
-                                        fetch_max_wait_ms=self._wait, auto_offset_reset="earliest")
+                                        auto_offset_reset="earliest")
             try:
                 await consumer.start()
-                partitions = await assign_from_beginning(consumer, [self._topic])
-                if self._from_end:
-                    await consumer.seek_to_end(*partitions)
+                pace(consumer, self._pacing)
+                partitions = await assign_from_beginning(consumer, list(self._views))
+                from_end = [tp for tp in partitions if self._views[tp.topic]._from_end]
+                if from_end:
+                    await consumer.seek_to_end(*from_end)
                 while True:
                     batches = await consumer.getmany(timeout_ms=500)
-                    for records in batches.values():
+                    took = set()
+                    for tp, records in batches.items():
+                        view = self._views[tp.topic]
                         for record in records:
-                            self._take(record)
-                    if batches:
-                        self.changed.set()
-                        self.changed = asyncio.Event()
+                            view._take(record)
+                        took.add(tp.topic)
+                    for name in took:
+                        self._views[name]._took()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the broker went away: keep what we have and reconnect
-                log.warning("view of %s failed; reconnecting", self._topic, exc_info=True)
+                log.warning("views of %s failed; reconnecting", ", ".join(self._views), exc_info=True)
                 await asyncio.sleep(1)
             finally:
                 await consumer.stop()
@@ -126,20 +156,21 @@ class RegistryView(CompactedView):
 class AgentDirectory:
     """The sales-agent registry as every process sees it: agents and their (decrypted) secrets."""
 
-    def __init__(self, bootstrap_servers: str, codecs: Any, topic_prefix: str, box: Any) -> None:
+    def __init__(self, bootstrap_servers: str, codecs: Any, topic_prefix: str, box: Any,
+                 pacing: FetchPacing | None = None, *, also: tuple[CompactedView, ...] = ()) -> None:
+        """`also`: other views to read with the same consumer (the worker's status changes)."""
         self.box = box
         self.agents = RegistryView(bootstrap_servers, topic("sales_agents").full_name(topic_prefix),
                                     codecs.value("sales_agents"), lambda a: a.sales_agent_id)
         self.credentials = CompactedView(bootstrap_servers, topic("sales_agent_credentials").full_name(topic_prefix),
                                          codecs.value("sales_agent_credentials"), lambda c: c.sales_agent_id)
+        self._reader = ViewReader(bootstrap_servers, [self.agents, self.credentials, *also], pacing)
 
     async def start(self) -> None:
-        await self.agents.start()
-        await self.credentials.start()
+        await self._reader.start()
 
     async def stop(self) -> None:
-        await self.agents.stop()
-        await self.credentials.stop()
+        await self._reader.stop()
 
     def get(self, agent_id: str) -> Any:
         agent = self.agents.get(agent_id)
