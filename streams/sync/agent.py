@@ -179,7 +179,7 @@ class AgentSupervisor:
         #: owner (streams.sync.logic.delivered_before): the next poll sweeps what changed there lately
         self._seen_accounts: set[str] = set()
         self._to_sweep: set[str] = set()
-        self._outage_since: datetime | None = None  # calls failing: the circuit opened then
+        self._outage_since: datetime | None = None  # an outage told: the circuit opened, or discovery failed, then
         self._revision: int | None = None  # the registration this supervisor last worked from
         self._formats_of: tuple | None = None  # (discovered formats JSON, listed formats parsed from it)
         #: what list_sales_agents shows of the agent's live state, as last published: (circuit, failing)
@@ -403,7 +403,7 @@ class AgentSupervisor:
 
     async def _tell_outage(self, agent: SalesAgent, message: str) -> None:
         """The circuit opening after a run of failures starts an outage: one notification for it
-        (a half-open trial failing again is the same outage)."""
+        (a half-open trial failing again is the same outage, and so is a discovery failing)."""
         if self._outage_since is None and self.breaker.state(now()) == "open":
             self._outage_since = now()
             if agent.account_id:
@@ -441,14 +441,19 @@ class AgentSupervisor:
             if self._discovery_failures == 1 or message != agent.discovery_error:  # one line per change, not per attempt
                 log.warning("discovery of sales agent %s failed (retrying with backoff): %s", self.agent_id, message)
             updated = agent.model_copy(update={"available": False, "discovery_error": message, "updated_at": now()})
-            if self._discovery_failures == 1 and agent.account_id and (agent.available or agent.discovered_at is None):
-                # Once per run of failures: an agent that answered before, or one never reached.
+            if (self._discovery_failures == 1 and self._outage_since is None and agent.account_id
+                    and (agent.available or agent.discovered_at is None)):
+                # Once per outage: an agent that answered before, or one never reached. Its calls
+                # failing too is the same outage (_tell_outage), told once.
+                self._outage_since = now()
                 await notify.publish(self.engine.pipeline, agent_unavailable(
                     agent.account_id, self.agent_id, agent.name, message, agent.updated_at, now()))
         else:
             if self._discovery_failures or agent.discovery_error:
                 log.info("sales agent %s discovered after failures", self.agent_id)
             self._discovery_failures, self._told_discovery_failed = 0, False
+            if self.breaker.state(now()) != "open":  # answering again; with calls still failing, the outage goes on
+                self._outage_since = None
             self._next_discovery = now() + timedelta(seconds=settings.discovery_interval_s)
             updated = agent.model_copy(update={
                 "available": True, "discovery_error": None, "adcp_versions": found["versions"],
