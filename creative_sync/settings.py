@@ -56,6 +56,8 @@ class Settings:
     idle_fetch_wait_ms: int = 2000
     idle_after_s: float = 5.0
     commit_interval_s: float = 1.0
+    #: Standby copies of every table partition kept by other workers (faust's table_standby_replicas).
+    standby_replicas: int = 1
     # -- the gateway --------------------------------------------------------------------------
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
@@ -123,6 +125,7 @@ class Settings:
             idle_fetch_wait_ms=int(_env("CREATIVE_SYNC_IDLE_FETCH_WAIT_MS", "2000")),
             idle_after_s=float(_env("CREATIVE_SYNC_IDLE_AFTER_S", "5")),
             commit_interval_s=float(_env("CREATIVE_SYNC_COMMIT_INTERVAL_S", "1")),
+            standby_replicas=int(_env("CREATIVE_SYNC_STANDBY_REPLICAS", "1")),
             gateway_host=_env("CREATIVE_SYNC_GATEWAY_HOST", "127.0.0.1"),
             gateway_port=int(_env("CREATIVE_SYNC_GATEWAY_PORT", "8080")),
             max_body_bytes=int(_env("CREATIVE_SYNC_MAX_BODY_BYTES", str(4 * 1024 * 1024))),
@@ -199,6 +202,7 @@ class Settings:
             "CREATIVE_SYNC_IDLE_FETCH_WAIT_MS": str(self.idle_fetch_wait_ms),
             "CREATIVE_SYNC_IDLE_AFTER_S": str(self.idle_after_s),
             "CREATIVE_SYNC_COMMIT_INTERVAL_S": str(self.commit_interval_s),
+            "CREATIVE_SYNC_STANDBY_REPLICAS": str(self.standby_replicas),
             "CREATIVE_SYNC_GATEWAY_HOST": self.gateway_host,
             "CREATIVE_SYNC_GATEWAY_PORT": str(self.gateway_port),
             "CREATIVE_SYNC_MAX_BODY_BYTES": str(self.max_body_bytes),

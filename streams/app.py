@@ -131,6 +131,10 @@ def faust_settings(settings: Settings) -> dict:
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         broker_request_timeout=settings.request_timeout_s,
         broker_commit_interval=settings.commit_interval_s,
+        # Every worker also follows the changelogs of partitions another worker owns (faust's
+        # standbys, on the same RocksDB directory): a partition moving here after a worker dies
+        # replays only what the standby had not read yet (tests/e2e/test_failover.py).
+        table_standby_replicas=settings.standby_replicas,
         # aiokafka keeps one open batch per partition and, once it is full, makes the next send
         # wait for the broker's ack: at the default 16 KB a 100-creative command (~100 KB of events
         # and changelog) waited for seven round trips. One batch holds a whole command here.

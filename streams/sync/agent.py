@@ -77,6 +77,10 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     async def on_revoked(app, revoked, **kwargs):  # noqa: ANN001
         engine.revoked({tp.partition for tp in revoked if tp.topic == jobs_topic.get_topic_name()})
 
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app, assigned, **kwargs):  # noqa: ANN001
+        engine.assigned({tp.partition for tp in assigned if tp.topic == jobs_topic.get_topic_name()})
+
     pipeline.sync_engine = engine
 
 
@@ -132,7 +136,7 @@ class SyncEngine:
         for agent_id in {a.sales_agent_id for a in self.directory.active()} | set(self.accounts):
             if self.owned(agent_id):
                 self._ensure(agent_id).wake()
-            elif agent_id in self.supervisors:
+            elif agent_id in self.supervisors and not self.supervisors[agent_id].paused:  # paused: `assigned` decides
                 self.supervisors.pop(agent_id).stop()
 
     def forget(self) -> None:
@@ -141,9 +145,24 @@ class SyncEngine:
         self._queues.clear()
 
     def revoked(self, partitions: set[int]) -> None:
+        """A rebalance begins: faust revokes every partition (eager rebalancing), most of which it
+        gives back. The supervisors of those agents pause (a call under way finishes) rather than
+        stop: stopped, they restarted only after the rebalance and the recovery of every newly
+        assigned partition, and a worker's own agents waited seconds whenever another worker
+        left (tests/e2e/test_failover.py)."""
         self.forget()
-        for agent_id in [a for a in self.supervisors if self.partition_of(a) in partitions]:
-            self.supervisors.pop(agent_id).stop()
+        for agent_id, supervisor in self.supervisors.items():
+            if self.partition_of(agent_id) in partitions:
+                supervisor.pause()
+
+    def assigned(self, partitions: set[int]) -> None:
+        """The rebalance is over: the agents whose queues stayed here go on; the others stop (their
+        new owner resumes their queues from the tables)."""
+        for agent_id in list(self.supervisors):
+            if self.partition_of(agent_id) in partitions:
+                self.supervisors[agent_id].resume()
+            elif self.supervisors[agent_id].paused:
+                self.supervisors.pop(agent_id).stop()
 
     def _ensure(self, agent_id: str) -> "AgentSupervisor":
         supervisor = self.supervisors.get(agent_id)
@@ -186,6 +205,8 @@ class AgentSupervisor:
         self._live: tuple[str, bool] = ("closed", False)
         self._failing_since: datetime | None = None
         self._told_discovery_failed = False  # queued jobs were marked failed for this run of discovery failures
+        self._running = asyncio.Event()  # cleared while a rebalance may move the agent's queue (pause)
+        self._running.set()
 
     @property
     def finished(self) -> bool:
@@ -201,10 +222,22 @@ class AgentSupervisor:
     def wake(self) -> None:
         self._wake.set()
 
+    def pause(self) -> None:
+        """No new step until `resume` (a rebalance: this agent's queue may be moving elsewhere)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
     # -- the loop -------------------------------------------------------------------------------
     async def _run(self) -> None:
         try:
             while True:
+                await self._running.wait()
                 self._wake.clear()
                 try:
                     waited = await self._step()
@@ -235,6 +268,11 @@ class AgentSupervisor:
                 self._next_discovery, self._discovery_failures = _NEVER, 0
                 self._live, self._failing_since = ("closed", False), None
                 await self._close_client()
+            elif self._revision is None and agent.available and agent.discovered_at is not None:
+                # Taken over from another worker (a rebalance, a restart): the registry holds what
+                # discovery learnt of this registration; deliver at once and rediscover on schedule,
+                # instead of making the agent wait for a discovery (seconds at a slow agent).
+                self._next_discovery = agent.discovered_at + timedelta(seconds=self.engine.settings.discovery_interval_s)
             self._revision = agent.revision
         if current >= self._next_discovery:
             await self._discover(agent)
