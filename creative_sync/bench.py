@@ -302,7 +302,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         report["rejoin_after_kill9_s"] = rejoins
         from gateway.auth import PrincipalStore
 
-        token = PrincipalStore(settings.principals_file).add("bench", [*(f"bench-{i}" for i in range(16)), "bench-scale", "bench-idle"])[1]
+        token = PrincipalStore(settings.principals_file).add("bench", [*(f"bench-{i}" for i in range(16)), "bench-scale", "bench-idle", "bench-failover"])[1]
         gateway = GatewayProcess(settings, workdir / "gateway.log").start()
         gateway.wait_settled()  # its start-up work (the SDK's A2A binding) is not part of the figures
         cpu = CpuMeter()
@@ -332,6 +332,13 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
             scale = report["scale"] = asyncio.run(scale_part(gateway, token, cpu, sizes, progress=progress))
             scale["gateway_restart_cpu_s"], scale["gateway_restart_wall_s"] = restart_cpu_s(gateway, cpu)
             cpu.watch("gateway", gateway.process.pid)
+        failover = None
+        if args.failover:
+            from creative_sync.bench_failover import failover_part
+
+            failover = report["failover"] = asyncio.run(failover_part(
+                settings, gateway.base_url, token, worker, workdir, library=args.failover_library,
+                creatives=args.failover_creatives, agents=args.agents, progress=progress))
         if args.json:
             print(json.dumps(report, indent=2))
             return 0
@@ -379,6 +386,17 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
                 f"{k.replace('_', ' ')} × {v:.2f}" for k, v in scale["cpu_ratio_large_to_small"].items()))
             print(f"{'gateway restart → /readyz':34} {scale['gateway_restart_cpu_s']:5.2f} CPU-s   "
                   f"{scale['gateway_restart_wall_s']:5.1f} s   (library of {max(scale['sizes']):,})")
+        if failover:
+            def secs(value: float | None) -> str:
+                return "n/a" if value is None else f"{value:.1f} s"
+            print(f"{'failover (kill -9 of 1 of 2 workers)':34} library of {failover['library']:,} creatives, "
+                  f"{failover['deliveries']:,} deliveries to {args.agents} agents, killed after "
+                  f"{failover['delivered_at_kill']:,}: the dead worker's agents received again after "
+                  f"{secs(failover['resumed_after_s'])} (target ≤ 15 s)")
+            print(f"{'  survivor and settlement':34} the survivor's agents' longest pause {secs(failover['survivor_longest_pause_s'])}; "
+                  f"all delivered {secs(failover['all_done_after_kill_s'])} after the kill; {failover['delivered']:,} of "
+                  f"{failover['deliveries']:,} received, {failover['pairs_missing']} pairs missing, "
+                  f"{failover['pairs_under_two_keys']} under two keys")
         for i, seconds in enumerate(rejoins):
             print(f"{'rejoin after kill -9, round ' + str(i + 1):34} {seconds:5.1f} s (restart → first event processed)")
         return 0

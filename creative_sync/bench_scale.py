@@ -28,8 +28,8 @@ def rss_kib(pid: int) -> int:
 
 
 async def grow(base_url: str, token: str, start: int, stop: int, *, concurrency: int = 8,
-               progress: Callable[[str, int, int], None] | None = None) -> float:
-    """Creatives start..stop-1 into the account (100 a request; every 10th a video); creatives/s."""
+               progress: Callable[[str, int, int], None] | None = None, account: str = ACCOUNT) -> float:
+    """Creatives s<start>..s<stop-1> into `account` (100 a request; every 10th a video); creatives/s."""
     headers = {"Authorization": f"Bearer {token}"}
     run = uuid.uuid4().hex[:6]
     requests = list(range(start, stop, 100))
@@ -40,7 +40,7 @@ async def grow(base_url: str, token: str, start: int, stop: int, *, concurrency:
         while requests:
             first = requests.pop()
             creatives = [(video_creative if n % 10 == 0 else display_creative)(f"s{n:07}") for n in range(first, min(first + 100, stop))]
-            body = sync_request(ACCOUNT, creatives, idempotency_key=f"scale-{run}-{first:08}")
+            body = sync_request(account, creatives, idempotency_key=f"scale-{run}-{first:08}")
             async with session.post(f"{base_url}/api/v1/sync_creatives", json=body, headers=headers) as response:
                 answer = await response.json()
                 if response.status != 200 or answer.get("status") not in (None, "completed", "submitted"):

@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--idle", action="store_true",
                        help="also measure an idle broker + worker + gateway (CPU per second) and the first request after")
     bench.add_argument("--idle-seconds", type=float, default=60.0, help="how long the idle part measures")
+    bench.add_argument("--failover", action="store_true",
+                       help="also kill -9 one of two workers mid-sync on a grown library (see --failover-library)")
+    bench.add_argument("--failover-library", type=int, default=100_000, help="library size of the failover part")
+    bench.add_argument("--failover-creatives", type=int, default=2000,
+                       help="creatives synced to every agent in the failover part")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(func=cmd_bench)
     return parser

@@ -72,6 +72,24 @@ class WorkerProcess(ChildProcess):
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.read().decode()
 
+    def routing(self) -> dict:
+        """Which worker owns which partition of every topic, as this worker says (/owners/routing)."""
+        import json
+
+        from topics.credentials import OWNER_QUERIES, SecretBox
+
+        token = SecretBox.from_file(self.settings.secrets_key_path).token(OWNER_QUERIES)
+        request = urllib.request.Request(f"{self.settings.worker_url}/owners/routing", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return json.loads(answer.read())
+
+    def owners_of(self, role: str) -> dict[int, str]:
+        """partition of `role`'s topic → the URL of the worker that owns it."""
+        from topics.catalogue import topic
+
+        name = topic(role).full_name(self.settings.topic_prefix)
+        return {int(p): url for p, url in self.routing()["topics"].get(name, {}).items()}
+
     def events_handled(self) -> float:
         """Events the worker's processors have handled so far (all processors)."""
         return sum(float(line.rsplit(" ", 1)[1]) for line in self.metrics().splitlines()

@@ -5,13 +5,12 @@ agent) pair settles, and no agent receives a creative under two idempotency keys
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import urllib.request
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from creative_sync.bench_failover import agents_by_owner, largest_gap
 from creative_sync.broker import free_port
 from creative_sync.processes import WorkerProcess
 from creative_sync.samples import display_creative, sync_request
@@ -20,30 +19,11 @@ from gateway.app import create_app
 from gateway.auth import PrincipalStore
 from tests.integration.sales_agents import Agents, Api, eventually, register
 from topics.catalogue import Codecs
-from topics.credentials import OWNER_QUERIES, SecretBox
-from topics.ids import scoped
 
 CREATIVES, AGENTS_PER_WORKER = 1200, 3
 #: each call to an agent takes this long: a sync of 12 batches per agent lasts ~20 s, long enough
 #: for the dead worker's session to expire and the group to rebalance while the survivor delivers
 CALL_LATENCY_S = 1.5
-
-
-def sync_jobs_owners(worker: WorkerProcess) -> dict[int, str]:
-    """partition of the delivery queues → the URL of the worker that owns it, as `worker` says."""
-    token = SecretBox.from_file(worker.settings.secrets_key_path).token(OWNER_QUERIES)
-    request = urllib.request.Request(f"http://{worker.settings.worker_host}:{worker.settings.worker_port}/owners/routing",
-                                     headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        routing = json.loads(answer.read())
-    topic = f"{worker.settings.topic_prefix}creative-sync.sync.jobs"
-    return {int(p): url for p, url in routing["topics"].get(topic, {}).items()}
-
-
-def largest_gap(times: list[float], start: float, end: float) -> float:
-    """The longest time in [start, end] without a receipt."""
-    points = [start, *sorted(t for t in times if start < t < end), end]
-    return max(b - a for a, b in zip(points, points[1:]))
 
 
 @pytest.mark.rocksdb
@@ -66,17 +46,11 @@ async def test_a_killed_worker_fails_over_to_the_survivor_without_stalling_it(to
         await asyncio.to_thread(two.wait_assigned, 120)
 
         async def split() -> dict[int, str] | None:  # both members own delivery queues
-            owners = await asyncio.to_thread(sync_jobs_owners, two)
+            owners = await asyncio.to_thread(two.owners_of, "sync_jobs")
             return owners if set(owners.values()) == set(seeds) and len(owners) == 8 else None
         owners = await eventually(split, timeout=120, what="the delivery queues split between the two workers")
-        # Agent ids chosen so that each worker delivers to three of them (queues are keyed by the
-        # agent's id within its account).
-        partition_of = Codecs(prefix=base.topic_prefix).partition_of("sync_jobs")
-        ids: dict[str, list[str]] = {seeds[0]: [], seeds[1]: []}
-        for n in range(200):
-            owner = owners[partition_of(scoped("acct-1", f"agent-{n}"))]
-            if len(ids[owner]) < AGENTS_PER_WORKER:
-                ids[owner].append(f"agent-{n}")
+        # Agent ids chosen so that each worker delivers to three of them.
+        ids = agents_by_owner(owners, Codecs(prefix=base.topic_prefix).partition_of("sync_jobs"), "acct-1", AGENTS_PER_WORKER)
         doomed, survivor = ids[seeds[0]], ids[seeds[1]]
         for agent_id in doomed + survivor:
             await agents.add(SimAgentConfig(agent_id, agent_id, ("image",), behaviour=Behaviour(latency_s=CALL_LATENCY_S)))
