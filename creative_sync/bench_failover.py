@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from creative_sync.bench_scale import grow
+from creative_sync.bench_sync import api_caller
 from creative_sync.broker import free_port
 from creative_sync.processes import WorkerProcess
 from creative_sync.settings import Settings
@@ -72,14 +73,7 @@ async def failover_part(settings: Settings, base_url: str, token: str, survivor:
                                  agents // 2)
         doomed, kept = picked[second_settings.worker_url], picked[survivor.settings.worker_url]
         async with aiohttp.ClientSession(base_url, headers=headers, timeout=aiohttp.ClientTimeout(total=120)) as http:
-
-            async def call(operation: str, body: dict) -> dict:
-                async with http.post(f"/api/v1/{operation}", json=body) as response:
-                    answer = await response.json()
-                    if response.status >= 300:
-                        raise RuntimeError(f"{operation}: {response.status} {answer}")
-                    return answer
-
+            call = api_caller(http)
             for agent_id in doomed + kept:
                 sim = sims[agent_id] = SimAgent(SimAgentConfig(agent_id, agent_id, ("image", "video_hosted")))
                 runner = web.AppRunner(create_agent_app(sim, AGENT_TOKEN), access_log=None)

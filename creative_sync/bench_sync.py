@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -21,6 +22,17 @@ from creative_sync.samples import display_creative, sync_request
 from creative_sync.sim_agents import SimAgent, SimAgentConfig, create_agent_app
 
 AGENT_TOKEN = "bench-agent-token"
+
+
+def api_caller(http: aiohttp.ClientSession) -> Callable[[str, dict], Awaitable[dict]]:
+    """`call(operation, body)`: the REST operation's answer, or RuntimeError for an error status."""
+    async def call(operation: str, body: dict) -> dict:
+        async with http.post(f"/api/v1/{operation}", json=body) as response:
+            answer = await response.json()
+            if response.status >= 300:
+                raise RuntimeError(f"{operation}: {response.status} {answer}")
+            return answer
+    return call
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -40,14 +52,7 @@ async def sync_part(base: str, token: str, *, agents: int = 10, creatives: int =
     account = "bench-0"
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(base, headers=headers, timeout=aiohttp.ClientTimeout(total=120)) as http:
-
-        async def call(operation: str, body: dict) -> dict:
-            async with http.post(f"/api/v1/{operation}", json=body) as response:
-                answer = await response.json()
-                if response.status >= 300:
-                    raise RuntimeError(f"{operation}: {response.status} {answer}")
-                return answer
-
+        call = api_caller(http)
         try:
             for n in range(agents):
                 sim = SimAgent(SimAgentConfig(f"bench-agent-{n}", f"Bench agent {n}", ("image",)))

@@ -13,11 +13,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from creative_sync.bench_failover import agents_by_owner, largest_gap
 from creative_sync.broker import free_port
 from creative_sync.processes import WorkerProcess
-from creative_sync.samples import display_creative, sync_request
 from creative_sync.sim_agents import Behaviour, SimAgentConfig
 from gateway.app import create_app
 from gateway.auth import PrincipalStore
-from tests.integration.sales_agents import Agents, Api, eventually, register
+from tests.integration.sales_agents import Agents, Api, all_synced, eventually, load_and_sync_by_hand, register
 from topics.catalogue import Codecs
 
 CREATIVES, AGENTS_PER_WORKER = 1200, 3
@@ -56,17 +55,8 @@ async def test_a_killed_worker_fails_over_to_the_survivor_without_stalling_it(to
             await agents.add(SimAgentConfig(agent_id, agent_id, ("image",), behaviour=Behaviour(latency_s=CALL_LATENCY_S)))
             await register(api, agents, agent_id, agent_id)
 
-        async def discovered() -> bool:
-            listed = await api.call("list_sales_agents", {"account": {"account_id": "acct-1"}})
-            return all(a["discovery"] == "done" for a in listed["sales_agents"]) and len(listed["sales_agents"]) == 6
-        await eventually(discovered, timeout=180, what="discovery")
-
         creative_ids = [f"c{i:04d}" for i in range(CREATIVES)]
-        chunks = [creative_ids[i:i + 100] for i in range(0, CREATIVES, 100)]
-        for chunk in chunks:
-            await api.call("sync_creatives", sync_request("acct-1", [display_creative(c) for c in chunk]))
-        for chunk in chunks:
-            await api.call("sync_creative_to_sales_agents", {"account": {"account_id": "acct-1"}, "creative_ids": chunk})
+        chunks = await load_and_sync_by_hand(api, 2 * AGENTS_PER_WORKER, creative_ids)
 
         def received(agent_ids: list[str]) -> int:
             return sum(len(agents.sims[a].received) for a in agent_ids)
@@ -94,21 +84,8 @@ async def test_a_killed_worker_fails_over_to_the_survivor_without_stalling_it(to
         # who owns what) and a call; when the survivor stopped its supervisors instead, it was ~10 s.
         assert stall <= 2 * CALL_LATENCY_S + 5, f"the survivor's agents paused {stall:.1f} s during the failover"
 
-        async def all_settled() -> bool:  # every pair's status recorded as synced, by the owners now alive
-            for chunk in chunks:
-                response = await api.client.post("/api/v1/get_creative_sync_status", headers={"Authorization": f"Bearer {api.token}"},
-                                                 json={"account": {"account_id": "acct-1"}, "creative_ids": chunk})
-                answer = await response.json()
-                if response.status == 503:  # an owner still restoring: a transient answer
-                    assert answer["adcp_error"]["recovery"] == "transient", answer
-                    return False
-                assert response.status == 200, answer
-                for creative in answer["creatives"]:
-                    rows = creative["sales_agents"]
-                    if len(rows) != 2 * AGENTS_PER_WORKER or any(r["sync_status"] != "synced" for r in rows):
-                        return False
-            return True
-        await eventually(all_settled, timeout=300, what="every (creative, agent) pair settled as synced")
+        await eventually(lambda: all_synced(api, chunks, 2 * AGENTS_PER_WORKER), timeout=300,
+                         what="every (creative, agent) pair settled as synced")
 
         for name in doomed + survivor:  # exactly once: never one creative under two keys
             keys_by_creative: dict[str, set[str]] = {}

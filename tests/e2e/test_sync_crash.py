@@ -7,11 +7,10 @@ import asyncio
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from creative_sync.samples import display_creative, sync_request
 from creative_sync.sim_agents import SimAgentConfig
 from gateway.app import create_app
 from gateway.auth import PrincipalStore
-from tests.integration.sales_agents import Agents, Api, eventually, register
+from tests.integration.sales_agents import Agents, Api, all_synced, eventually, load_and_sync_by_hand, register
 from tests.support import WorkerProcess
 
 CREATIVES, AGENTS = 1000, 5
@@ -32,18 +31,8 @@ async def test_killed_worker_resumes_every_delivery_under_its_original_key(worke
             await register(api, agents, f"agent-{n}", f"Publisher {n}")
         await asyncio.to_thread(worker.wait_assigned)
 
-        async def discovered() -> bool:
-            listed = await api.call("list_sales_agents", {"account": {"account_id": "acct-1"}})
-            return len(listed["sales_agents"]) == AGENTS and all(a["discovery"] == "done" for a in listed["sales_agents"])
-        await eventually(discovered, timeout=180, what="discovery")
-
         ids = [f"c{i:04d}" for i in range(CREATIVES)]
-        chunks = [ids[i:i + 100] for i in range(0, CREATIVES, 100)]
-        for chunk in chunks:
-            await api.call("sync_creatives", sync_request("acct-1", [display_creative(c) for c in chunk]))
-        for chunk in chunks:
-            answer = await api.call("sync_creative_to_sales_agents", {"account": {"account_id": "acct-1"}, "creative_ids": chunk})
-            assert all(len(c["queued"]) == AGENTS for c in answer["creatives"])
+        chunks = await load_and_sync_by_hand(api, AGENTS, ids)
 
         def delivered() -> int:
             return sum(len(sim.received) for sim in agents.sims.values())
@@ -53,21 +42,8 @@ async def test_killed_worker_resumes_every_delivery_under_its_original_key(worke
         assert at_kill < CREATIVES * AGENTS
         restarted = WorkerProcess(settings, tmp_path / "worker-restarted.log").start()
 
-        async def all_final() -> bool:
-            for chunk in chunks:
-                response = await api.client.post("/api/v1/get_creative_sync_status", headers={"Authorization": f"Bearer {api.token}"},
-                                                 json={"account": {"account_id": "acct-1"}, "creative_ids": chunk})
-                answer = await response.json()
-                if response.status == 503:  # the restarted worker still restoring its tables: a transient answer
-                    assert answer["adcp_error"]["recovery"] == "transient", answer
-                    return False
-                assert response.status == 200, answer
-                for creative in answer["creatives"]:
-                    rows = creative["sales_agents"]
-                    if len(rows) != AGENTS or any(r["sync_status"] != "synced" for r in rows):
-                        return False
-            return True
-        await eventually(all_final, timeout=300, what="every (creative, agent) pair synced after the restart")
+        await eventually(lambda: all_synced(api, chunks, AGENTS), timeout=300,
+                         what="every (creative, agent) pair synced after the restart")
 
         for name, sim in agents.sims.items():
             keys_by_creative: dict[str, set[str]] = {}

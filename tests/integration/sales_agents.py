@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from creative_sync.broker import free_port
-from creative_sync.samples import display_creative
+from creative_sync.samples import display_creative, sync_request
 from creative_sync.sim_agents import (
     SimAgent,
     SimAgentConfig,
@@ -92,6 +92,40 @@ async def register(api: Api, agents: Agents, agent_id: str, name: str, **extra) 
     return await api.call("register_sales_agent", {
         "account": {"account_id": api.account}, "sales_agent_id": agent_id, "name": name, "agent_url": agents.urls[agent_id],
         "protocol": "mcp", "auth": {"token": AGENT_TOKEN, "header": "Authorization"}, **extra})
+
+
+async def load_and_sync_by_hand(api: Api, agents: int, creative_ids: list[str]) -> list[list[str]]:
+    """Once the account's `agents` agents are discovered: the creatives into the library, then synced
+    by hand to every agent, 100 a request; the chunks of 100."""
+    async def discovered() -> bool:
+        listed = await api.call("list_sales_agents", {"account": {"account_id": api.account}})
+        return len(listed["sales_agents"]) == agents and all(a["discovery"] == "done" for a in listed["sales_agents"])
+    await eventually(discovered, timeout=180, what="discovery")
+    chunks = [creative_ids[i:i + 100] for i in range(0, len(creative_ids), 100)]
+    for chunk in chunks:
+        await api.call("sync_creatives", sync_request(api.account, [display_creative(c) for c in chunk]))
+    for chunk in chunks:
+        answer = await api.call("sync_creative_to_sales_agents", {"account": {"account_id": api.account}, "creative_ids": chunk})
+        assert all(len(c["queued"]) == agents for c in answer["creatives"]), answer
+    return chunks
+
+
+async def all_synced(api: Api, chunks: list[list[str]], agents: int) -> bool:
+    """Whether every creative of `chunks` is synced to all `agents` agents, as the status says (an
+    owner still restoring its tables answers a transient 503: not yet)."""
+    for chunk in chunks:
+        response = await api.client.post("/api/v1/get_creative_sync_status", headers={"Authorization": f"Bearer {api.token}"},
+                                         json={"account": {"account_id": api.account}, "creative_ids": chunk})
+        answer = await response.json()
+        if response.status == 503:
+            assert answer["adcp_error"]["recovery"] == "transient", answer
+            return False
+        assert response.status == 200, answer
+        for creative in answer["creatives"]:
+            rows = creative["sales_agents"]
+            if len(rows) != agents or any(r["sync_status"] != "synced" for r in rows):
+                return False
+    return True
 
 
 def image_kind_creative(creative_id: str, width: int, height: int) -> dict:
