@@ -93,6 +93,8 @@ class Settings:
     #: how often the owners look for what is older (streams.retention).
     notification_retention_days: float = 30.0
     idempotency_ttl_s: float = 24 * 3600.0
+    #: How long the status rows of a removed sales agent are kept after its removal.
+    status_retention_days: float = 30.0
     retention_sweep_s: float = 3600.0
     sync_entry_cache_size: int = 2_000  # queued DELIVER entries (up to 100 creatives each) kept decoded for sending
     # -- campaign health (streams/health) -------------------------------------------------------
@@ -146,6 +148,7 @@ class Settings:
             poll_interval_s=float(_env("CREATIVE_SYNC_POLL_INTERVAL_S", "5")),
             status_cache_size=int(_env("CREATIVE_SYNC_STATUS_CACHE_SIZE", "20000")),
             notification_retention_days=float(_env("CREATIVE_SYNC_NOTIFICATION_RETENTION_DAYS", "30")),
+            status_retention_days=float(_env("CREATIVE_SYNC_STATUS_RETENTION_DAYS", "30")),
             idempotency_ttl_s=float(_env("CREATIVE_SYNC_IDEMPOTENCY_TTL_S", str(24 * 3600))),
             retention_sweep_s=float(_env("CREATIVE_SYNC_RETENTION_SWEEP_S", "3600")),
             sync_entry_cache_size=int(_env("CREATIVE_SYNC_SYNC_ENTRY_CACHE_SIZE", "2000")),
@@ -221,6 +224,7 @@ class Settings:
             "CREATIVE_SYNC_POLL_INTERVAL_S": str(self.poll_interval_s),
             "CREATIVE_SYNC_STATUS_CACHE_SIZE": str(self.status_cache_size),
             "CREATIVE_SYNC_NOTIFICATION_RETENTION_DAYS": str(self.notification_retention_days),
+            "CREATIVE_SYNC_STATUS_RETENTION_DAYS": str(self.status_retention_days),
             "CREATIVE_SYNC_IDEMPOTENCY_TTL_S": str(self.idempotency_ttl_s),
             "CREATIVE_SYNC_RETENTION_SWEEP_S": str(self.retention_sweep_s),
             "CREATIVE_SYNC_SYNC_ENTRY_CACHE_SIZE": str(self.sync_entry_cache_size),

@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from faust.types import EventT
 from mode.utils.collections import LRUCache
@@ -79,6 +79,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     @app.on_partitions_revoked.connect
     async def forget_states(app, revoked, **kwargs):  # noqa: ANN001
         recent.clear()
+        swept.clear()  # partitions may come here with rows a former owner had not swept
 
     def current_state(key: str, event: EventT) -> CreativeSyncState | None:
         state = recent.get(key)
@@ -136,6 +137,40 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
                                           partition=partition)
             for key, work, _ in written:
                 recent[key] = work.state
+
+    # The removed agents whose rows this worker has dropped from the partitions it owns, with the
+    # time of that removal (an id registered again and removed again is swept again).
+    swept: dict[str, datetime] = {}
+    results_topic = pipeline.topics["sync_results"].get_topic_name()
+    partition_of = codecs.partition_of("sync_results")
+
+    @app.timer(pipeline.settings.retention_sweep_s)
+    async def forget_removed_agents() -> None:
+        """Status rows of a sales agent removed longer than the status retention ago are dropped from
+        every creative's state on this worker's partitions (a state left with no row is removed).
+        One walk of the owned states per newly expired agent (removals are rare), not per sweep."""
+        cutoff = datetime.now(UTC) - timedelta(days=pipeline.settings.status_retention_days)
+        removed = logic.removed_before(pipeline.directory.agents.items.values(), cutoff)
+        expired = frozenset(a for a, when in removed.items() if swept.get(a) != when)
+        if not expired:
+            return
+        async with one_at_a_time:
+            owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == results_topic}
+            changed: dict[int, list[tuple[str, CreativeSyncState | None]]] = {}
+            dropped = 0
+            for key, state in list(states.items()):
+                partition = partition_of(key)
+                after = logic.without_agents(state, expired) if partition in owned else state
+                if after is not state:
+                    changed.setdefault(partition, []).append((key, after))
+                    dropped += len(state.rows) - (len(after.rows) if after is not None else 0)
+            for partition, rows in changed.items():
+                await pipeline.write_rows("sync_state", rows, partition=partition)
+                for key, after in rows:
+                    recent.pop(key, None)
+            swept.update({a: removed[a] for a in expired})
+        metrics.expired.labels("sync_state").inc(dropped)
+        log.info("dropped %d status rows of %d sales agents removed before %s", dropped, len(expired), cutoff)
 
     async def campaign_siblings(pending: dict[str, _Pending]) -> Siblings:
         """The campaigns of the take's newly rejected creatives (asked of the owner of their account)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from streams.sync.logic import job_id_for
 from topics.events import (
@@ -172,6 +173,21 @@ def newly_rejected(before: CreativeSyncState | None, after: CreativeSyncState) -
     old = {r.sales_agent_id: r.approval_status for r in (before.rows if before is not None else [])}
     return any(r.approval_status in ("rejected", "suspended") and old.get(r.sales_agent_id) != r.approval_status
                for r in after.rows)
+
+
+def removed_before(agents: Iterable[Any], cutoff: datetime) -> dict[str, datetime]:
+    """The sales agents (registry records) removed before `cutoff`, with when: their status rows have
+    outlived the status retention (streams.status.agent's sweep drops them)."""
+    return {a.sales_agent_id: a.updated_at for a in agents if a.deleted and a.updated_at < cutoff}
+
+
+def without_agents(state: CreativeSyncState, agent_ids: frozenset[str]) -> CreativeSyncState | None:
+    """`state` without the rows of `agent_ids`: the same object when it has none of them, None when
+    no row is left (the creative's state is then removed: a tombstone)."""
+    kept = [r for r in state.rows if r.sales_agent_id not in agent_ids]
+    if len(kept) == len(state.rows):
+        return state
+    return state.model_copy(update={"rows": kept}) if kept else None
 
 
 def where_synced(rows: Iterable[SyncStatus]) -> list[SyncStatus]:

@@ -1,6 +1,7 @@
 """Retention rules on the broker, with short windows: an idempotency key is forgotten after its
 replay window (its record tombstoned by the account's owner: the same key is then a new request),
-and a notification older than the notifications' retention leaves its account's list. (The rules'
+a notification older than the notifications' retention leaves its account's list, and the status
+rows of a removed sales agent leave every creative's state. (The rules'
 pure parts, with a controlled clock: tests/unit/test_inbox.py, tests/unit/test_library_index.py.)"""
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from creative_sync.samples import display_creative, sync_request
-from tests.integration.sales_agents import eventually
+from creative_sync.sim_agents import SimAgentConfig
+from tests.integration.sales_agents import eventually, register
 from tests.support import produce, read_topic, topic_name
 from topics.catalogue import Codecs, table
 from topics.events import Notification, Urgency
+from topics.ids import scoped
 
-pytestmark = pytest.mark.settings(idempotency_ttl_s=3.0, retention_sweep_s=0.5, notification_retention_days=1.0)
+# status rows: kept ~0.9 s after their agent's removal
+pytestmark = pytest.mark.settings(idempotency_ttl_s=3.0, retention_sweep_s=0.5, notification_retention_days=1.0,
+                                  status_retention_days=1e-5)
 
 
 async def test_an_expired_idempotency_key_and_an_old_notification_are_forgotten(api, topics_created):
@@ -47,3 +52,40 @@ async def test_an_expired_idempotency_key_and_an_old_notification_are_forgotten(
                  if n["notification_id"].startswith("retention-")]
         return found if found == ["retention-0"] else None
     await eventually(listed, timeout=60, what="the old notification forgotten, the new one kept")
+
+
+async def test_the_status_rows_of_a_removed_agent_are_dropped_after_the_retention(api, agents, topics_created):
+    settings, codecs = topics_created, Codecs(prefix=topics_created.topic_prefix)
+    for agent_id in ("staying", "leaving"):
+        await agents.add(SimAgentConfig(agent_id, agent_id.title(), ("image",)))
+        await register(api, agents, agent_id, agent_id.title())
+    await api.call("sync_creatives", sync_request(api.account, [display_creative("kept-c3"), display_creative("kept-c4")]))
+
+    async def synced_to_both() -> bool:
+        answer = await api.call("sync_creative_to_sales_agents", {"account": {"account_id": api.account},
+                                                                  "creative_ids": ["kept-c3", "kept-c4"]})
+        return all(len(c["queued"]) == 2 for c in answer["creatives"])
+    await eventually(synced_to_both, timeout=180, what="both agents discovered and the creatives queued to them")
+
+    async def rows(creative_id: str) -> set[str]:
+        return set(await api.status_of(creative_id))
+    await eventually(lambda: _all(rows, ["kept-c3", "kept-c4"], {"staying", "leaving"}), timeout=120,
+                     what="a status row at each agent")
+
+    await api.call("remove_sales_agent", {"account": {"account_id": api.account}, "sales_agent_id": "leaving"})
+    await eventually(lambda: _all(rows, ["kept-c3", "kept-c4"], {"staying"}), timeout=60,
+                     what="the removed agent's rows dropped once the retention passed")
+    # on the changelog too: the creative's state rewritten without them
+    changelog = table("sync_state").changelog_name(settings.app_id)
+    key = codecs.key_codec("string_key", f"{changelog}-key").encode(f"{api.account}/kept-c3")
+    state = codecs.schema("creative_sync_state", f"{changelog}-value")
+    records = await read_topic(settings.bootstrap_servers, changelog, timeout_s=60,
+                               until=lambda rs: any(r.key == key and r.value is not None
+                                                    and {x.sales_agent_id for x in state.decode(r.value).rows}
+                                                    == {scoped(api.account, "staying")} for r in rs))
+    assert {x.sales_agent_id for x in state.decode([r for r in records if r.key == key][-1].value).rows} == {
+        scoped(api.account, "staying")}
+
+
+async def _all(rows, creative_ids: list[str], agents: set[str]) -> bool:  # noqa: ANN001
+    return all([await rows(c) == agents for c in creative_ids])

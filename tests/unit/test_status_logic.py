@@ -182,3 +182,20 @@ def test_a_rejection_is_told_apart_from_a_row_that_stays_rejected():
         return CreativeSyncState(account_id="acct", creative_id="c1", rows=[row])
     assert newly_rejected(state("approved"), state("rejected")) and newly_rejected(None, state("suspended"))
     assert not newly_rejected(state("rejected"), state("rejected")) and not newly_rejected(state(None), state("approved"))
+
+
+def test_agents_removed_before_the_cutoff_are_the_expired_ones():
+    from types import SimpleNamespace as Agent
+    agents = [Agent(sales_agent_id="gone-long-ago", deleted=True, updated_at=at(0)),
+              Agent(sales_agent_id="gone-just-now", deleted=True, updated_at=at(100)),
+              Agent(sales_agent_id="still-here", deleted=False, updated_at=at(0))]
+    assert logic.removed_before(agents, cutoff=at(50)) == {"gone-long-ago": at(0)}
+    assert logic.removed_before(agents, cutoff=at(101)) == {"gone-long-ago": at(0), "gone-just-now": at(100)}
+
+
+def test_a_state_without_the_expired_agents_rows_is_new_unchanged_or_gone():
+    state = run(empty_state("a", "c"), result(SyncOutcome.SYNCED, agent="kept"), result(SyncOutcome.SYNCED, agent="gone"))
+    after = logic.without_agents(state, frozenset({"gone"}))
+    assert [r.sales_agent_id for r in after.rows] == ["kept"] and [r.sales_agent_id for r in state.rows] == ["gone", "kept"]
+    assert logic.without_agents(after, frozenset({"gone"})) is after  # nothing of theirs: the same object, no write
+    assert logic.without_agents(after, frozenset({"kept"})) is None  # no row left: the state is removed
