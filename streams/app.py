@@ -158,8 +158,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     conf = faust_settings(settings)
     Path(conf["datadir"]).mkdir(parents=True, exist_ok=True)  # faust makes only the last level
     app = faust.App(settings.app_id, **conf)
-    app.fetch_max_wait_ms = settings.fetch_max_wait_ms  # read by streams.transport
-    app.fetch_pacing = settings.pacing()  # likewise
+    app.fetch_pacing = settings.pacing()  # read by streams.transport's consumer
     registry = SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
     pipeline = Pipeline(app=app, settings=settings, codecs=Codecs(registry, settings.topic_prefix),
                         metrics=metrics or WorkerMetrics())

@@ -1,8 +1,8 @@
-"""faust's aiokafka transport with the consumer's fetch wait made configurable, end offsets that
-hold on the embedded broker, and the commit guards below.
+"""faust's aiokafka transport with the consumer's fetch wait paced, end offsets that hold on the
+embedded broker, and the commit guards below.
 
 faust hard-codes fetch_max_wait_ms=1500 in its worker consumer; on a quiet partition every
-hop of the pipeline then waits ~400 ms p50 / ~760 ms p99 for nothing. Registered as the
+hop of the pipeline then waited ~400 ms p50 / ~760 ms p99 for nothing. Registered as the
 `creative-sync-kafka://` broker scheme.
 """
 from __future__ import annotations
@@ -23,17 +23,19 @@ SCHEME = "creative-sync-kafka"
 
 
 class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """The worker's consumer, its fetch wait paced by `app.fetch_pacing` (topics.pacing): short
+    while records flow, long when idle."""
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        # aiokafka reads this attribute when it builds its fetcher in start(), after this returns.
-        consumer._fetch_max_wait_ms = int(getattr(self.app, "fetch_max_wait_ms", 1500))
+        # aiokafka reads this attribute when it builds its fetcher in start(), after this returns:
+        # its first fetches, before `pace` below takes over.
+        consumer._fetch_max_wait_ms = self.app.fetch_pacing.busy_ms
         return consumer
 
     async def on_start(self) -> None:
         await super().on_start()
-        pacing = getattr(self.app, "fetch_pacing", None)
-        if pacing is not None:  # short waits while records flow, long ones when idle (topics.pacing)
-            pace(self._consumer, pacing)
+        pace(self._consumer, self.app.fetch_pacing)
 
 
 async def confirmed_ends(probe: aiokafka.AIOKafkaConsumer, ends: Mapping[Any, int | None],
