@@ -148,29 +148,47 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     async def forget_removed_agents() -> None:
         """Status rows of a sales agent removed longer than the status retention ago are dropped from
         every creative's state on this worker's partitions (a state left with no row is removed).
-        One walk of the owned states per newly expired agent (removals are rare), not per sweep."""
+        One walk of the owned states per newly expired agent (removals are rare), not per sweep;
+        the walk holds no copy of the states (RocksDB iterates a snapshot; the tests' memory store, a
+        dict, must not lose a key mid-walk, and holds fewer than 1,000) and rewrites them 1,000 at
+        a time, each read again under the processors' lock, so that no processor waits for the walk
+        and no write of theirs is overwritten by it."""
         cutoff = datetime.now(UTC) - timedelta(days=pipeline.settings.status_retention_days)
         removed = logic.removed_before(pipeline.directory.agents.items.values(), cutoff)
         expired = frozenset(a for a, when in removed.items() if swept.get(a) != when)
         if not expired:
             return
+        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == results_topic}
+        dropped, candidates = 0, []
+        for walked, (key, state) in enumerate(states.items(), 1):
+            if partition_of(key) in owned and logic.without_agents(state, expired) is not state:
+                candidates.append(key)
+            if len(candidates) >= 1000:
+                dropped += await drop_rows(candidates, expired)
+                candidates = []
+            if walked % 1000 == 0:
+                await asyncio.sleep(0)  # a long walk lets the processors in
+        dropped += await drop_rows(candidates, expired)
+        swept.update({a: removed[a] for a in expired})
+        metrics.expired.labels("sync_state").inc(dropped)
+        log.info("dropped %d status rows of %d sales agents removed before %s", dropped, len(expired), cutoff)
+
+    async def drop_rows(keys: list[str], agent_ids: frozenset[str]) -> int:
+        """The states of `keys` rewritten without the rows of `agent_ids`; how many rows went."""
+        changed: dict[int, list[tuple[str, CreativeSyncState | None]]] = {}
+        dropped = 0
         async with one_at_a_time:
-            owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == results_topic}
-            changed: dict[int, list[tuple[str, CreativeSyncState | None]]] = {}
-            dropped = 0
-            for key, state in list(states.items()):
-                partition = partition_of(key)
-                after = logic.without_agents(state, expired) if partition in owned else state
+            for key in keys:
+                state = recent.get(key) or stored_row(states, key)
+                after = logic.without_agents(state, agent_ids) if state is not None else state
                 if after is not state:
-                    changed.setdefault(partition, []).append((key, after))
+                    changed.setdefault(partition_of(key), []).append((key, after))
                     dropped += len(state.rows) - (len(after.rows) if after is not None else 0)
             for partition, rows in changed.items():
                 await pipeline.write_rows("sync_state", rows, partition=partition)
-                for key, after in rows:
+                for key, _ in rows:
                     recent.pop(key, None)
-            swept.update({a: removed[a] for a in expired})
-        metrics.expired.labels("sync_state").inc(dropped)
-        log.info("dropped %d status rows of %d sales agents removed before %s", dropped, len(expired), cutoff)
+        return dropped
 
     async def campaign_siblings(pending: dict[str, _Pending]) -> Siblings:
         """The campaigns of the take's newly rejected creatives (asked of the owner of their account)
