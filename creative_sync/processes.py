@@ -1,21 +1,117 @@
-"""Child processes of the system (worker, gateway), shared by `up`, `bench` and the tests."""
+"""Child processes of the system (worker, gateway), shared by `up`, `bench` and the tests.
+
+Two ways to start one: `python -m creative_sync <role>` (the default: what a container does, and
+what the benchmark measures), or forked from a preloaded server (`preload_children()`: the tests).
+Importing the adcp SDK costs ~18 CPU-s per process on these machines (it builds its pydantic type
+graph at import; see the README's "Cold start"): the test suite starts some forty workers, gateways
+and agents, so it imports the SDK once, in the standard library's fork server, and forks each child
+from there. A forked child is still a process of its own: its own memory, pid, log and SIGKILL."""
 from __future__ import annotations
 
+import multiprocessing
 import os
+import runpy
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO, Any
 
 from creative_sync.settings import Settings
+
+# What the fork server imports once: the SDK's client and server framework, faust, the processes' code.
+PRELOADED = ("creative_sync.preloaded",)
+_forkserver: Any = None  # the fork server's context once preload_children() is called
+
+
+def preload_children(*also: str) -> None:
+    """From now on, children are forked from a server that imported PRELOADED (and `also`) once.
+    Call before the first child starts: the server's imports are fixed when it starts."""
+    global _forkserver
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([*PRELOADED, *also])
+    _forkserver = context
 
 
 def spawn(role: str, settings: Settings, *args: str, env_extra: dict[str, str] | None = None, **popen) -> subprocess.Popen:
     """`python -m creative_sync <role> [args]` with `settings` (and `env_extra`) in its environment."""
-    env = {**os.environ, **settings.to_env(), **(env_extra or {})}
-    return subprocess.Popen([sys.executable, "-m", "creative_sync", role, *args], env=env, stdin=subprocess.DEVNULL, **popen)
+    return spawn_module("creative_sync", [role, *args], {**settings.to_env(), **(env_extra or {})}, **popen)
+
+
+def spawn_module(module: str, argv: list[str], env: dict[str, str], **popen) -> subprocess.Popen:
+    """`python -m module argv...` with `env` added to this process's environment: executed, or
+    forked from the preloaded server (then `popen` may name stdout and stderr only: a file, DEVNULL
+    or, for stderr, STDOUT)."""
+    env = {**os.environ, **env}
+    if _forkserver is None:
+        return subprocess.Popen([sys.executable, "-m", module, *argv], env=env, stdin=subprocess.DEVNULL, **popen)
+    return ForkedChild(_forkserver, module, argv, env, **popen)  # type: ignore[return-value]
+
+
+def _target(stream: IO | int | None) -> str | int | None:
+    """What the forked child opens for stdout/stderr: a path, or STDOUT; None inherits."""
+    if stream is None or stream == subprocess.STDOUT:
+        return stream
+    if stream == subprocess.DEVNULL:
+        return os.devnull
+    assert hasattr(stream, "name"), f"a forked child writes to a file, not {stream!r}"
+    return str(stream.name)
+
+
+def _run_forked(module: str, argv: list[str], env: dict[str, str], stdout: str | None, stderr: str | int | None) -> None:
+    """In the forked child: the environment, stdio and argv of `python -m module argv`, then the module."""
+    import ctypes
+
+    # SIGKILL when the fork server dies (it dies with the process that started it): no child outlives its run.
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    os.environ.clear()
+    os.environ.update(env)
+    for fd, path in ((1, stdout), (2, stderr)):
+        if isinstance(path, str):
+            opened = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.dup2(opened, fd)
+            os.close(opened)
+    if stderr == subprocess.STDOUT:
+        os.dup2(1, 2)
+    sys.argv = [module, *argv]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+class ForkedChild:
+    """A child forked from the preloaded server, with the part of Popen's interface we use."""
+
+    def __init__(self, context: Any, module: str, argv: list[str], env: dict[str, str], *,
+                 stdout: IO | int | None = None, stderr: IO | int | None = None) -> None:
+        self._process = context.Process(target=_run_forked, args=(module, argv, env, _target(stdout), _target(stderr)),
+                                        name=f"{module} {' '.join(argv[:1])}", daemon=True)
+        self._process.start()
+        self.pid: int = self._process.pid
+        self.args = [module, *argv]
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        return self._process.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        if self._process.exitcode is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 class ChildProcess:

@@ -26,15 +26,16 @@ def expired_range(prefix: str, cutoff: datetime) -> tuple[str, str]:
     return prefix, prefix + moment(cutoff)
 
 
-async def forget_older(pipeline: Any, table_name: str, role: str, cutoff: datetime, *,  # streams.app.Pipeline
-                       prefix_of: Callable[[str], str], row_key_of: Callable[[str, Any], Any]) -> int:
-    """Tombstone the rows of `table_name` (which follows topic `role`) older than `cutoff`, in the
-    partitions this worker owns; how many went. `row_key_of(account, index entry)`: the row's key."""
+def expired_keys(pipeline: Any, table_name: str, role: str, cutoff: datetime, *,  # streams.app.Pipeline
+                 prefix_of: Callable[[str], str], row_key_of: Callable[[str, Any], Any]) -> dict[int, list[Any]]:
+    """The keys of the rows of `table_name` (which follows topic `role`) older than `cutoff`, in the
+    partitions this worker owns, by partition (none during a rebalance). `row_key_of(account,
+    index entry)`: the row's key."""
     app, store = pipeline.app, pipeline.tables[table_name].data
     if getattr(app, "rebalancing", False):
-        return 0
+        return {}
     topic_name, partition_of = pipeline.topics[role].get_topic_name(), pipeline.codecs.partition_of(role)
-    gone = 0
+    found: dict[int, list[Any]] = {}
     for tp in app.assignor.assigned_actives():
         if tp.topic != topic_name:
             continue
@@ -42,8 +43,17 @@ async def forget_older(pipeline: Any, table_name: str, role: str, cutoff: dateti
             low, high = expired_range(prefix_of(account_id), cutoff)
             keys = [row_key_of(account_id, entry) for _, entry in store.index_range(tp.partition, low, high, False)]
             if keys:
-                await pipeline.write_rows(table_name, ((key, None) for key in keys), partition=tp.partition)
-                gone += len(keys)
+                found.setdefault(tp.partition, []).extend(keys)
+    return found
+
+
+async def forget_older(pipeline: Any, table_name: str, role: str, cutoff: datetime, *,  # streams.app.Pipeline
+                       prefix_of: Callable[[str], str], row_key_of: Callable[[str, Any], Any]) -> int:
+    """Tombstone the rows of `table_name` older than `cutoff` (see expired_keys); how many went."""
+    expired = expired_keys(pipeline, table_name, role, cutoff, prefix_of=prefix_of, row_key_of=row_key_of)
+    for partition, keys in expired.items():
+        await pipeline.write_rows(table_name, ((key, None) for key in keys), partition=partition)
+    gone = sum(len(keys) for keys in expired.values())
     if gone:
         pipeline.metrics.expired.labels(table_name).inc(gone)
     return gone

@@ -15,18 +15,29 @@ from pathlib import Path
 import pytest
 
 from creative_sync.broker import EmbeddedBroker, free_port
+from creative_sync.processes import WorkerProcess, preload_children
 from creative_sync.settings import Settings
-from creative_sync.processes import WorkerProcess
 
 _MARKER_BY_FOLDER = {"unit": "unit", "component": "component", "integration": "integration", "e2e": "e2e"}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Workers, gateways and field agents are forked from a server that imports the adcp SDK once
+    (creative_sync.processes)."""
+    preload_children("tests.field_agents.agent")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test carries the marker of its folder (tests/unit → unit, ...)."""
+    """Every test carries the marker of its folder (tests/unit → unit, ...). With tests that start
+    processes among them, the fork server starts now: its imports overlap the first tests."""
     for item in items:
         folder = Path(str(item.fspath)).parent.name
         if folder in _MARKER_BY_FOLDER:
             item.add_marker(getattr(pytest.mark, _MARKER_BY_FOLDER[folder]))
+    if any(Path(str(item.fspath)).parent.name in ("integration", "e2e") for item in items):
+        import multiprocessing.forkserver
+
+        multiprocessing.forkserver.ensure_running()
 
 
 @pytest.fixture(scope="session")

@@ -126,6 +126,10 @@ TABLES: tuple[TableSpec, ...] = (
               "The jobs of the queues above until their batch is delivered."),
     TableSpec("sync_state", "sync_results", "account_id/creative_id", "creative_sync_state",
               "Per creative, its current content version and its status with every sales agent."),
+    TableSpec("archived_creatives", "sync_results", "account_id/creative_id", "archived_creative",
+              "The creatives with status rows that the library archived, and when; its store keeps each account's "
+              "in archiving order, so that the owner drops the status rows of those archived longer than the status "
+              "retention by reading only them (streams.status.store).", indexed=True),
     TableSpec("notifications", "notifications", "account_id/notification_id", "stored_notification",
               "Per account, its notifications (first seen) with their read and acknowledged flags; its store also keeps "
               "them newest first and the account's unread counts (streams.notify.store), so that a page costs a page. "

@@ -251,6 +251,12 @@ class CreativeSyncState(Event):
     rows: list[SyncStatus] = Field(default_factory=list)
 
 
+class ArchivedCreative(Event):
+    account_id: str
+    creative_id: str
+    archived_at: datetime
+
+
 # -- registry, campaigns, health, notifications -------------------------------------------------
 class AgentProtocol(StrEnum):
     MCP = "MCP"
@@ -502,6 +508,7 @@ MODELS: dict[str, type[Event]] = {
     "sales_agent_credentials": SalesAgentCredentials,
     "agent_queue": AgentQueue,
     "creative_sync_state": CreativeSyncState,
+    "archived_creative": ArchivedCreative,
     "campaign_entity": CampaignEntity,
     "campaign_health": CampaignHealth,
     "campaign_activity": CampaignActivity,

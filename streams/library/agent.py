@@ -17,7 +17,7 @@ from streams.library.logic import Verdict
 from streams.library.requests import Problem, RequestRejected, creative_problems, parse_sync_request, payload_hash
 from streams.runtime import consume, stored_row
 from topics.codec import from_json, to_json
-from topics.events import ChangeKind, FailureStage, IdempotencyRecord, LibraryCommand, LibraryOperation, TaskResult, TaskStatus
+from topics.events import FailureStage, IdempotencyRecord, LibraryCommand, LibraryOperation, TaskResult, TaskStatus
 
 PROCESSOR = "library"
 
@@ -79,7 +79,7 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         for change in decision.events:
             key = state_key.encode(logic.creative_key(change.account_id, change.creative_id))
             await pipeline.publish("creative_state", key, state_value.encode(change))
-            if change.change is ChangeKind.CONTENT:  # what the status processor re-syncs from (creations never)
+            if logic.concerns_status(change):
                 await pipeline.publish("content_changes", key, content_value.encode(change))
         for outcome in decision.outcomes:
             metrics.creatives.labels(outcome.action).inc()

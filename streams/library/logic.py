@@ -185,6 +185,13 @@ def apply_upserts(
     return decision
 
 
+def concerns_status(change: CreativeChanged) -> bool:
+    """Whether the status processor hears of a change (topic content_changes): a content change (it
+    re-syncs the creative where it is synced), an archiving, and a status change (a creative brought
+    back) (both start or end the retention of its status rows). Creations never: they have no status."""
+    return change.change in (ChangeKind.CONTENT, ChangeKind.ARCHIVED) or "status" in change.changed_fields
+
+
 def _assignment_dates(assigned_to: list[str], previous: StoredCreative | None, now: datetime) -> dict[str, datetime]:
     """When each package was assigned: kept for packages already there, `now` for new ones."""
     before = previous.assigned_at if previous is not None else {}

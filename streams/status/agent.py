@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from faust.types import EventT
 from mode.utils.collections import LRUCache
 
+from streams import retention
 from streams.notify import agent as notify
 from streams.notify.logic import CampaignRef, creative_notifications
 from streams.runtime import consume_batches, stored_row, writing_as
@@ -32,9 +33,10 @@ from streams.owner_client import OwnersUnavailable
 from streams.status import logic
 from streams.status import reads as status_reads
 from streams.status.logic import StatusChange
+from streams.status.store import ArchivedIndex
 from streams.matching.plan import content_change_triggers
 from topics.codec import RowCachingCodec
-from topics.events import CreativeSyncState, SyncItem, SyncResult
+from topics.events import ArchivedCreative, CreativeChanged, CreativeSyncState, SyncItem, SyncResult
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ class Siblings:
 
 def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import cycle)
     app, codecs, metrics = pipeline.app, pipeline.codecs, pipeline.metrics
-    states = pipeline.tables["sync_state"]
+    states, archived = pipeline.tables["sync_state"], pipeline.tables["archived_creatives"]
     status_key, plain_status = codecs.key("sync_status"), codecs.value("sync_status")
     # The same schema, framing and subject, with each row's bytes kept: a write re-encodes only
     # the rows that changed.
@@ -235,6 +237,45 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         now = datetime.now(UTC)
         await apply(((c.account_id, c.creative_id, event, lambda state, c=c: logic.apply_change(state, c, now))
                      for c, event in batch), "content")
+        await mark_archived(batch)
+
+    async def mark_archived(batch: list[tuple[CreativeChanged, EventT]]) -> None:
+        """A creative with status rows that the library archives is remembered with the time, one that
+        comes back is forgotten (logic.archive_mark): what forget_archived sweeps."""
+        marks: dict[str, tuple[int, ArchivedCreative | None]] = {}  # key -> (partition, mark)
+        async with one_at_a_time:
+            for change, event in batch:
+                key = logic.state_key(change.account_id, change.creative_id)
+                marked = marks[key][1] if key in marks else stored_row(archived, key, event)
+                state = current_state(key, event)
+                after = logic.archive_mark(change, state is not None and bool(state.rows), marked)
+                if after != marked:
+                    marks[key] = (event.message.partition, after)
+            by_partition: dict[int, list[tuple[str, ArchivedCreative | None]]] = {}
+            for key, (partition, mark) in marks.items():
+                by_partition.setdefault(partition, []).append((key, mark))
+            for partition, rows in by_partition.items():
+                await pipeline.write_rows("archived_creatives", rows, partition=partition)
+
+    @app.timer(pipeline.settings.retention_sweep_s)
+    async def forget_archived() -> None:
+        """The status rows of a creative archived longer than the status retention ago go (a
+        tombstone in the table and on the status topic), with its mark. The sweep reads only the
+        expired marks: a range at the front of each account's index."""
+        cutoff = datetime.now(UTC) - timedelta(days=pipeline.settings.status_retention_days)
+        async with one_at_a_time:
+            expired = retention.expired_keys(pipeline, "archived_creatives", "sync_results", cutoff,
+                                             prefix_of=ArchivedIndex.prefix, row_key_of=logic.state_key)
+            for partition, keys in expired.items():
+                for key in keys:
+                    await pipeline.publish("sync_status", status_key.encode(key), None)
+                    recent.pop(key, None)
+                await pipeline.write_rows("sync_state", [(key, None) for key in keys], partition=partition)
+                await pipeline.write_rows("archived_creatives", [(key, None) for key in keys], partition=partition)
+        gone = sum(len(keys) for keys in expired.values())
+        if gone:
+            metrics.expired.labels("sync_state").inc(gone)
+            log.info("dropped the status of %d creatives archived before %s", gone, cutoff)
 
     async def on_results(batch) -> None:  # noqa: ANN001
         # A creative's results of the take, in order, applied together (with the last event about it:

@@ -13,6 +13,7 @@ from typing import Any
 from streams.sync.logic import job_id_for
 from topics.events import (
     ApprovalEvent,
+    ArchivedCreative,
     ChangeKind,
     CreativeChanged,
     CreativeSyncState,
@@ -166,6 +167,17 @@ def apply_change(state: CreativeSyncState, change: CreativeChanged, now: datetim
         out.state = _with_row(out.state, pending)
         out.rows.append(pending)
     return out
+
+
+def archive_mark(change: CreativeChanged, synced: bool, marked: ArchivedCreative | None) -> ArchivedCreative | None:
+    """What the archived_creatives table holds for a creative after a library `change`: when it was
+    archived (only a creative with status rows: `synced`; a redelivered archiving keeps the first
+    time), and nothing once a change brings it back (any change with another status)."""
+    if change.status != "archived":
+        return None
+    if marked is not None or not synced:
+        return marked
+    return ArchivedCreative(account_id=change.account_id, creative_id=change.creative_id, archived_at=change.updated_at)
 
 
 def newly_rejected(before: CreativeSyncState | None, after: CreativeSyncState) -> bool:

@@ -17,18 +17,12 @@ from typing import Any
 import aiohttp
 
 from creative_sync.broker import free_port
+from creative_sync.processes import spawn_module
 from creative_sync.samples import display_creative
 from tests.field_agents.agent import FieldAgentConfig
 from tests.integration.sales_agents import Api, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _die_with_parent() -> None:
-    """In the child: SIGKILL when the test process dies, so that no agent outlives its test run."""
-    import ctypes
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
 
 
 class FieldProcess:
@@ -43,20 +37,16 @@ class FieldProcess:
         """Start and wait until every agent listens (importing the adcp server framework takes
         ~20 s of CPU: generous on a busy machine)."""
         payload = json.dumps([dataclasses.asdict(c) for c in self.configs])
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "tests.field_agents", payload], cwd=ROOT,
-                                        stdout=subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                        preexec_fn=_die_with_parent)
+        printed = self.log_path.with_suffix(".out")
+        printed.unlink(missing_ok=True)
+        with self.log_path.open("ab") as log, printed.open("wb") as out:
+            self.process = spawn_module("tests.field_agents", [payload], {"PYTHONPATH": str(ROOT)}, stdout=out, stderr=log)
         deadline = time.monotonic() + timeout_s
-        assert self.process.stdout is not None
-        os.set_blocking(self.process.stdout.fileno(), False)
-        seen = b""
-        while b"ready" not in seen:
+        while b"ready" not in printed.read_bytes():
             if self.process.poll() is not None:
                 raise RuntimeError(f"field agents exited: {self.log_path.read_text()[-3000:]}")
             if time.monotonic() > deadline:
                 raise RuntimeError("field agents did not start in time")
-            seen += self.process.stdout.read() or b""
             time.sleep(0.1)
         return self
 

@@ -113,7 +113,11 @@ async def test_holiday_campaign_warning_rejection_and_recovery(api, agents, sett
                                decode=lambda r: health_codec.decode(r.value),
                                until=lambda found: any(h.status.value == "HEALTHY" and h.total_tactics == 5 for h in found))
     statuses = [h.status.value for h in records]
-    assert statuses.index("WARNING") < statuses.index("CRITICAL") < len(statuses) - 1 - statuses[::-1].index("HEALTHY")
+    # Warning, then critical, then healthy (a tactic created before its creatives were assigned may
+    # have made the very first record critical: the order is read from the first warning on).
+    warned = statuses.index("WARNING")
+    critical = statuses.index("CRITICAL", warned)
+    assert "HEALTHY" in statuses[critical:], statuses
     warning = next(h for h in records if h.status.value == "WARNING" and h.failures_in_window == 22)
     assert (warning.synced_tactics, warning.total_tactics, warning.last_sync_issue) == (3, 5, "2 tactics have creative sync failures")
 

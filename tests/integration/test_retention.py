@@ -1,8 +1,8 @@
 """Retention rules on the broker, with short windows: an idempotency key is forgotten after its
 replay window (its record tombstoned by the account's owner: the same key is then a new request),
 a notification older than the notifications' retention leaves its account's list, and the status
-rows of a removed sales agent leave every creative's state. (The rules'
-pure parts, with a controlled clock: tests/unit/test_inbox.py, tests/unit/test_library_index.py.)"""
+rows of a removed sales agent leave every creative's state, and an archived creative's status goes.
+(The rules' pure parts, with a controlled clock: tests/unit/test_retention.py, tests/unit/test_status_logic.py.)"""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -85,6 +85,41 @@ async def test_the_status_rows_of_a_removed_agent_are_dropped_after_the_retentio
                                                     == {scoped(api.account, "staying")} for r in rs))
     assert {x.sales_agent_id for x in state.decode([r for r in records if r.key == key][-1].value).rows} == {
         scoped(api.account, "staying")}
+
+
+async def test_the_status_of_a_creative_archived_longer_than_the_retention_is_dropped(api, agents, topics_created):
+    settings, codecs = topics_created, Codecs(prefix=topics_created.topic_prefix)
+    await agents.add(SimAgentConfig("keeper", "Keeper", ("image",)))
+    await register(api, agents, "keeper", "Keeper")
+    creatives = [display_creative("stays-c5"), display_creative("archived-c6")]
+    await api.call("sync_creatives", sync_request(api.account, creatives))
+
+    async def queued() -> bool:
+        answer = await api.call("sync_creative_to_sales_agents", {"account": {"account_id": api.account},
+                                                                  "creative_ids": ["stays-c5", "archived-c6"]})
+        return all(c["queued"] for c in answer["creatives"])
+    await eventually(queued, timeout=180, what="the agent discovered and the creatives queued to it")
+
+    async def rows(creative_id: str) -> set[str]:
+        return set(await api.status_of(creative_id))
+    await eventually(lambda: _all(rows, ["stays-c5", "archived-c6"], {"keeper"}), timeout=120, what="a status row each")
+
+    kept = await api.call("sync_creatives", sync_request(api.account, creatives[:1], delete_missing=True))
+    assert {c["creative_id"]: c["action"] for c in kept["creatives"]}["archived-c6"] == "deleted"  # AdCP: archived
+    await eventually(lambda: _all(rows, ["archived-c6"], set()), timeout=60,
+                     what="the archived creative's status dropped once the retention passed")
+    assert await rows("stays-c5") == {"keeper"}  # the creative still in the library keeps its status
+    listed = await api.call("list_creatives", {"account": {"account_id": api.account}, "filters": {"statuses": ["archived"]}})
+    assert [c["creative_id"] for c in listed["creatives"]] == ["archived-c6"]  # the creative itself stays, archived
+
+    # tombstoned in the table's changelog and on the status topic
+    changelog = table("sync_state").changelog_name(settings.app_id)
+    key = codecs.key_codec("string_key", f"{changelog}-key").encode(f"{api.account}/archived-c6")
+    await read_topic(settings.bootstrap_servers, changelog, timeout_s=60,
+                     until=lambda rs: any(r.key == key and r.value is None for r in rs))
+    status_key = codecs.key("sync_status").encode(f"{api.account}/archived-c6")
+    await read_topic(settings.bootstrap_servers, topic_name(settings, "sync_status"), timeout_s=60,
+                     until=lambda rs: any(r.key == status_key and r.value is None for r in rs))
 
 
 async def _all(rows, creative_ids: list[str], agents: set[str]) -> bool:  # noqa: ANN001

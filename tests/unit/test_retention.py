@@ -49,3 +49,18 @@ def test_idempotency_keys_past_their_replay_window_are_found_by_recording_time()
     table.put(creative_key("acct", "early-key-0001"), None)
     assert expired(table, IdempotencyIndex.prefix("acct"), now - window) == ["mid-key-00001"]
     assert table.data.account_counts(0, "acct") == {"keys": 2} and table.data.account_counts(0, "other") == {"keys": 1}
+
+
+def test_archived_creatives_past_the_status_retention_are_found_by_archiving_time():
+    from streams.status.store import ArchivedIndex
+    from topics.events import ArchivedCreative
+
+    table = MemoryTable("archived_creatives")
+    for account, creative, days in (("acct", "late", 20), ("acct", "early", 1), ("acct", "mid", 10), ("other", "early", 1)):
+        table.put(creative_key(account, creative), ArchivedCreative(account_id=account, creative_id=creative,
+                                                                    archived_at=T0 + timedelta(days=days)))
+    cutoff = T0 + timedelta(days=45) - timedelta(days=30)  # a 30-day retention, 45 days on: early and mid
+    assert expired(table, ArchivedIndex.prefix("acct"), cutoff) == ["early", "mid"]
+    table.put(creative_key("acct", "mid"), None)  # brought back: no longer archived
+    assert expired(table, ArchivedIndex.prefix("acct"), cutoff) == ["early"]
+    assert expired(table, ArchivedIndex.prefix("other"), cutoff) == ["early"]

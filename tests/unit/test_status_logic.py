@@ -199,3 +199,24 @@ def test_a_state_without_the_expired_agents_rows_is_new_unchanged_or_gone():
     assert [r.sales_agent_id for r in after.rows] == ["kept"] and [r.sales_agent_id for r in state.rows] == ["gone", "kept"]
     assert logic.without_agents(after, frozenset({"gone"})) is after  # nothing of theirs: the same object, no write
     assert logic.without_agents(after, frozenset({"kept"})) is None  # no row left: the state is removed
+
+
+def test_an_archived_creative_with_status_rows_is_marked_once_and_unmarked_when_it_comes_back():
+    archived = change(ChangeKind.ARCHIVED, 1, when=30).model_copy(update={"status": "archived"})
+    mark = logic.archive_mark(archived, synced=True, marked=None)
+    assert (mark.account_id, mark.creative_id, mark.archived_at) == ("a", "c", at(30))
+    later = archived.model_copy(update={"updated_at": at(90)})
+    assert logic.archive_mark(later, synced=True, marked=mark) is mark  # redelivered: the first time stays
+    assert logic.archive_mark(archived, synced=False, marked=None) is None  # no status rows: nothing to drop later
+    back = change(ChangeKind.METADATA, 1, when=40).model_copy(update={"status": "approved", "changed_fields": ["status"]})
+    assert logic.archive_mark(back, synced=True, marked=mark) is None  # brought back: its rows stay
+    assert logic.archive_mark(change(ChangeKind.CONTENT, 2), synced=True, marked=None) is None
+
+
+def test_the_status_processor_hears_of_content_changes_archivings_and_status_changes_only():
+    from streams.library.logic import concerns_status
+
+    assert concerns_status(change(ChangeKind.CONTENT, 2)) and concerns_status(change(ChangeKind.ARCHIVED, 1))
+    assert concerns_status(change(ChangeKind.METADATA, 1).model_copy(update={"changed_fields": ["status"]}))
+    assert not concerns_status(change(ChangeKind.METADATA, 1).model_copy(update={"changed_fields": ["name"]}))
+    assert not concerns_status(change(ChangeKind.CREATED, 1))
