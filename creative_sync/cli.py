@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from creative_sync.settings import Settings
 
@@ -51,7 +52,17 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(s.ok for s in states) else 1
 
 
+def refuse_without_secrets(settings: Settings, role: str) -> int:
+    """2 (and why, on stderr) when a secret the configuration names is missing; 0 otherwise."""
+    missing = settings.missing_secrets()
+    for problem in missing:
+        print(f"creative-sync {role}: not starting: {problem}", file=sys.stderr)
+    return 2 if missing else 0
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    if refused := refuse_without_secrets(settings, "worker"):
+        return refused
     from creative_sync.worker import run_worker
 
     run_worker(settings)
@@ -59,9 +70,30 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    if refused := refuse_without_secrets(settings, "gateway"):
+        return refused
     from creative_sync.gateway_main import run_gateway
 
     run_gateway(settings)
+    return 0
+
+
+def cmd_secrets(args: argparse.Namespace, settings: Settings) -> int:
+    from creative_sync import secrets
+
+    folder = Path(args.dir)
+    if args.action == "init":
+        created = secrets.init(folder)
+        for path in created:
+            print(f"created {path} (mode 0600)")
+        print(f"{folder}: sealing key and webhook signing key in place" + ("" if created else " (nothing new)"))
+        print(f"mount it into every gateway and worker and set CREATIVE_SYNC_SECRETS_DIR={folder}")
+        return 0
+    if not (args.sealing or args.signing):
+        print("secrets rotate: name --sealing, --signing or both", file=sys.stderr)
+        return 2
+    for path in secrets.rotate(folder, sealing=args.sealing, signing=args.signing):
+        print(f"rotated {path}: a new key first, the old ones kept (they still open / verify)")
     return 0
 
 
@@ -120,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--name", required=True)
     add.add_argument("--account", action="append", required=True, help="an account it may act for (repeatable)")
     add.set_defaults(func=cmd_principals)
+    secrets = sub.add_parser("secrets", help="the deployment's shared secrets (sealing key, webhook signing key)")
+    secrets.add_argument("action", choices=["init", "rotate"])
+    secrets.add_argument("--dir", required=True, help="the secrets directory (what CREATIVE_SYNC_SECRETS_DIR names)")
+    secrets.add_argument("--sealing", action="store_true", help="rotate: a new sealing key")
+    secrets.add_argument("--signing", action="store_true", help="rotate: a new webhook signing key")
+    secrets.set_defaults(func=cmd_secrets)
     sim = sub.add_parser("sim-agents", help="simulated AdCP sales agents on loopback (display, video, AdCP 3.1)")
     sim.add_argument("--port", type=int, default=9100, help="port of the first agent (the others follow)")
     sim.add_argument("--token", default=None, help="the bearer token they accept (better: CREATIVE_SYNC_SIM_TOKEN, "

@@ -23,6 +23,9 @@ def _env_opt(name: str) -> str | None:
     return value or None
 
 
+#: The files of a secrets directory (`creative-sync secrets init`).
+SEALING_KEY, SIGNING_KEY = "sealing.key", "webhook-signing.pem"
+
 @dataclass(frozen=True)
 class Settings:
     # -- the cluster --------------------------------------------------------------------------
@@ -75,7 +78,10 @@ class Settings:
     webhook_signing_key_file: Path | None = None
     principals_file: Path = Path("var/principals.json")
     #: Fernet key sealing sales agents' secrets on the credentials topic; gateway and workers share it.
-    secrets_key_file: Path | None = None  # None: <data_dir>/secrets.key
+    secrets_key_file: Path | None = None  # None: <data_dir>/secrets.key (development: created on first use)
+    #: A deployment's secrets (`creative-sync secrets init --dir`): the sealing key and the webhook
+    #: signing key, shared by every gateway and worker; set, both must be there or a process refuses to start.
+    secrets_dir: Path | None = None
     #: The development allowance of the outbound policy (streams.sync.outbound): sales agents and
     #: webhooks may be on loopback and private networks. Off in production; `make up` and tests turn it on.
     allow_private_targets: bool = False
@@ -138,6 +144,7 @@ class Settings:
             webhook_signing_key_file=Path(key) if (key := _env_opt("CREATIVE_SYNC_WEBHOOK_SIGNING_KEY_FILE")) else None,
             principals_file=Path(_env("CREATIVE_SYNC_PRINCIPALS_FILE", str(data_dir / "principals.json"))),
             secrets_key_file=Path(key) if (key := _env_opt("CREATIVE_SYNC_SECRETS_KEY_FILE")) else None,
+            secrets_dir=Path(folder) if (folder := _env_opt("CREATIVE_SYNC_SECRETS_DIR")) else None,
             allow_private_targets=_env("CREATIVE_SYNC_ALLOW_PRIVATE_TARGETS", "false").lower() in ("1", "true", "yes"),
             sync_call_timeout_s=float(_env("CREATIVE_SYNC_SYNC_CALL_TIMEOUT_S", "30")),
             sync_flush_after_s=float(_env("CREATIVE_SYNC_SYNC_FLUSH_AFTER_S", "0.05")),
@@ -176,7 +183,22 @@ class Settings:
 
     @property
     def secrets_key_path(self) -> Path:
+        if self.secrets_dir is not None:
+            return self.secrets_dir / SEALING_KEY
         return self.secrets_key_file or self.data_dir / "secrets.key"
+
+    @property
+    def signing_key_path(self) -> Path | None:
+        """The webhook signing key's PEM (bundle); None: one is generated at start (one gateway only)."""
+        return self.secrets_dir / SIGNING_KEY if self.secrets_dir is not None else self.webhook_signing_key_file
+
+    def missing_secrets(self) -> list[str]:
+        """What the configuration names and is not there (a process must not start without it)."""
+        named = [self.signing_key_path] if self.signing_key_path is not None else []
+        if self.secrets_dir is not None:
+            named.insert(0, self.secrets_key_path)
+        return [f"{path} is missing: create the deployment's secrets with `creative-sync secrets init --dir "
+                f"{path.parent}`" for path in named if not path.is_file()]
 
     def pacing(self) -> "FetchPacing":
         """A fresh fetch pacing for one consumer (topics.pacing)."""
@@ -243,4 +265,6 @@ class Settings:
             env["CREATIVE_SYNC_PUBLIC_URL"] = self.public_url
         if self.webhook_signing_key_file:
             env["CREATIVE_SYNC_WEBHOOK_SIGNING_KEY_FILE"] = str(self.webhook_signing_key_file)
+        if self.secrets_dir:
+            env["CREATIVE_SYNC_SECRETS_DIR"] = str(self.secrets_dir)
         return env

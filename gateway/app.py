@@ -57,14 +57,14 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     app[keys.BROKER] = BrokerLink(settings.bootstrap_servers)
     app[keys.LIBRARY_VIEW] = view = LibraryView(settings.bootstrap_servers, codecs, settings.topic_prefix,
                                                 pacing=settings.pacing())
-    box = SecretBox.from_file(settings.secrets_key_path)
+    box = SecretBox.from_file(settings.secrets_key_path, create=settings.secrets_dir is None)
     app[keys.AGENTS] = AgentDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix, box, settings.pacing())
     app[keys.OWNERS] = gateway_owners(settings.worker_seeds, box.token(OWNER_QUERIES), codecs,
                                       deadline_s=settings.read_deadline_s, metrics=app[keys.METRICS])
     app[keys.INBOUND] = agent_webhooks.Inbound()
     app[keys.CAMPAIGNS] = Entities(app[keys.OWNERS], codecs)
-    key = settings.webhook_signing_key_file.read_bytes() if settings.webhook_signing_key_file else None
-    webhooks = webhooks or TaskWebhooks(Rfc9421Signer(key), policy=Policy(allow_private=settings.allow_private_targets))
+    signer = Rfc9421Signer.from_bundle(settings.signing_key_path.read_bytes()) if settings.signing_key_path else Rfc9421Signer()
+    webhooks = webhooks or TaskWebhooks(signer, policy=Policy(allow_private=settings.allow_private_targets))
     app[keys.TASKS] = Tasks(view, webhooks)
     app[keys.OPERATIONS] = operations_registry()
     app[keys.MCP_SESSIONS] = mcp.Sessions(settings.mcp_session_ttl_s)

@@ -304,7 +304,7 @@ OPERATIONS = (
     Operation("update_campaign", "Change a campaign's name, status or dates.", _schema(_CAMPAIGN, ["campaign_id"]),
               update_campaign, tags=TAGS),
     Operation("list_campaigns", "The account's campaigns (optionally of one brand agent), with tactic and creative counts, "
-              "their live syncHealth (healthy | warning | critical, synced tactics, approved creatives, last issue) and "
+              "their live syncHealth (healthy | syncing | warning | critical, synced tactics, approved creatives, last issue) and "
               "their unread and high-priority notifications.",
               _schema({"brand_agent_id": _TEXT}, []), list_campaigns, tags=TAGS),
     Operation("create_tactic", "Create a tactic of a campaign on a sales agent; the campaign's compatible creatives are "

@@ -28,8 +28,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/.well-known/jwks.json")
 async def jwks(request: web.Request) -> web.Response:
-    """The public key that signs our RFC 9421 webhooks."""
-    return web.json_response({"keys": [request.app[keys.TASKS].webhook_signing_key]})
+    """The public keys of our RFC 9421 webhooks: the one that signs, and those it replaced (a rotation)."""
+    return web.json_response({"keys": request.app[keys.TASKS].webhook_signing_keys})
 
 
 @routes.get("/metrics")
@@ -48,7 +48,7 @@ async def dashboard(request: web.Request) -> web.Response:
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>creative-sync</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:64rem}}code{{background:#f3f3f3;padding:0 .3em}}
 table{{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}}td,th{{border-bottom:1px solid #ddd;padding:.3rem;text-align:left}}
-.healthy{{color:#176c2f}}.warning{{color:#a66300}}.critical{{color:#b00020}}.high{{font-weight:bold;color:#b00020}}</style></head>
+.healthy{{color:#176c2f}}.warning{{color:#a66300}}.critical{{color:#b00020}}.syncing{{color:#35507a}}.high{{font-weight:bold;color:#b00020}}</style></head>
 <body><h1>creative-sync</h1>
 <p>Broker <code>{settings.bootstrap_servers}</code>: <strong>{"ready" if ready else "not reachable"}</strong></p>
 <ul><li>API: MCP at <code>POST /mcp</code>, REST at <code>POST /api/v1/&lt;operation&gt;</code> (Bearer token),

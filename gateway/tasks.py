@@ -35,8 +35,8 @@ class Tasks:
         return self._webhooks.retry_horizon_s
 
     @property
-    def webhook_signing_key(self) -> dict[str, Any]:
-        return self._webhooks.signer.public_jwk
+    def webhook_signing_keys(self) -> list[dict[str, Any]]:
+        return self._webhooks.signer.public_jwks
 
     def submitted(self, task_id: str, account_id: str, task_type: str, created_at: datetime,
                   push_notification_config: dict[str, Any] | None) -> None:

@@ -62,20 +62,30 @@ def task_payload(*, task_id: str, task_type: str, status: str, result: dict[str,
 
 class Rfc9421Signer:
     """Signs with an Ed25519 key (generated at start unless a PEM is given) via adcp's signer; the
-    public key is served as a JWKS (`/.well-known/jwks.json`) for receivers to verify with."""
+    public key is served as a JWKS (`/.well-known/jwks.json`) for receivers to verify with. A PEM
+    bundle (`from_bundle`: the newest key first, as `creative-sync secrets rotate --signing` writes
+    it) signs with its first key and publishes them all, so that a receiver still verifies what the
+    previous key signed while the rotation rolls out. Key ids are the keys' thumbprints."""
 
-    def __init__(self, private_key_pem: bytes | None = None, key_id: str = "creative-sync-webhooks") -> None:
+    def __init__(self, private_key_pem: bytes | None = None, key_id: str | None = None,
+                 older_pems: tuple[bytes, ...] = ()) -> None:
         key = (serialization.load_pem_private_key(private_key_pem, password=None) if private_key_pem
                else Ed25519PrivateKey.generate())
-        self.key_id = key_id
+        self.key_id = key_id or _thumbprint(key)
         self._pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                       serialization.NoEncryption())
-        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        self.public_jwk = {"kty": "OKP", "crv": "Ed25519", "kid": key_id, "alg": "EdDSA", "use": "sig",
-                           "adcp_use": "webhook-signing", "key_ops": ["verify"],
-                           "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode()}
+        self.public_jwk = _public_jwk(key, self.key_id)
+        older = [serialization.load_pem_private_key(pem, password=None) for pem in older_pems]
+        self.public_jwks = [self.public_jwk, *(_public_jwk(k, _thumbprint(k)) for k in older)]
         self._sign = None
         self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_bundle(cls, bundle: bytes) -> "Rfc9421Signer":
+        end = b"-----END PRIVATE KEY-----"
+        pems = [block.strip() + b"\n" + end + b"\n" for block in bundle.split(end) if block.strip()]
+        assert pems, "no private key in the signing key file"
+        return cls(pems[0], older_pems=tuple(pems[1:]))
 
     async def headers(self, url: str, body: bytes) -> dict[str, str]:
         async with self._lock:
@@ -95,6 +105,19 @@ class Rfc9421Signer:
             return signed.as_dict()
 
         return sign
+
+
+def _raw_public(key: Any) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _thumbprint(key: Any) -> str:
+    return "creative-sync-" + hashlib.sha256(_raw_public(key)).hexdigest()[:16]
+
+
+def _public_jwk(key: Any, key_id: str) -> dict[str, Any]:
+    return {"kty": "OKP", "crv": "Ed25519", "kid": key_id, "alg": "EdDSA", "use": "sig", "adcp_use": "webhook-signing",
+            "key_ops": ["verify"], "x": base64.urlsafe_b64encode(_raw_public(key)).rstrip(b"=").decode()}
 
 
 class GuardedResolver(AbstractResolver):

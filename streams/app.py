@@ -183,7 +183,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> P
     pipeline.status_changes = StatusChanges(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix,
                                             on_change=lambda account_id, creative_id: pipeline.health_monitor.creative_changed(account_id, creative_id))
     pipeline.directory = directory = AgentDirectory(settings.bootstrap_servers, pipeline.codecs, settings.topic_prefix,
-                                                    SecretBox.from_file(settings.secrets_key_path), settings.pacing(),
+                                                    SecretBox.from_file(settings.secrets_key_path, create=settings.secrets_dir is None), settings.pacing(),
                                                     also=(pipeline.status_changes,))
     pipeline.owners = Owners(settings.worker_seeds, directory.box.token(OWNER_QUERIES), pipeline.codecs,
                              deadline_s=settings.read_deadline_s)

@@ -353,6 +353,7 @@ class HealthStatus(StrEnum):
     WARNING = "WARNING"
     CRITICAL = "CRITICAL"
     UNKNOWN = "UNKNOWN"
+    SYNCING = "SYNCING"  # not yet delivered or approved at every active tactic; no problem either
 
 
 class CampaignHealth(Event):

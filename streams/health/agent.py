@@ -112,7 +112,8 @@ class HealthMonitor:
                 if row.last_sync_at is not None:
                     recent = recent.add(creative_id, row.sales_agent_id, row.last_sync_at,
                                         failed=row.sync_status.value == "FAILED")
-        health = logic.campaign_health(tactics, creatives, recent, now, self.rules)
+        names = {a.sales_agent_id: a.name for a in self.pipeline.directory.active()}
+        health = logic.campaign_health(tactics, creatives, recent, now, self.rules, names)
         record = CampaignHealth(
             campaign_id=campaign.entity_id, account_id=campaign.account_id, brand_agent_id=campaign.brand_agent_id,
             campaign_name=campaign.name, status=health.status, synced_tactics=health.synced_tactics,

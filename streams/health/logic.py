@@ -8,9 +8,12 @@ The rules (documented in the README, thresholds in HealthRules):
   compatible creatives were all rejected (nothing approved, nothing left to review); or, in
   the window, more than `critical_failure_rate` of the (creative, agent) pairs that had an
   outcome failed (given at least `min_pairs_for_rate` pairs);
-- **warning**: any current failure or failure in the window, any rejection, or a review
-  pending longer than `review_overdue_after`;
-- **healthy** otherwise (a review still in its first `review_overdue_after` is not a problem).
+- **warning**: any current failure or failure in the window, any rejection (counted in
+  creatives, the agents named), or a review pending longer than `review_overdue_after`;
+- **syncing**, with none of those: an active tactic whose creatives are not all delivered yet, or
+  none of them approved yet (a review in its first `review_overdue_after` is not a problem, but a
+  tactic with nothing approved cannot run: the campaign is not healthy yet);
+- **healthy** otherwise: every active tactic synced, each with an approved creative.
 
 No I/O and no clock: `now` is passed in. The window's outcomes are an aggregate with the
 initial/add/result shape (see RecentOutcomes).
@@ -89,6 +92,11 @@ class TacticHealth:
     def all_rejected(self) -> bool:
         return self.compatible > 0 and self.rejected == self.compatible
 
+    @property
+    def ready(self) -> bool:
+        """Every compatible creative delivered, and one of them approved: the tactic can run."""
+        return self.is_synced and self.approved > 0
+
 
 @dataclass(frozen=True)
 class Health:
@@ -138,22 +146,26 @@ def _creative_approved(rows: Sequence[SyncStatus], agents: set[str]) -> bool:
         r.approval_status in ("rejected", "suspended") for r in mine)
 
 
+def _rejected_by(row: SyncStatus, agents: set[str]) -> bool:
+    return row.sales_agent_id in agents and row.sync_status is SyncState.SYNCED and row.approval_status in ("rejected", "suspended")
+
+
 def _plural(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
 def campaign_health(tactics: Sequence[Tactic], creatives: Mapping[str, Sequence[SyncStatus]], recent: RecentOutcomes,
-                    now: datetime, rules: HealthRules = HealthRules()) -> Health:
-    """The health of one campaign: `creatives` maps each assigned creative to its status rows."""
+                    now: datetime, rules: HealthRules = HealthRules(), agent_names: Mapping[str, str] | None = None) -> Health:
+    """The health of one campaign: `creatives` maps each assigned creative to its status rows;
+    `agent_names`: sales agents' display names, for the reasons (else their ids)."""
     active = [t for t in tactics if t.active]
     per_tactic = [tactic_health(t, creatives) for t in active]
     agents = {t.sales_agent_id for t in active}
     window = recent.within(now, rules.window)
     failures = window.failed_pairs()
     pairs = len(window.pairs)
-    rejections = sum(1 for rows in creatives.values() for r in rows
-                     if r.sales_agent_id in agents and r.sync_status is SyncState.SYNCED
-                     and r.approval_status in ("rejected", "suspended"))
+    rejecting = sorted({r.sales_agent_id for rows in creatives.values() for r in rows if _rejected_by(r, agents)})
+    rejections = sum(1 for rows in creatives.values() if any(_rejected_by(r, agents) for r in rows))
 
     critical, warning = [], []
     missing = [h for h in per_tactic if h.missing_creatives]
@@ -172,17 +184,22 @@ def campaign_health(tactics: Sequence[Tactic], creatives: Mapping[str, Sequence[
     elif failures:
         warning.append(f"{_plural(failures, 'sync', 'syncs')} failed in the last {int(rules.window.total_seconds() // 60)} minutes")
     if rejections:
-        warning.append(f"{_plural(rejections, 'creative was', 'creatives were')} rejected by a sales agent")
+        names = ", ".join((agent_names or {}).get(a, a) for a in rejecting)
+        warning.append(f"{_plural(rejections, 'creative', 'creatives')} rejected (by {names})")
     overdue = [h for h in per_tactic if h.reviewing_since is not None and now - h.reviewing_since > rules.review_overdue_after]
     if overdue:
         warning.append(f"reviews pending for over {int(rules.review_overdue_after.total_seconds() // 60)} minutes at "
                        f"{_plural(len(overdue), 'tactic', 'tactics')}")
 
-    status = HealthStatus.CRITICAL if critical else HealthStatus.WARNING if warning else HealthStatus.HEALTHY
-    reasons = critical + warning
+    synced_tactics = sum(1 for h in per_tactic if h.is_synced)
+    approved = sum(1 for rows in creatives.values() if _creative_approved(rows, agents))
+    syncing = [] if critical or warning or all(h.ready for h in per_tactic) else [
+        f"syncing: {synced_tactics} of {len(active)} tactics synced, {approved} of {len(creatives)} creatives approved"]
+    status = (HealthStatus.CRITICAL if critical else HealthStatus.WARNING if warning
+              else HealthStatus.SYNCING if syncing else HealthStatus.HEALTHY)
+    reasons = critical + warning + syncing
     return Health(
-        status=status, synced_tactics=sum(1 for h in per_tactic if h.is_synced), total_tactics=len(active),
-        approved_creatives=sum(1 for rows in creatives.values() if _creative_approved(rows, agents)),
+        status=status, synced_tactics=synced_tactics, total_tactics=len(active), approved_creatives=approved,
         total_creatives=len(creatives), failures_in_window=failures, last_sync_issue=reasons[0] if reasons else None,
         reasons=reasons, tactics=per_tactic)
 

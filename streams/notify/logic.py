@@ -136,8 +136,12 @@ def campaign_notifications(account_id: str, campaign_id: str, brand_agent_id: st
              f"Campaign {name} is {after.status.value.lower()}: {issue}", "Review sync failures before campaign launch",
              after.status.value)
     if after.status is HealthStatus.HEALTHY and before is not None and was is not HealthStatus.HEALTHY:
-        note("campaign.healthy", Urgency.LOW, f"Campaign {name} is healthy again: {after.synced_tactics} of "
-             f"{after.total_tactics} tactics synced", "None")
+        # Told once it is true: every active tactic synced, each with an approved creative (a
+        # syncing campaign is not healthy yet); "again" only after a problem.
+        again = " again" if was in (HealthStatus.WARNING, HealthStatus.CRITICAL) else ""
+        note("campaign.healthy", Urgency.LOW, f"Campaign {name} is healthy{again}: {after.synced_tactics} of "
+             f"{after.total_tactics} tactics synced, {after.approved_creatives} of {after.total_creatives} creatives "
+             "approved", "None")
     previously_missing = set(before.missing_tactics) if before is not None else set()
     newly_missing = [t for t in after.missing_tactics if t not in previously_missing]
     if newly_missing:

@@ -122,7 +122,7 @@ async def test_holiday_campaign_warning_rejection_and_recovery(api, agents, sett
     assert (warning.synced_tactics, warning.total_tactics, warning.last_sync_issue) == (3, 5, "2 tactics have creative sync failures")
 
     def wanted(found: list) -> bool:
-        return any(n.type == "campaign.healthy" for n in found)
+        return any(n.type == "campaign.healthy" and "5 of 5 tactics" in n.message for n in found)  # the last one
     notes = await read_topic(settings.bootstrap_servers, topic_name(settings, "notifications"),
                              decode=lambda r: note_codec.decode(r.value), until=wanted)
     ids = [n.notification_id for n in notes]

@@ -220,7 +220,7 @@ async def test_rfc9421_signed_webhooks_are_verified_against_the_agents_registere
     tampered = body.replace(b"approved", b"rejected")
     assert (await api.client.post(webhook_path(scoped(api.account, "signed")), data=tampered, headers=headers)).status == 401
     assert (await api.client.post(webhook_path(scoped(api.account, "signed")), data=body, headers=headers)).status == 200
-    other = Rfc9421Signer(key_id="creative-sync-webhooks")  # same key id, another key: a forgery
+    other = Rfc9421Signer(key_id=signer.key_id)  # same key id, another key: a forgery
     forged = {"Content-Type": "application/json", **await other.headers(url, body)}
     assert (await api.client.post(webhook_path(scoped(api.account, "signed")), data=body, headers=forged)).status == 401
 

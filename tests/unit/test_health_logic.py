@@ -48,12 +48,19 @@ def outcomes(failed: int, ok: int, minutes_ago: float = 1) -> RecentOutcomes:
 CASES = [
     # (name, agents, table, recent, expected status, synced tactics, approved creatives, first reason)
     ("all approved", "ab", {"c1": "AA", "c2": "AA"}, outcomes(0, 4), HealthStatus.HEALTHY, 2, 2, None),
-    ("reviews just started", "ab", {"c1": "PP", "c2": "PQ"}, outcomes(0, 3), HealthStatus.HEALTHY, 1, 0, None),
+    ("nothing synced yet is syncing, not healthy", "abcd", {"c1": "QQ--", "c2": "----"}, outcomes(0, 0), HealthStatus.SYNCING,
+     0, 0, "syncing: 0 of 4 tactics synced, 0 of 2 creatives approved"),
+    ("reviews just started: synced, nothing approved yet", "ab", {"c1": "PP", "c2": "PQ"}, outcomes(0, 3),
+     HealthStatus.SYNCING, 1, 0, "syncing: 1 of 2 tactics synced, 0 of 2 creatives approved"),
+    ("a tactic with an approved creative and one in review is ready", "a", {"c1": "A", "c2": "P"}, outcomes(0, 2),
+     HealthStatus.HEALTHY, 1, 1, None),
     ("a skipped agent is not a problem", "ab", {"c1": "AS", "c2": "AA"}, outcomes(0, 3), HealthStatus.HEALTHY, 2, 2, None),
     ("a failure is a warning", "ab", {"c1": "AF", "c2": "AA"}, outcomes(1, 3), HealthStatus.WARNING, 1, 2,
      "1 tactic has creative sync failures"),
     ("a rejection is a warning", "ab", {"c1": "AR", "c2": "AA"}, outcomes(0, 4), HealthStatus.WARNING, 2, 1,
-     "1 creative was rejected by a sales agent"),
+     "1 creative rejected (by b)"),
+    ("one creative rejected by two agents is one creative, both named", "abc", {"c1": "ARR", "c2": "AAA"}, outcomes(0, 6),
+     HealthStatus.WARNING, 3, 1, "1 creative rejected (by b, c)"),
     ("a failure only in the window is a warning", "a", {"c1": "A"}, outcomes(1, 3), HealthStatus.WARNING, 1, 1,
      "1 sync failed in the last 15 minutes"),
     ("failures beyond the window are forgotten", "a", {"c1": "A"}, outcomes(3, 0, minutes_ago=30), HealthStatus.HEALTHY,
@@ -91,6 +98,12 @@ def test_the_holiday_campaign_with_two_failing_agents_is_a_warning_with_the_brie
     assert health.status is HealthStatus.WARNING
     assert (health.synced_tactics, health.total_tactics, health.approved_creatives, health.total_creatives) == (3, 5, 8, 12)
     assert health.last_sync_issue == "2 tactics have creative sync failures" and health.failures_in_window == 24
+
+
+def test_rejecting_agents_are_named_by_their_display_names():
+    health = campaign_health(tactics("a", "b"), creatives({"c1": "RR", "c2": "AA", "c3": "RA"}, "ab"), outcomes(0, 6), NOW,
+                             agent_names={"a": "Daily News", "b": "Metro Daily"})
+    assert health.reasons[0] == "2 creatives rejected (by Daily News, Metro Daily)"
 
 
 def test_a_review_pending_too_long_is_a_warning():

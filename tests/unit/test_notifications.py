@@ -91,6 +91,16 @@ def test_campaign_transitions_unhealthy_missing_creatives_and_healthy_again():
                                     health(HealthStatus.HEALTHY, T0), since=T0 + timedelta(minutes=1), now=T0)
     assert kinds(healed) == [("campaign.healthy", "LOW")]
     assert campaign_notifications("acct", "holiday", None, "Holiday", None, health(HealthStatus.HEALTHY, T0), since=None, now=T0) == []
+    assert "healthy again" in healed[0].message
+
+
+def test_a_syncing_campaign_is_told_nothing_until_it_is_healthy_and_then_not_again():
+    start = campaign_notifications("acct", "holiday", None, "Holiday", None, health(HealthStatus.SYNCING, T0), since=None, now=T0)
+    assert start == []  # a new campaign still syncing: no news, no "healthy"
+    ready = campaign_notifications("acct", "holiday", None, "Holiday", health(HealthStatus.SYNCING, T0),
+                                   health(HealthStatus.HEALTHY, T0), since=T0, now=T0)
+    assert kinds(ready) == [("campaign.healthy", "LOW")]
+    assert ready[0].message == "Campaign Holiday is healthy: 3 of 5 tactics synced, 8 of 12 creatives approved"
 
 
 def test_an_unavailable_agent_is_one_notification_per_outage():
