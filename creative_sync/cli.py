@@ -104,12 +104,37 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_principals(args: argparse.Namespace, settings: Settings) -> int:
+    """Against the principals topic of KAFKA_BOOTSTRAP_SERVERS (every gateway sees a change within
+    seconds); against a principals file with --file, or when no broker is configured."""
+    from gateway import principals as in_cluster
     from gateway.auth import PrincipalStore
 
-    principal, token = PrincipalStore(settings.principals_file).add(args.name, args.account)
-    print(f"principal {principal.principal_id} ({principal.name}) for accounts {', '.join(sorted(principal.accounts))}")
-    print(f"token: {token}")
-    print("(shown once: only its hash is stored)")
+    use_file = args.file is not None or not settings.bootstrap_servers
+    store = PrincipalStore(Path(args.file) if args.file else settings.principals_file) if use_file else None
+    where = f"file {store.path}" if store else f"topic {settings.topic_prefix}creative-sync.auth.principals"
+    if args.action == "add":
+        if store:
+            principal, token = store.add(args.name, args.account)
+            principal_id, accounts = principal.principal_id, sorted(principal.accounts)
+        else:
+            record, token = in_cluster.add(settings.bootstrap_servers, settings.topic_prefix, args.name, args.account)
+            principal_id, accounts = record.principal_id, record.accounts
+        print(f"principal {principal_id} ({args.name}) for accounts {', '.join(accounts)}, in the {where}")
+        print(f"token: {token}")
+        print("(shown once: only its hash is stored)")
+        return 0
+    if args.action == "list":
+        rows = store.listed() if store else [
+            (r.principal_id, r.name, r.accounts, r.revoked) for r in in_cluster.listed(settings.bootstrap_servers, settings.topic_prefix)]
+        for principal_id, name, accounts, revoked in rows:
+            print(f"{principal_id}\t{name}\t{','.join(accounts)}" + ("\trevoked" if revoked else ""))
+        print(f"({len(rows)} in the {where})")
+        return 0
+    done = store.revoke(args.id) if store else in_cluster.revoke(settings.bootstrap_servers, settings.topic_prefix, args.id)
+    if not done:
+        print(f"no principal {args.id} in the {where}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.id}: its token no longer authenticates")
     return 0
 
 
@@ -151,7 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     add = principals_sub.add_parser("add", help="create a principal and print its token")
     add.add_argument("--name", required=True)
     add.add_argument("--account", action="append", required=True, help="an account it may act for (repeatable)")
-    add.set_defaults(func=cmd_principals)
+    listing = principals_sub.add_parser("list", help="the principals (ids, names, accounts; never tokens)")
+    revoke = principals_sub.add_parser("revoke", help="revoke a principal: its token stops authenticating")
+    revoke.add_argument("--id", required=True, help="the principal's id (p_...)")
+    for command in (add, listing, revoke):
+        command.add_argument("--file", default=None, help="a principals file instead of the cluster's topic "
+                             "(the default without KAFKA_BOOTSTRAP_SERVERS: CREATIVE_SYNC_PRINCIPALS_FILE)")
+        command.set_defaults(func=cmd_principals)
     secrets = sub.add_parser("secrets", help="the deployment's shared secrets (sealing key, webhook signing key)")
     secrets.add_argument("action", choices=["init", "rotate"])
     secrets.add_argument("--dir", required=True, help="the secrets directory (what CREATIVE_SYNC_SECRETS_DIR names)")

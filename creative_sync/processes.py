@@ -40,12 +40,12 @@ def spawn(role: str, settings: Settings, *args: str, env_extra: dict[str, str] |
     return spawn_module("creative_sync", [role, *args], {**settings.to_env(), **(env_extra or {})}, **popen)
 
 
-def spawn_module(module: str, argv: list[str], env: dict[str, str], **popen) -> subprocess.Popen:
+def spawn_module(module: str, argv: list[str], env: dict[str, str], *, fork: bool = True, **popen) -> subprocess.Popen:
     """`python -m module argv...` with `env` added to this process's environment: executed, or
-    forked from the preloaded server (then `popen` may name stdout and stderr only: a file, DEVNULL
-    or, for stderr, STDOUT)."""
+    forked from the preloaded server when there is one and `fork` (then `popen` may name stdout and
+    stderr only: a file, DEVNULL or, for stderr, STDOUT)."""
     env = {**os.environ, **env}
-    if _forkserver is None:
+    if _forkserver is None or not fork:
         return subprocess.Popen([sys.executable, "-m", module, *argv], env=env, stdin=subprocess.DEVNULL, **popen)
     return ForkedChild(_forkserver, module, argv, env, **popen)  # type: ignore[return-value]
 

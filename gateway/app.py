@@ -13,6 +13,7 @@ from aiohttp import web
 from creative_sync.settings import Settings
 from gateway import a2a, accounts, agent_webhooks, campaigns, creatives, health, keys, mcp, middleware, notifications, rest, retrieval, syncing
 from gateway.auth import PrincipalStore
+from gateway.principals import Principals, TopicPrincipals
 from gateway.broker import BrokerLink
 from gateway.entities import Entities
 from gateway.metrics import GatewayMetrics
@@ -50,15 +51,18 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
         middlewares=[middleware.measure, middleware.errors, middleware.authenticate],
     )
     app[keys.SETTINGS] = settings
-    app[keys.PRINCIPALS] = principals or PrincipalStore(settings.principals_file)
     app[keys.METRICS] = metrics or GatewayMetrics()
     registry = SchemaRegistryClient(settings.schema_registry_url) if settings.schema_registry_url else None
     app[keys.CODECS] = codecs = Codecs(registry, settings.topic_prefix)
+    # Principals on their topic (every replica alike), and the file's beside them (tests, the demo).
+    in_cluster = TopicPrincipals(settings.bootstrap_servers, codecs, settings.topic_prefix)
+    app[keys.PRINCIPALS] = Principals(in_cluster, principals or PrincipalStore(settings.principals_file))
     app[keys.BROKER] = BrokerLink(settings.bootstrap_servers)
     app[keys.LIBRARY_VIEW] = view = LibraryView(settings.bootstrap_servers, codecs, settings.topic_prefix,
                                                 pacing=settings.pacing())
     box = SecretBox.from_file(settings.secrets_key_path, create=settings.secrets_dir is None)
-    app[keys.AGENTS] = AgentDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix, box, settings.pacing())
+    app[keys.AGENTS] = AgentDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix, box, settings.pacing(),
+                                      also=(in_cluster,))
     app[keys.OWNERS] = gateway_owners(settings.worker_seeds, box.token(OWNER_QUERIES), codecs,
                                       deadline_s=settings.read_deadline_s, metrics=app[keys.METRICS])
     app[keys.INBOUND] = agent_webhooks.Inbound()

@@ -1,7 +1,7 @@
 """Principals: bearer tokens (stored as SHA-256 hashes only) mapped to the accounts they may act for.
 
-The store is a JSON file (mounted as a secret in Kubernetes), re-read when it changes, so
-`creative-sync principals add` takes effect without a restart.
+This module's store is a JSON file, re-read when it changes: the tests' and a broker-less setup's.
+A cluster keeps its principals on a topic (gateway.principals); a gateway accepts either.
 """
 from __future__ import annotations
 
@@ -76,13 +76,32 @@ class PrincipalStore:
                 "principal_id": principal.principal_id, "name": name, "accounts": sorted(accounts),
                 "token_sha256": token_hash(token),
             })
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data, indent=2))
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-            self._mtime = None
+            self._write(data)
         return principal, token
+
+
+    def listed(self) -> list[tuple[str, str, list[str], bool]]:
+        """(id, name, accounts, revoked) of each principal in the file."""
+        data = json.loads(self.path.read_text() or "{}") if self.path.exists() else {}
+        return [(e["principal_id"], e.get("name", ""), e["accounts"], False) for e in data.get("principals", [])]
+
+    def revoke(self, principal_id: str) -> bool:
+        """Remove a principal from the file; whether it was there."""
+        with self._lock:
+            data = json.loads(self.path.read_text() or "{}") if self.path.exists() else {}
+            kept = [e for e in data.get("principals", []) if e["principal_id"] != principal_id]
+            if len(kept) == len(data.get("principals", [])):
+                return False
+            self._write({**data, "principals": kept})
+        return True
+
+    def _write(self, data: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+        self._mtime = None
 
 
 def bearer_token(headers) -> str | None:  # noqa: ANN001 - aiohttp's CIMultiDictProxy

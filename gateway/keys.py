@@ -4,7 +4,6 @@ from datetime import datetime
 from aiohttp import web
 
 from creative_sync.settings import Settings
-from gateway.auth import PrincipalStore
 from gateway.broker import BrokerLink
 from gateway.metrics import GatewayMetrics
 from gateway.mcp import Sessions
@@ -17,7 +16,7 @@ from gateway.entities import Entities
 from topics.views import AgentDirectory
 
 SETTINGS = web.AppKey("settings", Settings)
-PRINCIPALS = web.AppKey("principals", PrincipalStore)
+PRINCIPALS = web.AppKey("principals", object)  # gateway.principals.Principals: authenticate(token)
 BROKER = web.AppKey("broker", BrokerLink)
 CODECS = web.AppKey("codecs", Codecs)
 METRICS = web.AppKey("metrics", GatewayMetrics)

@@ -107,6 +107,9 @@ TOPICS: tuple[TopicSpec, ...] = (
               "(co-partitioned with them); the answer is on the task results topic under command_id.", 7 * DAY_MS),
     TopicSpec("task_results", "creative-sync.tasks.results", 8, "task_id", "task_result", "delete",
               "Final answers of asynchronous AdCP tasks, for get_task_status and task webhooks.", 7 * DAY_MS),
+    TopicSpec("principals", "creative-sync.auth.principals", 1, "principal_id", "principal_record", "compact",
+              "API principals: the SHA-256 of each bearer token (never the token), the accounts it may act for, and "
+              "its revocation. Written by `creative-sync principals add|revoke`; every gateway reads it."),
     TopicSpec("dead_letters", "creative-sync.dead-letters", 1, "source topic", "dead_letter", "delete",
               "Messages that could not be decoded or processed, with raw bytes and coordinates.", 30 * DAY_MS),
 )

@@ -455,6 +455,16 @@ class IdempotencyRecord(Event):
     recorded_at: datetime
 
 
+class PrincipalRecord(Event):
+    principal_id: str
+    name: str
+    accounts: list[str]
+    token_sha256: str
+    revoked: bool = False
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
 # -- tasks and operations -----------------------------------------------------------------------
 class TaskStatus(StrEnum):
     COMPLETED = "COMPLETED"
@@ -518,5 +528,6 @@ MODELS: dict[str, type[Event]] = {
     "stored_notification": StoredNotification,
     "notification_command": NotificationCommand,
     "task_result": TaskResult,
+    "principal_record": PrincipalRecord,
     "dead_letter": DeadLetter,
 }

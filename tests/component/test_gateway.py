@@ -144,7 +144,7 @@ def test_principals_add_prints_a_token_that_authenticates_and_stores_only_its_ha
 
     principals = tmp_path / "principals.json"
     env = {**os.environ, "CREATIVE_SYNC_PRINCIPALS_FILE": str(principals)}
-    printed = subprocess.run([sys.executable, "-m", "creative_sync", "principals", "add", "--name", "buyer",
+    printed = subprocess.run([sys.executable, "-m", "creative_sync", "principals", "add", "--file", str(principals), "--name", "buyer",
                               "--account", "acct-1", "--account", "acct-2"],
                              env=env, capture_output=True, text=True, timeout=120, check=True).stdout
     token = next(line.split(": ", 1)[1] for line in printed.splitlines() if line.startswith("token: "))

@@ -116,7 +116,8 @@ def test_the_simulated_agents_token_of_make_up_is_not_on_a_command_line(settings
 
     token, port = secrets.token_urlsafe(24), _free_ports(4)  # the simulated agents listen on 4 ports in a row
     errors = (tmp_path / "sim-agents.err").open("w")
-    process = spawn_sim_agents(settings, port, token, stdout=subprocess.DEVNULL, stderr=errors)
+    # executed as `up` executes it (not forked from the tests' preloaded server): its command line is the point
+    process = spawn_sim_agents(settings, port, token, stdout=subprocess.DEVNULL, stderr=errors, fork=False)
     try:
         def capabilities(bearer: str) -> int:
             request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/get_adcp_capabilities", data=b"{}",

@@ -65,7 +65,7 @@ def test_catalogue_names_every_topic_of_the_design_once():
     assert roles == {"library_commands", "creative_state", "content_changes", "sync_triggers", "sync_jobs", "sync_results",
                      "approval_events", "sync_status",
                      "sales_agents", "sales_agent_credentials", "campaigns", "campaign_health", "notifications", "notification_state",
-                     "notification_commands", "task_results", "dead_letters"}
+                     "notification_commands", "task_results", "principals", "dead_letters"}
     names = [s.name for s in all_specs("app")]
     assert len(names) == len(set(names))
     for spec in TOPICS:
