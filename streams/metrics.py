@@ -48,3 +48,13 @@ class WorkerMetrics:
         self.expired = Counter(
             "creative_sync_expired_rows_total", "Table rows removed by a retention rule, by table", ["table"],
             registry=self.registry)
+        # For dashboards and alerts (k8s/monitoring.yaml, the compose file's Grafana):
+        self.agent_available = Gauge(
+            "creative_sync_sales_agent_available", "1 while the sales agent answers, 0 during an outage (circuit open "
+            "or discovery failing), per agent this worker delivers to", ["sales_agent"], registry=self.registry)
+        self.campaigns = Gauge(
+            "creative_sync_campaigns", "Campaigns of this worker's accounts by their last health", ["status"],
+            registry=self.registry)
+        self.approval_latency = Histogram(
+            "creative_sync_approval_latency_seconds", "From a creative's delivery to the sales agent's decision on it",
+            buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600), registry=self.registry)

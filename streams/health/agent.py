@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from streams.health import logic
@@ -26,7 +27,7 @@ from streams.notify.logic import campaign_notifications
 from streams.owner_client import OwnersUnavailable
 from streams.runtime import stored_row
 from streams.status import reads as status_reads
-from topics.events import CampaignActivity, CampaignEntity, CampaignHealth, EntityType, SyncStatus
+from topics.events import CampaignActivity, CampaignEntity, CampaignHealth, EntityType, HealthStatus, SyncStatus
 from topics.ids import account_in
 
 _NOT_RUNNING = ("completed", "archived")  # campaigns that will not run again: no notifications
@@ -55,6 +56,8 @@ class HealthMonitor:
         self.heartbeat_s = settings.health_heartbeat_s
         self.dirty: set[str] = set()
         self._next_heartbeat = 0.0
+        #: campaign -> (its account's partition, its last health status): the campaigns gauge
+        self.statuses: dict[str, tuple[int, HealthStatus]] = {}
 
     # -- what changed ---------------------------------------------------------------------------
     def entity_changed(self, entity: CampaignEntity) -> None:
@@ -75,10 +78,12 @@ class HealthMonitor:
     async def evaluate(self, now: datetime) -> None:
         owned = self._owned_partitions()
         if not owned:
+            self._count(owned)
             return
         heartbeat = time.monotonic() >= self._next_heartbeat
-        if heartbeat:
+        if heartbeat:  # every campaign kept here is evaluated: the gauge's campaigns are those
             self._next_heartbeat = time.monotonic() + self.heartbeat_s
+            self.statuses = {}
             targets = {c.entity_id for partition in owned for account_id in self.campaigns.accounts(partition)
                        for c in self.campaigns.of_account(EntityType.CAMPAIGN.value, account_id)}
         else:
@@ -95,9 +100,16 @@ class HealthMonitor:
             except OwnersUnavailable as unavailable:  # a rebalance: this and the rest on a later evaluation
                 log.info("campaign health waits for the status owners: %s", unavailable)
                 self.dirty.update(ordered[n:])
-                return
+                break
             except Exception:  # one campaign's trouble must not stop the others' health
                 log.exception("health of campaign %s failed", campaign_id)
+        self._count(owned)
+
+    def _count(self, owned: set[int]) -> None:
+        """The campaigns gauge: how many of the campaigns kept here are in each health status."""
+        counts = Counter(status for partition, status in self.statuses.values() if partition in owned)
+        for status in HealthStatus:
+            self.pipeline.metrics.campaigns.labels(status.value.lower()).set(counts.get(status, 0))
 
     async def rows_of(self, campaign: CampaignEntity) -> dict[str, list[SyncStatus]]:
         """The status rows of the campaign's creatives, from the workers that own them."""
@@ -145,6 +157,7 @@ class HealthMonitor:
         creatives = await self.rows_of(campaign)
         await self._record_activity(campaign, creatives, now)
         record, _ = self.health_of(campaign, creatives, now)
+        self.statuses[campaign.entity_id] = (self.partition_of(campaign.account_id), record.status)
         previous: CampaignHealth | None = stored_row(self.table, campaign.entity_id)
         changed = previous is None or _essence(previous) != _essence(record)
         if not changed and not heartbeat:

@@ -107,6 +107,8 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
                 work = pending[key] = _Pending(before, before, event)
             change = step(work.state)
             work.state, work.event, work.rows = change.state, event, work.rows + len(change.rows)
+            for seconds in change.decided_after_s:
+                metrics.approval_latency.observe(seconds)
             for agent_id, job in change.resyncs:
                 resyncs.setdefault((agent_id, account_id), []).append(job)
         now = datetime.now(UTC)

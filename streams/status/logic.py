@@ -53,6 +53,8 @@ class StatusChange:
     state: CreativeSyncState
     rows: list[SyncStatus] = field(default_factory=list)  # rows that changed: publish them
     resyncs: list[tuple[str, SyncItem]] = field(default_factory=list)  # (sales agent, job) to queue
+    #: seconds from a delivery to the agent's first decision on it (approved, rejected), for the metric
+    decided_after_s: list[float] = field(default_factory=list)
 
 
 def _row(state: CreativeSyncState, agent_id: str) -> SyncStatus | None:
@@ -142,7 +144,10 @@ def apply_approval(state: CreativeSyncState, event: ApprovalEvent) -> StatusChan
     updated = row.model_copy(update={"approval_status": status, "updated_at": max(row.updated_at, event.observed_at),
                                      "agent_updated_at": agent_time or row.agent_updated_at,
                                      "rejection_reason": event.rejection_reason if status == "rejected" else None})
-    return StatusChange(_with_row(state, updated), [updated])
+    decided = (row.approval_status in (None, "processing", "pending_review") and status in ("approved", "rejected")
+               and row.last_sync_at is not None)
+    latency = [max(0.0, (event.observed_at - row.last_sync_at).total_seconds())] if decided else []
+    return StatusChange(_with_row(state, updated), [updated], decided_after_s=latency)
 
 
 def apply_change(state: CreativeSyncState, change: CreativeChanged, now: datetime) -> StatusChange:

@@ -209,6 +209,15 @@ class AgentSupervisor:
         self._running.set()
 
     @property
+    def _outage_since(self) -> datetime | None:
+        return self._outage_began
+
+    @_outage_since.setter
+    def _outage_since(self, began: datetime | None) -> None:  # every change of it shows on the agent's gauge
+        self._outage_began = began
+        self.engine.pipeline.metrics.agent_available.labels(self.agent_id).set(0 if began else 1)
+
+    @property
     def finished(self) -> bool:
         return self._task is not None and self._task.done()
 
@@ -218,6 +227,10 @@ class AgentSupervisor:
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        try:  # delivered by another worker now, or removed: this worker no longer tells its availability
+            self.engine.pipeline.metrics.agent_available.remove(self.agent_id)
+        except KeyError:
+            pass
 
     def wake(self) -> None:
         self._wake.set()

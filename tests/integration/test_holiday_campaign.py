@@ -5,6 +5,7 @@ once the failures are fixed, it is healthy. Health records and notifications are
 their topics: types, counts, and no duplicates."""
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from dataclasses import replace
@@ -32,7 +33,7 @@ def settings(settings):  # noqa: F811 - the default settings, with quick retries
     return settings.with_(sync_retry_cap_s=1.0, sync_breaker_cool_down_s=2.0, health_heartbeat_s=5.0)
 
 
-async def test_holiday_campaign_warning_rejection_and_recovery(api, agents, settings):
+async def test_holiday_campaign_warning_rejection_and_recovery(api, agents, settings, ready_worker):
     display = [("news", "Daily News"), ("metro", "Metro Daily")]
     failing = [("sports", "Sports Hub"), ("weather", "Weather Now")]
     for agent_id, name in display + failing:
@@ -83,6 +84,20 @@ async def test_holiday_campaign_warning_rejection_and_recovery(api, agents, sett
         return campaign if campaign["notifications"]["highPriority"] >= 2 else None
     await eventually(agents_reported, timeout=30, what="the failing agents reported unavailable")
 
+    def gauges(name: str) -> dict[str, float]:  # the worker's gauge `name`, by its one label's value
+        return {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in ready_worker.metrics().splitlines()
+                if line.startswith(name + "{")}
+
+    async def on_the_dashboards(name: str, wanted: dict[str, float]) -> dict[str, float]:
+        async def shown() -> dict[str, float] | None:
+            found = await asyncio.to_thread(gauges, name)
+            return found if all(found.get(k) == v for k, v in wanted.items()) else None
+        return await eventually(shown, timeout=60, what=f"{name} {wanted}")
+    down = {scoped("acct-1", agent_id): 0.0 for agent_id, _ in failing}
+    up = {scoped("acct-1", agent_id): 1.0 for agent_id, _ in display}
+    await on_the_dashboards("creative_sync_sales_agent_available", {**down, **up})
+    await on_the_dashboards("creative_sync_campaigns", {"warning": 1.0, "healthy": 0.0})
+
     # The mobile agent revokes its only approved creative: high urgency, and the campaign is critical.
     body = json.dumps({"idempotency_key": "mobile-revocation-1", "notification_id": "m1",
                        "notification_type": "creative.status_changed", "fired_at": datetime.now(UTC).isoformat(),
@@ -104,6 +119,8 @@ async def test_holiday_campaign_warning_rejection_and_recovery(api, agents, sett
         agents.sims[agent_id].config = replace(agents.sims[agent_id].config, behaviour=Behaviour())
     await api.call("sync_creatives", sync_request("acct-1", [video_creative("holiday-video", url="https://cdn.example.com/quiet.mp4")]))
     await eventually(lambda: healthy_with(5, 5), timeout=120, what="healthy once the failures are fixed")
+    await on_the_dashboards("creative_sync_sales_agent_available", {a: 1.0 for a in [*down, *up]})
+    await on_the_dashboards("creative_sync_campaigns", {"healthy": 1.0, "warning": 0.0, "critical": 0.0})
     assert mobile.received[-1][1] == "holiday-video"
 
     # What dashboards saw on the topics.

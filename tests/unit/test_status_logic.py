@@ -220,3 +220,10 @@ def test_the_status_processor_hears_of_content_changes_archivings_and_status_cha
     assert concerns_status(change(ChangeKind.METADATA, 1).model_copy(update={"changed_fields": ["status"]}))
     assert not concerns_status(change(ChangeKind.METADATA, 1).model_copy(update={"changed_fields": ["name"]}))
     assert not concerns_status(change(ChangeKind.CREATED, 1))
+
+
+def test_the_time_from_delivery_to_the_agents_first_decision_is_measured_once():
+    state = run(empty_state("a", "c"), result(SyncOutcome.SYNCED, agent="ag", when=1, approval="pending_review"))
+    decided = apply_approval(state, approval("approved", when=61))
+    assert decided.decided_after_s == [60.0]
+    assert apply_approval(decided.state, approval("rejected", when=90)).decided_after_s == []  # a later change of mind
