@@ -138,6 +138,15 @@ def cmd_principals(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_k8s(args: argparse.Namespace, settings: Settings) -> int:
+    from creative_sync import manifests
+
+    cluster = manifests.Cluster(image=args.image, kafka_cluster=args.kafka_cluster, bootstrap=args.bootstrap)
+    for path in manifests.write(Path(args.out), cluster):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from creative_sync.bench import run_bench
 
@@ -156,7 +165,33 @@ def cmd_sim_agents(args: argparse.Namespace, settings: Settings) -> int:
     from creative_sync.sim_agents import run_sim_agents
 
     # The token from the environment by preference: a command line is visible to every user in `ps`.
-    return run_sim_agents(first_port=args.port, token=os.environ.get("CREATIVE_SYNC_SIM_TOKEN") or args.token)
+    return run_sim_agents(host=args.host, first_port=args.port, token=os.environ.get("CREATIVE_SYNC_SIM_TOKEN") or args.token)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Seed the demo into a running system (docker compose's one-shot seeder): a principal for the
+    account on the cluster's principals topic, the simulated agents registered, the demo library
+    and campaigns; waits for the gateway and the agents first."""
+    from creative_sync.demo import seed
+    from creative_sync.sim_agents import DEMO_AGENTS
+    from creative_sync.up import wait_http
+    from gateway import principals
+
+    agent_token = os.environ.get("CREATIVE_SYNC_SIM_TOKEN")
+    if not (settings.bootstrap_servers and agent_token):
+        print("demo: KAFKA_BOOTSTRAP_SERVERS and CREATIVE_SYNC_SIM_TOKEN are needed", file=sys.stderr)
+        return 2
+    host, port = args.agents.rsplit(":", 1)
+    urls = [f"{host}:{int(port) + i}/mcp" for i in range(len(DEMO_AGENTS))]
+    for url, what in ((f"{args.gateway}/readyz", "the gateway"), (urls[-1], "the simulated agents")):
+        if not wait_http(url, args.wait_s):
+            print(f"demo: {what} did not answer within {args.wait_s:.0f} s ({url})", file=sys.stderr)
+            return 1
+    _, token = principals.add(settings.bootstrap_servers, settings.topic_prefix, "demo", [args.account])
+    for line in seed(args.gateway, token, args.account, urls, agent_token):
+        print(f"demo: {line}", flush=True)
+    print(f"demo: token for account '{args.account}': {token}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,11 +224,26 @@ def build_parser() -> argparse.ArgumentParser:
     secrets.add_argument("--sealing", action="store_true", help="rotate: a new sealing key")
     secrets.add_argument("--signing", action="store_true", help="rotate: a new webhook signing key")
     secrets.set_defaults(func=cmd_secrets)
+    k8s = sub.add_parser("k8s", help="write the Kubernetes manifests (Strimzi topics from the catalogue, workloads, alerts)")
+    k8s.add_argument("--out", default="k8s", help="the folder to write them to")
+    k8s.add_argument("--image", default="creative-sync:latest")
+    k8s.add_argument("--kafka-cluster", default="kafka", help="the Strimzi Kafka resource's name")
+    k8s.add_argument("--bootstrap", default="kafka-kafka-bootstrap:9092", help="the Kafka bootstrap address in the cluster")
+    k8s.set_defaults(func=cmd_k8s)
     sim = sub.add_parser("sim-agents", help="simulated AdCP sales agents on loopback (display, video, AdCP 3.1)")
     sim.add_argument("--port", type=int, default=9100, help="port of the first agent (the others follow)")
     sim.add_argument("--token", default=None, help="the bearer token they accept (better: CREATIVE_SYNC_SIM_TOKEN, "
                      "which `ps` does not show; default: a fresh one, printed)")
+    sim.add_argument("--host", default="127.0.0.1", help="the address they listen on (0.0.0.0 in a container)")
     sim.set_defaults(func=cmd_sim_agents)
+    demo = sub.add_parser("demo", help="seed the demo into a running system (a principal, the simulated agents, "
+                          "creatives, campaigns); the agents' token from CREATIVE_SYNC_SIM_TOKEN")
+    demo.add_argument("--gateway", required=True, help="the gateway's URL, e.g. http://gateway:8080")
+    demo.add_argument("--agents", required=True, help="the first simulated agent's URL without path, e.g. "
+                      "http://sim-agents:9100 (the others on the next ports)")
+    demo.add_argument("--account", default="demo")
+    demo.add_argument("--wait-s", type=float, default=300.0, help="how long to wait for the gateway and the agents")
+    demo.set_defaults(func=cmd_demo)
     sub.add_parser("conformance", help="print the README's conformance table (operation x transport x AdCP "
                    "release), from the operation registry").set_defaults(func=cmd_conformance)
     bench = sub.add_parser("bench", help="measure the system against the raw broker in the same run")

@@ -230,6 +230,34 @@ def _expose_metrics(pipeline: Pipeline) -> None:
     async def metrics(web, request):  # noqa: ANN001 - faust view signature
         return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
+    @pipeline.app.page("/healthz")
+    async def healthz(web, request):  # noqa: ANN001 - liveness: the event loop answers
+        return web.json({"alive": True})
+
+    @pipeline.app.page("/readyz")
+    async def readyz(web, request):  # noqa: ANN001 - readiness: in the group, its tables recovered
+        app = pipeline.app
+        ready = bool(app.tables.recovery.completed.is_set() and not app.rebalancing and not app.in_recovery)
+        return web.json({"ready": ready, "assigned_partitions": len(app.consumer.assignment()) if ready else 0},
+                        status=200 if ready else 503)
+
+    @pipeline.app.timer(10.0)
+    async def measure_lag() -> None:
+        """Per topic, the records not yet read on this worker's partitions: the high watermark of the
+        last fetch less the next offset to read (faust's consumer keeps the last offset read and the
+        committed offset of each partition in `_read_offset` / `_committed_offset`: no public accessor)."""
+        consumer = pipeline.app.consumer
+        if pipeline.app.rebalancing:
+            return
+        lags: dict[str, int] = {}
+        for tp in consumer.assignment():
+            read, committed = consumer._read_offset.get(tp), consumer._committed_offset.get(tp)
+            position, highwater = (read + 1 if read is not None else committed), consumer.highwater(tp)
+            if highwater is not None and position is not None:
+                lags[tp.topic] = lags.get(tp.topic, 0) + max(0, highwater - position)
+        for topic_name, lag in lags.items():
+            pipeline.metrics.consumer_lag.labels(topic_name).set(lag)
+
     @pipeline.app.on_partitions_assigned.connect
     async def on_assigned(app, assigned, **kwargs):  # noqa: ANN001
         gauge.set(len(assigned))

@@ -52,6 +52,12 @@ class WorkerMetrics:
         self.agent_available = Gauge(
             "creative_sync_sales_agent_available", "1 while the sales agent answers, 0 during an outage (circuit open "
             "or discovery failing), per agent this worker delivers to", ["sales_agent"], registry=self.registry)
+        self.sync_failures = Counter(
+            "creative_sync_sync_failures_total", "Failed sync_creatives calls, by sales agent", ["sales_agent"],
+            registry=self.registry)
+        self.consumer_lag = Gauge(
+            "creative_sync_worker_consumer_lag", "Records not yet read on this worker's partitions, by topic",
+            ["topic"], registry=self.registry)
         self.campaigns = Gauge(
             "creative_sync_campaigns", "Campaigns of this worker's accounts by their last health", ["status"],
             registry=self.registry)

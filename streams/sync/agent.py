@@ -404,6 +404,7 @@ class AgentSupervisor:
                 self.breaker.failed(now())
                 await self._tell_outage(agent, error.failure.message)
                 metrics.sync_calls.labels("failed").inc()
+                metrics.sync_failures.labels(self.agent_id).inc()
                 failure = error.failure
                 await self._calls_failing(agent, failure.message)
                 results = logic.results_for(batch, attempt=attempt, now=now(), failure=failure)
