@@ -71,6 +71,9 @@ class Settings:
     #: before answering a transient SERVICE_UNAVAILABLE.
     read_deadline_s: float = 10.0
     mcp_session_ttl_s: float = 3600.0
+    #: Holds the gateway's /readyz at "not ready" this long after its start: a rehearsal of a slow
+    #: start (the tests of `creative-sync up`); 0 in any real use.
+    gateway_ready_delay_s: float = 0.0
     #: The gateway's URL as sales agents reach it (their webhooks to us); None: http://<gateway host>:<port>.
     public_url: str | None = None
     #: Ed25519 private key (PEM) signing RFC 9421 webhooks; every gateway replica must share it.
@@ -145,6 +148,7 @@ class Settings:
             principals_file=Path(_env("CREATIVE_SYNC_PRINCIPALS_FILE", str(data_dir / "principals.json"))),
             secrets_key_file=Path(key) if (key := _env_opt("CREATIVE_SYNC_SECRETS_KEY_FILE")) else None,
             secrets_dir=Path(folder) if (folder := _env_opt("CREATIVE_SYNC_SECRETS_DIR")) else None,
+            gateway_ready_delay_s=float(_env("CREATIVE_SYNC_GATEWAY_READY_DELAY_S", "0")),
             allow_private_targets=_env("CREATIVE_SYNC_ALLOW_PRIVATE_TARGETS", "false").lower() in ("1", "true", "yes"),
             sync_call_timeout_s=float(_env("CREATIVE_SYNC_SYNC_CALL_TIMEOUT_S", "30")),
             sync_flush_after_s=float(_env("CREATIVE_SYNC_SYNC_FLUSH_AFTER_S", "0.05")),
@@ -267,4 +271,6 @@ class Settings:
             env["CREATIVE_SYNC_WEBHOOK_SIGNING_KEY_FILE"] = str(self.webhook_signing_key_file)
         if self.secrets_dir:
             env["CREATIVE_SYNC_SECRETS_DIR"] = str(self.secrets_dir)
+        if self.gateway_ready_delay_s:
+            env["CREATIVE_SYNC_GATEWAY_READY_DELAY_S"] = str(self.gateway_ready_delay_s)
         return env

@@ -1,6 +1,8 @@
 """Liveness, readiness, metrics and the landing page."""
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -18,7 +20,9 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     broker = await request.app[keys.BROKER].ready()
     caught_up = request.app[keys.LIBRARY_VIEW].caught_up.is_set()  # reads would miss earlier writes until then
-    ready = broker and caught_up
+    # (a rehearsal of a slow start, CREATIVE_SYNC_GATEWAY_READY_DELAY_S: the tests of `creative-sync up`)
+    held = datetime.now(UTC) - request.app[keys.STARTED_AT] < timedelta(seconds=request.app[keys.SETTINGS].gateway_ready_delay_s)
+    ready = broker and caught_up and not held
     return web.json_response({"ready": ready, "broker": request.app[keys.BROKER].bootstrap, "broker_ready": broker,
                               "read_model_caught_up": caught_up,
                               # (not part of readiness: A2A's first call loads it if the preload has not)

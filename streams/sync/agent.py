@@ -503,6 +503,9 @@ class AgentSupervisor:
         else:
             if self._discovery_failures or agent.discovery_error:
                 log.info("sales agent %s discovered after failures", self.agent_id)
+            elif agent.discovered_at is None:
+                log.info("sales agent %s discovered: AdCP %s, %d formats", self.agent_id, found["negotiated"],
+                         len(found["formats"]))
             self._discovery_failures, self._told_discovery_failed = 0, False
             if self.breaker.state(now()) != "open":  # answering again; with calls still failing, the outage goes on
                 self._outage_since = None

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support import free_ports
 from topics.admin import broker_answers
 from topics.catalogue import all_specs
 
@@ -80,29 +81,6 @@ def test_topics_create_is_idempotent_and_list_shows_the_catalogue(kafka_bootstra
     assert f"app{namespace}-creatives-changelog" in listing.stdout, "the name faust gives the table's changelog"
 
 
-def _free_ports(count: int) -> int:
-    """The first of `count` consecutive loopback ports free now."""
-    import socket
-
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + count > 65535:
-            continue
-        sockets = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def test_the_simulated_agents_token_of_make_up_is_not_on_a_command_line(settings, tmp_path):
@@ -114,7 +92,7 @@ def test_the_simulated_agents_token_of_make_up_is_not_on_a_command_line(settings
 
     from creative_sync.up import spawn_sim_agents
 
-    token, port = secrets.token_urlsafe(24), _free_ports(4)  # the simulated agents listen on 4 ports in a row
+    token, port = secrets.token_urlsafe(24), free_ports(4)  # the simulated agents listen on 4 ports in a row
     errors = (tmp_path / "sim-agents.err").open("w")
     # executed as `up` executes it (not forked from the tests' preloaded server): its command line is the point
     process = spawn_sim_agents(settings, port, token, stdout=subprocess.DEVNULL, stderr=errors, fork=False)
