@@ -26,6 +26,27 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class RepeatedMessages(logging.Filter):
+    """The same message (logger and text) at most once per `window_s`: a lost broker makes the Kafka
+    client log every reconnection attempt (~120 ERROR lines a second were seen); the log says it
+    once a minute, and a change of state (another message: the first failure, the recovery) at once."""
+
+    def __init__(self, window_s: float = 60.0, clock: Any = None) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self._clock = clock or __import__("time").monotonic
+        self._last: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key, now = (record.name, record.getMessage()), self._clock()
+        if now - self._last.get(key, float("-inf")) < self.window_s:
+            return False
+        self._last[key] = now
+        if len(self._last) > 10_000:  # bounded
+            self._last.clear()
+        return True
+
+
 def logging_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
     formatter = (
         {"()": "pythonjsonlogger.json.JsonFormatter",
@@ -37,9 +58,9 @@ def logging_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": RedactSecrets}},
+        "filters": {"redact": {"()": RedactSecrets}, "repeated": {"()": RepeatedMessages}},
         "formatters": {"default": formatter},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default", "filters": ["redact"],
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default", "filters": ["repeated", "redact"],
                                 "stream": "ext://sys.stderr"}},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
         # The HTTP and MCP clients log every request at INFO: thousands of lines per sync.

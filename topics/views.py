@@ -112,6 +112,7 @@ class ViewReader:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
+        failures = 0  # reconnections in a row: the wait between them doubles, up to 30 s
         while True:
             consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
                                         auto_offset_reset="earliest")
@@ -122,6 +123,9 @@ class ViewReader:
                 from_end = [tp for tp in partitions if self._views[tp.topic]._from_end]
                 if from_end:
                     await consumer.seek_to_end(*from_end)
+                if failures:
+                    log.info("views of %s read the broker again", ", ".join(self._views))
+                    failures = 0
                 while True:
                     batches = await consumer.getmany(timeout_ms=500)
                     took = set()
@@ -134,9 +138,12 @@ class ViewReader:
                         self._views[name]._took()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the broker went away: keep what we have and reconnect
-                log.warning("views of %s failed; reconnecting", ", ".join(self._views), exc_info=True)
-                await asyncio.sleep(1)
+            except Exception:  # the broker went away: keep what we have and reconnect, backing off
+                if not failures:  # said once per outage, not once per attempt
+                    log.warning("views of %s lost the broker; reconnecting with backoff", ", ".join(self._views),
+                                exc_info=True)
+                failures += 1
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
             finally:
                 await consumer.stop()
 

@@ -31,3 +31,22 @@ def test_redaction_filter_masks_log_arguments():
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "calling with %s", ("Bearer tok_1234567890",), None)
     RedactSecrets().filter(record)
     assert "tok_1234567890" not in record.getMessage()
+
+
+def test_a_message_repeated_by_every_retry_is_logged_once_a_minute_and_another_at_once():
+    import logging
+
+    from creative_sync.logs import RepeatedMessages
+
+    clock = [0.0]
+    repeated = RepeatedMessages(window_s=60, clock=lambda: clock[0])
+
+    def passes(message: str, *args) -> bool:
+        return repeated.filter(logging.LogRecord("aiokafka", logging.ERROR, "f", 1, message, args, None))
+    lost = "Unable connect to node with id %s: Connect call failed"
+    assert passes(lost, 1)
+    shown = sum(passes(lost, 1) for clock[0] in [n / 120 for n in range(1, 120 * 59)])  # 120 attempts a second
+    assert shown == 0
+    assert passes("sales agent %s: calls failing", "a") and passes("sales agent %s: calls failing", "b")  # others at once
+    clock[0] = 61
+    assert passes(lost, 1)  # a minute on: said again
