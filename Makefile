@@ -18,6 +18,7 @@ up: $(STAMP)
 	$(BIN)/creative-sync up
 
 test: $(STAMP)
+	@bash .ci/browser
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

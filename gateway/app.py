@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 
 from creative_sync.settings import Settings
-from gateway import a2a, accounts, agent_webhooks, campaigns, creatives, health, keys, mcp, middleware, notifications, rest, retrieval, syncing
+from gateway import a2a, accounts, agent_webhooks, campaigns, creatives, dashboard, health, keys, live, mcp, middleware, notifications, rest, retrieval, syncing
 from gateway.auth import PrincipalStore
 from gateway.principals import Principals, TopicPrincipals
 from gateway.broker import BrokerLink
@@ -61,8 +61,9 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     app[keys.LIBRARY_VIEW] = view = LibraryView(settings.bootstrap_servers, codecs, settings.topic_prefix,
                                                 pacing=settings.pacing())
     box = SecretBox.from_file(settings.secrets_key_path, create=settings.secrets_dir is None)
+    app[keys.LIVE] = feed = live.LiveFeed(settings.bootstrap_servers, codecs, settings.topic_prefix)
     app[keys.AGENTS] = AgentDirectory(settings.bootstrap_servers, codecs, settings.topic_prefix, box, settings.pacing(),
-                                      also=(in_cluster,))
+                                      also=(in_cluster, *feed.views))
     app[keys.OWNERS] = gateway_owners(settings.worker_seeds, box.token(OWNER_QUERIES), codecs,
                                       deadline_s=settings.read_deadline_s, metrics=app[keys.METRICS])
     app[keys.INBOUND] = agent_webhooks.Inbound()
@@ -78,6 +79,8 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     app[keys.A2A] = a2a.A2AServer(app)
     app.cleanup_ctx.append(_lifecycle(webhooks))
     app.add_routes(health.routes)
+    app.add_routes(live.routes)
+    app.add_routes(dashboard.routes)
     app.add_routes(mcp.routes)
     app.add_routes(a2a.routes)
     app.add_routes(rest.routes)

@@ -32,3 +32,4 @@ TASKS = web.AppKey("tasks", Tasks)
 CLAIMS = web.AppKey("claims", set)  # (kind, scoped id) of entities being created by this gateway
 VERSION = web.AppKey("version", str)
 STARTED_AT = web.AppKey("started_at", datetime)
+LIVE = web.AppKey("live", object)  # gateway.live.LiveFeed (it imports keys)

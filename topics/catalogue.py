@@ -25,6 +25,8 @@ DAY_MS = 24 * 3600 * 1000
 #: Kafka's default (1 MiB) is raised to this on every topic (`max.message.bytes`) and for every
 #: producer (`max_request_size`), with room for the Avro envelope.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+#: A header on a campaign-health record published on the heartbeat, unchanged: readers that want changes skip it.
+HEARTBEAT_HEADER = "creative-sync-heartbeat"
 
 
 @dataclass(frozen=True)

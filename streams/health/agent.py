@@ -27,6 +27,7 @@ from streams.notify.logic import campaign_notifications
 from streams.owner_client import OwnersUnavailable
 from streams.runtime import stored_row
 from streams.status import reads as status_reads
+from topics.catalogue import HEARTBEAT_HEADER
 from topics.events import CampaignActivity, CampaignEntity, CampaignHealth, EntityType, HealthStatus, SyncStatus
 from topics.ids import account_in
 
@@ -168,8 +169,10 @@ class HealthMonitor:
                                                str(campaign.name), previous, record, since=previous.computed_at if previous else None,
                                                now=now):
                 await notify.publish(pipeline, note)
+        # A heartbeat's record (nothing changed) says so in a header: a live view need not read again.
         await pipeline.topics["campaign_health"].send(key=codecs.key("campaign_health").encode(campaign.entity_id),
-                                                      value=codecs.value("campaign_health").encode(record))
+                                                      value=codecs.value("campaign_health").encode(record),
+                                                      headers=None if changed else {HEARTBEAT_HEADER: b"1"})
         # after the notifications: a crash in between repeats them under the same ids
         await pipeline.write_rows("campaign_health", [(campaign.entity_id, record)],
                                   partition=self.partition_of(campaign.account_id))

@@ -159,7 +159,7 @@ async def test_list_creatives_needs_no_account_from_a_principal_with_one(client_
     one = await client_without_broker.post("/api/v1/list_creatives", json={}, headers=client_without_broker.headers)
     [error] = (await one.json())["errors"]
     assert one.status == 503 and error["code"] == "SERVICE_UNAVAILABLE" and error["recovery"] == "transient"
-    store = client_without_broker.server.app[keys.PRINCIPALS]
+    store = client_without_broker.server.app[keys.PRINCIPALS].stores[-1]  # the principals file beside the topic
     _, token = store.add("agency", ["acct-1", "acct-2"])
     several = await client_without_broker.post("/api/v1/list_creatives", json={}, headers={"Authorization": f"Bearer {token}"})
     [error] = (await several.json())["errors"]
