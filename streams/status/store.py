@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from streams import stores
 from streams.library.index import SEP
+from streams.library.store import IdempotencyIndex, LibraryIndex
 from streams.retention import moment
 from topics.events import ArchivedCreative
 
@@ -19,13 +20,8 @@ from topics.events import ArchivedCreative
 class ArchivedIndex(stores.TextEntries):
     """Each account's archived creatives by archiving time; an index row holds the creative id."""
 
-    @staticmethod
-    def account_of(key: str) -> str:
-        return key.split("/", 1)[0]
-
-    @staticmethod
-    def prefix(account_id: str) -> str:
-        return f"{account_id}{SEP}"
+    account_of = staticmethod(LibraryIndex.account_of)  # keys are account/creative, as the library's
+    prefix = staticmethod(IdempotencyIndex.prefix)  # an account's rows, by time, as the idempotency keys'
 
     @staticmethod
     def moved(counts: Mapping[str, int], changes: Iterable[tuple[ArchivedCreative | None, ArchivedCreative | None]]

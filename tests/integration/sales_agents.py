@@ -132,3 +132,16 @@ def image_kind_creative(creative_id: str, width: int, height: int) -> dict:
     creative = display_creative(creative_id, width=width, height=height)
     creative.pop("format_id")
     return {**creative, "format_kind": "image"}
+
+
+def status_webhook(account_id: str, creative_id: str, *, key: str, to: str, reason: str | None = None,
+                   came_from: str = "approved") -> bytes:
+    """A sales agent's `creative.status_changed` webhook body (AdCP), as real agents send it."""
+    import json
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat()
+    return json.dumps({"idempotency_key": key, "notification_id": key, "notification_type": "creative.status_changed",
+                       "fired_at": now, "subscriber_id": "s", "account_id": account_id, "creative_id": creative_id,
+                       "transition": {"from": came_from, "to": to, "observed_at": now}, "reason_detail": reason,
+                       "initiator": "seller"}).encode()

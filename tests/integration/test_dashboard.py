@@ -6,16 +6,14 @@ escapes a hostile campaign name, and says so when the token is refused."""
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
-from datetime import UTC, datetime
 
 import pytest
 from playwright.async_api import async_playwright
 
 from creative_sync.sim_agents import SimAgentConfig
 from gateway.webhooks import hmac_headers
-from tests.integration.sales_agents import eventually, image_kind_creative, register
+from tests.integration.sales_agents import status_webhook, eventually, image_kind_creative, register
 from topics.ids import scoped, webhook_path
 from creative_sync.samples import sync_request
 
@@ -66,11 +64,7 @@ async def test_the_dashboard_turns_critical_live_escapes_names_and_refuses_a_wro
             await asyncio.sleep(6)  # quiet: a polling page would read the campaigns two or three times by now
             assert len(reads) == before, "the page polls"
 
-            body = json.dumps({"idempotency_key": "dash-rejection-1", "notification_id": "d1",
-                               "notification_type": "creative.status_changed", "fired_at": datetime.now(UTC).isoformat(),
-                               "subscriber_id": "s", "account_id": "acct-1", "creative_id": "dash-1",
-                               "transition": {"from": "approved", "to": "rejected", "observed_at": datetime.now(UTC).isoformat()},
-                               "reason_detail": "Logo too small", "initiator": "seller"}).encode()
+            body = status_webhook("acct-1", "dash-1", key="dash-rejection-1", to="rejected", reason="Logo too small")
             response = await api.client.post(webhook_path(scoped("acct-1", "news")), data=body,
                                              headers={"Content-Type": "application/json", **hmac_headers(SECRET, body)})
             assert response.status == 200

@@ -6,10 +6,8 @@ their topics: types, counts, and no duplicates."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -19,7 +17,7 @@ from creative_sync.sim_agents import Behaviour, SimAgentConfig
 from gateway.app import create_app
 from gateway.auth import PrincipalStore
 from gateway.webhooks import hmac_headers
-from tests.integration.sales_agents import Api, eventually, image_kind_creative, register
+from tests.integration.sales_agents import status_webhook, Api, eventually, image_kind_creative, register
 from tests.support import read_topic, topic_name
 from topics.catalogue import Codecs
 from topics.ids import public, scoped, webhook_path
@@ -99,11 +97,7 @@ async def test_holiday_campaign_warning_rejection_and_recovery(api, agents, sett
     await on_the_dashboards("creative_sync_campaigns", {"warning": 1.0, "healthy": 0.0})
 
     # The mobile agent revokes its only approved creative: high urgency, and the campaign is critical.
-    body = json.dumps({"idempotency_key": "mobile-revocation-1", "notification_id": "m1",
-                       "notification_type": "creative.status_changed", "fired_at": datetime.now(UTC).isoformat(),
-                       "subscriber_id": "s", "account_id": "acct-1", "creative_id": "holiday-video",
-                       "transition": {"from": "approved", "to": "rejected", "observed_at": datetime.now(UTC).isoformat()},
-                       "reason_detail": "Audio too loud for mobile", "initiator": "seller"}).encode()
+    body = status_webhook("acct-1", "holiday-video", key="mobile-revocation-1", to="rejected", reason="Audio too loud for mobile")
     response = await api.client.post(webhook_path(scoped("acct-1", "mobile")), data=body,
                                      headers={"Content-Type": "application/json", **hmac_headers(SECRET, body)})
     assert response.status == 200
