@@ -164,3 +164,16 @@ async def test_list_creatives_needs_no_account_from_a_principal_with_one(client_
     several = await client_without_broker.post("/api/v1/list_creatives", json={}, headers={"Authorization": f"Bearer {token}"})
     [error] = (await several.json())["errors"]
     assert several.status == 400 and error["code"] == "ACCOUNT_REQUIRED" and "acct-1, acct-2" in error["suggestion"]
+
+
+async def test_the_live_feed_is_for_the_accounts_principals_only(client_without_broker):
+    assert (await client_without_broker.get("/api/v1/live?account=acct-1")).status == 401  # no token
+    store = client_without_broker.server.app[keys.PRINCIPALS].stores[-1]
+    _, other = store.add("another-buyer", ["acct-2"])
+    refused = await client_without_broker.get("/api/v1/live?account=acct-1", headers={"Authorization": f"Bearer {other}"})
+    assert refused.status == 403 and (await refused.json())["errors"][0]["code"] == "PERMISSION_DENIED"
+    missing = await client_without_broker.get("/api/v1/live", headers=client_without_broker.headers)
+    assert missing.status == 400 and (await missing.json())["errors"][0]["field"] == "account"
+    async with client_without_broker.get("/api/v1/live?account=acct-1", headers=client_without_broker.headers) as stream:
+        assert stream.status == 200 and stream.headers["Content-Type"] == "text/event-stream"
+        assert await stream.content.readuntil(b"\n\n") == b'event: ready\ndata: {"account_id": "acct-1"}\n\n'
