@@ -172,7 +172,12 @@ async def test_a_second_account_can_neither_see_nor_change_anything_of_the_first
             attacked.append((operation.name, status))
         assert len(attacked) == len(operations) >= 26, attacked
         # What B's own-account calls did (e.g. a creative of the same id in B's library) is B's.
-        assert await _snapshot(a, ids) == before
+        after = await _snapshot(a, ids)
+        notes_before, notes_after = before.pop("notes"), after.pop("notes")
+        assert after == before
+        assert {n: notes_after.get(n) for n in notes_before} == notes_before  # the flags of A's notifications, as they were
+        # A's news since the first snapshot (a campaign turning healthy): unread, unacknowledged, whatever B did
+        assert all(flags == (False, False) for n, flags in notes_after.items() if n not in notes_before), notes_after
         refused = [name for name, status in attacked if status >= 400]
         print(f"\nownership: {len(operations)} operations attacked twice each (as A: all refused); as B with A's ids: "
               f"refused {refused}, the others answered with B's own or nothing, never A's")
