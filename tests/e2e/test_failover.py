@@ -1,4 +1,4 @@
-"""Failover: two workers (RocksDB tables, standby replicas) share a 1,200-creative × 6-agent sync;
+"""Failover: two workers (RocksDB tables, standby replicas) share a 900-creative × 6-agent sync;
 one is killed with -9 mid-sync and not restarted. The survivor takes the dead worker's agents over
 from its standby copies of their tables; its own agents keep receiving meanwhile; every (creative,
 agent) pair settles, and no agent receives a creative under two idempotency keys."""
@@ -19,8 +19,8 @@ from gateway.auth import PrincipalStore
 from tests.integration.sales_agents import Agents, Api, all_synced, eventually, load_and_sync_by_hand, register
 from topics.catalogue import Codecs
 
-CREATIVES, AGENTS_PER_WORKER = 1200, 3
-#: each call to an agent takes this long: a sync of 12 batches per agent lasts ~20 s, long enough
+CREATIVES, AGENTS_PER_WORKER = 900, 3
+#: each call to an agent takes this long: a sync of 9 batches per agent lasts ~15 s, long enough
 #: for the dead worker's session to expire and the group to rebalance while the survivor delivers
 CALL_LATENCY_S = 1.5
 
