@@ -1,9 +1,9 @@
 """Child processes of the system (worker, gateway), shared by `up`, `bench` and the tests.
 
 Two ways to start one: `python -m creative_sync <role>` (the default: what a container does, and
-what the benchmark measures), or forked from a preloaded server (`preload_children()`: the tests).
+what the benchmark measures), or forked from a preloaded server (`preload_children()`: the tests, `up`'s restarts).
 Importing the adcp SDK costs ~18 CPU-s per process on these machines (it builds its pydantic type
-graph at import; see the README's "Cold start"): the test suite starts some forty workers, gateways
+graph at import; README, "Tests"): the test suite starts some forty workers, gateways
 and agents, so it imports the SDK once, in the standard library's fork server, and forks each child
 from there. A forked child is still a process of its own: its own memory, pid, log and SIGKILL."""
 from __future__ import annotations
