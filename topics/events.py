@@ -240,6 +240,9 @@ class SyncStatus(Event):
     content_version_synced: int | None = None
     last_error: str | None = None
     agent_updated_at: datetime | None = None
+    #: when the row's last sync outcome was recorded: sync outcomes are ordered by it (updated_at
+    #: also moves with review decisions, which may be observed before the delivery's answer is read)
+    sync_updated_at: datetime | None = None
     updated_at: datetime
 
 

@@ -96,13 +96,16 @@ def _row_after(row: SyncStatus | None, result: SyncResult) -> SyncStatus | None:
         if result.content_version < synced or (result.content_version == synced and row.sync_status is SyncState.SYNCED
                                                and target is not SyncState.SYNCED):
             return None  # about an older version than the agent already has
-        if row.updated_at > result.occurred_at and row.sync_status is not SyncState.SKIPPED:
-            return None  # older news than what the row says
+        if (row.sync_updated_at or row.updated_at) > result.occurred_at and row.sync_status is not SyncState.SKIPPED:
+            return None  # older news than the row's sync state
     attempts = (row.attempts if row else 0) + (1 if target in (SyncState.SYNCED, SyncState.FAILED) else 0)
     new_version = result.content_version if target is SyncState.SYNCED else (row.content_version_synced if row else None)
     approval = row.approval_status if row else None
     rejection = row.rejection_reason if row else None
-    if target is SyncState.SYNCED:
+    # A review decision observed after this answer was given (a poll that crossed the answer on its
+    # way here) is newer news than the answer's status: it stays.
+    decided_since = row is not None and row.updated_at > result.occurred_at and row.approval_status is not None
+    if target is SyncState.SYNCED and not decided_since:
         # The agent reviews every new version again; a status in its answer is its first word.
         approval = result.approval_status if result.approval_status in APPROVAL_STATUSES else "pending_review"
         rejection = result.reason if approval == "rejected" else None
@@ -113,7 +116,8 @@ def _row_after(row: SyncStatus | None, result: SyncResult) -> SyncStatus | None:
         attempts=0 if target is SyncState.SKIPPED else attempts,
         last_sync_at=result.occurred_at if target in (SyncState.SYNCED, SyncState.FAILED) else (row.last_sync_at if row else None),
         platform_creative_id=result.platform_creative_id or (row.platform_creative_id if row else None),
-        content_version_synced=new_version, updated_at=result.occurred_at,
+        content_version_synced=new_version, sync_updated_at=result.occurred_at,
+        updated_at=max(row.updated_at, result.occurred_at) if decided_since else result.occurred_at,
         agent_updated_at=row.agent_updated_at if row else None,
         last_error=result.reason if target is SyncState.FAILED else (row.last_error if row and target is SyncState.SYNCING else None),
     )
@@ -168,7 +172,7 @@ def apply_change(state: CreativeSyncState, change: CreativeChanged, now: datetim
             job_id=job_id_for(SyncTrigger.CONTENT_CHANGE.value, change.account_id, change.creative_id,
                               change.content_version, row.sales_agent_id),
             creative_id=change.creative_id, content_version=change.content_version, creative_json=change.creative_json)))
-        pending = row.model_copy(update={"sync_status": SyncState.PENDING, "updated_at": now})
+        pending = row.model_copy(update={"sync_status": SyncState.PENDING, "sync_updated_at": now, "updated_at": now})
         out.state = _with_row(out.state, pending)
         out.rows.append(pending)
     return out

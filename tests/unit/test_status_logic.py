@@ -158,6 +158,25 @@ def test_a_decision_observed_before_our_delivery_was_answered_is_older_news():
     assert apply_approval(state, _agent_approval("approved", when=9, agent_when=500)).rows == []
 
 
+def test_a_decision_read_before_the_deliverys_answer_arrives_keeps_both():
+    """A poll that finds the creative approved can reach the status processor before the answer of
+    the sync call that delivered it (two topics): the answer still marks the row synced (it was
+    stuck in syncing once, in CI), and the later-observed decision is not replaced by the answer's
+    first word."""
+    state = run(empty_state("a", "c"), result(SyncOutcome.SYNCING, when=0))
+    state = apply_approval(state, approval("approved", when=5)).state
+    change = apply_result(state, result(SyncOutcome.SYNCED, when=3, approval="pending_review"))
+    row = change.state.rows[0]
+    assert (row.sync_status, row.approval_status, row.content_version_synced, row.attempts) == \
+        (SyncState.SYNCED, "approved", 1, 1)
+    assert (row.updated_at, row.sync_updated_at, row.last_sync_at) == (at(5), at(3), at(3))
+    # ... while an answer given after the decision was observed is the agent's newer word, and a
+    # sync outcome older than the row's sync state is still older news.
+    later = apply_result(state, result(SyncOutcome.SYNCED, when=6, approval="pending_review")).state.rows[0]
+    assert (later.approval_status, later.updated_at) == ("pending_review", at(6))
+    assert apply_result(change.state, result(SyncOutcome.FAILED, when=2)).rows == []
+
+
 def test_a_decision_dated_years_ahead_cannot_freeze_the_row():
     """A time far in the future would order every later decision before it: it is not believed."""
     state = run(empty_state("a", "c"), result(SyncOutcome.SYNCED, when=1, approval="pending_review"))
