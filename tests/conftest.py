@@ -78,6 +78,12 @@ def isolated_settings(bootstrap: str, namespace: str, folder: Path, *, rocksdb: 
         principals_file=folder / "principals.json",
         log_format="text",
         allow_private_targets=True,  # simulated and field agents listen on loopback
+        # Shorter than deployed, for the suite's time; what is tested is that they happen, not how
+        # long they are. The embedded broker holds a JoinGroup ~half the session timeout (rounded up
+        # to seconds: 3 s at the deployed 5 s), so every worker start and rebalance waits 1 s less,
+        # and a killed member expires 2 s sooner; reviews are polled every second, not every 5 s.
+        session_timeout_s=3.0,
+        poll_interval_s=1.0,
     )
 
 

@@ -201,6 +201,9 @@ class ApprovalSource(StrEnum):
     TASK_WEBHOOK = "TASK_WEBHOOK"
     POLL = "POLL"
     SYNC_RESPONSE = "SYNC_RESPONSE"
+    #: a poll of everything changed at the agent lately (after a restart): it may name creatives we
+    #: never delivered there
+    SWEEP = "SWEEP"
     UNKNOWN = "UNKNOWN"
 
 
@@ -246,12 +249,23 @@ class SyncStatus(Event):
     updated_at: datetime
 
 
+class HeldDecision(Event):
+    """A review decision that arrived before its agent's status row (streams.status.logic)."""
+
+    sales_agent_id: str
+    status: str
+    rejection_reason: str | None = None
+    observed_at: datetime
+    agent_updated_at: datetime | None = None
+
+
 class CreativeSyncState(Event):
     account_id: str
     creative_id: str
     content_version: int = 0
     creative_json: str | None = None
-    rows: list[SyncStatus] = Field(default_factory=list)
+    held_decisions: list[HeldDecision] = Field(default_factory=list)
+    rows: list[SyncStatus] = Field(default_factory=list)  # last: topics.codec.RowCachingCodec
 
 
 class ArchivedCreative(Event):

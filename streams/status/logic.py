@@ -13,10 +13,12 @@ from typing import Any
 from streams.sync.logic import job_id_for
 from topics.events import (
     ApprovalEvent,
+    ApprovalSource,
     ArchivedCreative,
     ChangeKind,
     CreativeChanged,
     CreativeSyncState,
+    HeldDecision,
     SyncItem,
     SyncOutcome,
     SyncResult,
@@ -33,6 +35,10 @@ APPROVAL_STATUSES = frozenset({"processing", "pending_review", "approved", "susp
 #: clocks run minutes off; a time further ahead would order every later decision before it and
 #: freeze the row (an attacker's trick), so it is not used for ordering.
 MAX_AGENT_CLOCK_AHEAD = timedelta(minutes=10)
+#: How long a decision that came before its agent's row is held for it (the row follows within
+#: seconds: a result still on its way), and how many a creative holds at most.
+HOLD_DECISION_FOR = timedelta(hours=1)
+MAX_HELD_DECISIONS = 16
 
 
 def trusted_agent_time(agent_time: datetime | None, observed_at: datetime) -> datetime | None:
@@ -73,7 +79,8 @@ def apply_result(state: CreativeSyncState, result: SyncResult) -> StatusChange:
 
 def apply_results(state: CreativeSyncState, results: Iterable[SyncResult]) -> StatusChange:
     """Outcomes about one creative, in order: the state is rebuilt once, not once per result (the
-    ten agents' answers about a creative come together)."""
+    ten agents' answers about a creative come together). A decision held for an agent whose row
+    this creates is applied then."""
     rows = {r.sales_agent_id: r for r in state.rows}
     changed = []
     for result in results:
@@ -83,7 +90,17 @@ def apply_results(state: CreativeSyncState, results: Iterable[SyncResult]) -> St
             changed.append(updated)
     if not changed:
         return StatusChange(state)
-    return StatusChange(state.model_copy(update={"rows": sorted(rows.values(), key=lambda r: r.sales_agent_id)}), changed)
+    out = StatusChange(state.model_copy(update={"rows": sorted(rows.values(), key=lambda r: r.sales_agent_id)}), changed)
+    due = [held for held in state.held_decisions if held.sales_agent_id in rows]
+    if due:
+        out.state = out.state.model_copy(update={"held_decisions": [h for h in state.held_decisions if h not in due]})
+        for held in due:
+            decided = _apply_decision(out.state, held)
+            if decided.rows:
+                out.state = decided.state
+                out.rows = [r for r in out.rows if r.sales_agent_id != held.sales_agent_id] + decided.rows
+                out.decided_after_s += decided.decided_after_s
+    return out
 
 
 def _row_after(row: SyncStatus | None, result: SyncResult) -> SyncStatus | None:
@@ -134,9 +151,35 @@ def apply_approval(state: CreativeSyncState, event: ApprovalEvent) -> StatusChan
     answer (a poll started, a webhook received earlier) is older news; and an agent's own time
     is compared only with the times the same agent gave before. (A poll is observed when it
     starts, a webhook when it is received.)"""
-    row = _row(state, event.sales_agent_id)
     status = event.status.lower()
-    if row is None or status not in APPROVAL_STATUSES or row.sync_status is SyncState.SKIPPED:
+    if status not in APPROVAL_STATUSES:
+        return StatusChange(state)
+    decision = HeldDecision(sales_agent_id=event.sales_agent_id, status=status, rejection_reason=event.rejection_reason,
+                            observed_at=event.observed_at, agent_updated_at=event.agent_updated_at)
+    if _row(state, event.sales_agent_id) is None and event.source is not ApprovalSource.SWEEP:
+        # About a delivery whose result has not reached us yet (the agent's decision and our
+        # result travel on two topics; a poll finds it approved a second after the call): held
+        # for the row, or it would be lost, and the agent, asked no more, would stay pending here
+        # for ever. (A sweep's decision may be about a creative never delivered there: not held.)
+        return StatusChange(_hold(state, decision))
+    return _apply_decision(state, decision)
+
+
+def _hold(state: CreativeSyncState, decision: HeldDecision) -> CreativeSyncState:
+    """`state` holding `decision` (the newest observed per agent; the newest MAX_HELD_DECISIONS,
+    none older than HOLD_DECISION_FOR before it)."""
+    same = next((h for h in state.held_decisions if h.sales_agent_id == decision.sales_agent_id), None)
+    if same is not None and same.observed_at >= decision.observed_at:
+        return state
+    kept = [h for h in state.held_decisions if h is not same and h.observed_at >= decision.observed_at - HOLD_DECISION_FOR]
+    kept = sorted([*kept, decision], key=lambda h: h.observed_at)[-MAX_HELD_DECISIONS:]
+    return state.model_copy(update={"held_decisions": kept})
+
+
+def _apply_decision(state: CreativeSyncState, event: HeldDecision) -> StatusChange:
+    row = _row(state, event.sales_agent_id)
+    status = event.status
+    if row is None or row.sync_status is SyncState.SKIPPED:
         return StatusChange(state)
     if event.observed_at < row.updated_at:
         return StatusChange(state)  # seen before what the row already says (our delivery's answer, say)

@@ -578,7 +578,8 @@ class AgentSupervisor:
                     if status in ("approved", "rejected", "suspended", "archived"):
                         self.reviewing.pop((account_id, creative_id), None)
                     if status:
-                        events.append(self._approval(account_id, creative_id, status, item, started))
+                        source = ApprovalSource.POLL if asked else ApprovalSource.SWEEP
+                        events.append(self._approval(account_id, creative_id, status, item, started, source))
                 page = answer.get("pagination") or {}
                 cursor = page.get("cursor") if page.get("has_more") else None
                 if not cursor:
@@ -590,7 +591,8 @@ class AgentSupervisor:
         for event in events:
             await pipeline.publish("approval_events", key.encode(f"{event.account_id}/{event.creative_id}"), value.encode(event))
 
-    def _approval(self, account_id: str, creative_id: str, status: str, item: dict, asked_at: datetime) -> ApprovalEvent:
+    def _approval(self, account_id: str, creative_id: str, status: str, item: dict, asked_at: datetime,
+                  source: ApprovalSource) -> ApprovalEvent:
         updated = item.get("updated_date")
         try:
             agent_time = datetime.fromisoformat(str(updated).replace("Z", "+00:00")) if updated else None
@@ -601,4 +603,4 @@ class AgentSupervisor:
         return ApprovalEvent(
             event_id=logic.stable_id("poll", self.agent_id, account_id, creative_id, status, str(updated))[:32],
             sales_agent_id=self.agent_id, account_id=account_id, creative_id=creative_id, status=status,
-            rejection_reason=reason, source=ApprovalSource.POLL, observed_at=asked_at, agent_updated_at=agent_time)
+            rejection_reason=reason, source=source, observed_at=asked_at, agent_updated_at=agent_time)

@@ -1,5 +1,5 @@
 """`creative-sync up` as a product (issue 19): run as a newcomer runs it, with a gateway that is
-ready only well past 30 s, it still seeds the demo; a worker killed with SIGKILL is started again
+ready only well after up has run out of patience (and said so), it still seeds the demo; a worker killed with SIGKILL is started again
 and the API answers within 30 s, with every creative it had accepted; a Ctrl-C stops everything."""
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from creative_sync.broker import free_port
 from creative_sync.samples import display_creative, sync_request
 from tests.support import free_ports
 
-READY_DELAY_S = 40  # the gateway's /readyz says "not ready" this long: the demo must wait, not give up
+READY_DELAY_S = 20  # the gateway's /readyz says "not ready" this long (past up's 15 s of patience): the demo must wait, not give up
 
 
 class Up:
