@@ -19,7 +19,7 @@ up: $(STAMP)
 
 test: $(STAMP)
 	@bash .ci/browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/creative-sync bench

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import os
 import signal
 import socket
 import subprocess
@@ -20,10 +21,50 @@ from topics.admin import broker_answers
 PR_SET_PDEATHSIG = 1
 
 
+#: Where free ports are chosen, "low-high" (CREATIVE_SYNC_PORT_RANGE): several runs on one machine
+#: (the test suite's two processes) each in a range of its own never choose the same port; unset,
+#: the system's ephemeral range.
+PORT_RANGE_ENV = "CREATIVE_SYNC_PORT_RANGE"
+_next_in_range: dict[str, int] = {}
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    return free_ports(1, host)
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> int:
+    """The first of `count` consecutive ports free now. In a configured range, one process's
+    choices go round the range (a port just chosen, not yet bound, is not chosen again at once)."""
+    span = os.environ.get(PORT_RANGE_ENV)
+    low, high = map(int, span.split("-")) if span else (0, 0)
+    size = high - low + 1
+    start = _next_in_range.get(span or "", low + (os.getpid() * 7919) % size if span else 0)
+    for attempt in range(200 if not span else size):
+        if span:
+            first = low + (start - low + attempt) % size
+            if first + count - 1 > high:
+                continue
+        else:
+            with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
+                probe.bind((host, 0))
+                first = probe.getsockname()[1]
+            if first + count > 65535:
+                continue
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        if span:
+            _next_in_range[span] = first + count
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports" + (f" in {span}" if span else ""))
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec

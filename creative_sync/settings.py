@@ -70,6 +70,9 @@ class Settings:
     #: How long a read waits for the worker that owns the data (e.g. while a rebalance moves it)
     #: before answering a transient SERVICE_UNAVAILABLE.
     read_deadline_s: float = 10.0
+    #: How long a request waits for the gateway's broker connection while it is being made (a
+    #: gateway just started) before answering a transient SERVICE_UNAVAILABLE.
+    broker_connect_wait_s: float = 3.0
     mcp_session_ttl_s: float = 3600.0
     #: Holds the gateway's /readyz at "not ready" this long after its start: a rehearsal of a slow
     #: start (the tests of `creative-sync up`); 0 in any real use.
@@ -142,6 +145,7 @@ class Settings:
             max_body_bytes=int(_env("CREATIVE_SYNC_MAX_BODY_BYTES", str(4 * 1024 * 1024))),
             request_budget_s=float(_env("CREATIVE_SYNC_REQUEST_BUDGET_S", "2")),
             read_deadline_s=float(_env("CREATIVE_SYNC_READ_DEADLINE_S", "10")),
+            broker_connect_wait_s=float(_env("CREATIVE_SYNC_BROKER_CONNECT_WAIT_S", "3")),
             mcp_session_ttl_s=float(_env("CREATIVE_SYNC_MCP_SESSION_TTL_S", "3600")),
             public_url=_env_opt("CREATIVE_SYNC_PUBLIC_URL"),
             webhook_signing_key_file=Path(key) if (key := _env_opt("CREATIVE_SYNC_WEBHOOK_SIGNING_KEY_FILE")) else None,
@@ -237,6 +241,7 @@ class Settings:
             "CREATIVE_SYNC_MAX_BODY_BYTES": str(self.max_body_bytes),
             "CREATIVE_SYNC_REQUEST_BUDGET_S": str(self.request_budget_s),
             "CREATIVE_SYNC_READ_DEADLINE_S": str(self.read_deadline_s),
+            "CREATIVE_SYNC_BROKER_CONNECT_WAIT_S": str(self.broker_connect_wait_s),
             "CREATIVE_SYNC_MCP_SESSION_TTL_S": str(self.mcp_session_ttl_s),
             "CREATIVE_SYNC_PRINCIPALS_FILE": str(self.principals_file),
             "CREATIVE_SYNC_SECRETS_KEY_FILE": str(self.secrets_key_path),

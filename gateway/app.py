@@ -57,7 +57,7 @@ def create_app(settings: Settings, *, principals: PrincipalStore | None = None,
     # Principals on their topic (every replica alike), and the file's beside them (tests, the demo).
     in_cluster = TopicPrincipals(settings.bootstrap_servers, codecs, settings.topic_prefix)
     app[keys.PRINCIPALS] = Principals(in_cluster, principals or PrincipalStore(settings.principals_file))
-    app[keys.BROKER] = BrokerLink(settings.bootstrap_servers)
+    app[keys.BROKER] = BrokerLink(settings.bootstrap_servers, connect_wait_s=settings.broker_connect_wait_s)
     app[keys.LIBRARY_VIEW] = view = LibraryView(settings.bootstrap_servers, codecs, settings.topic_prefix,
                                                 pacing=settings.pacing())
     box = SecretBox.from_file(settings.secrets_key_path, create=settings.secrets_dir is None)

@@ -11,6 +11,7 @@ from typing import Any
 
 import faust
 from faust.stores.base import SerializedStore
+from faust.tables import TableManager
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -147,7 +148,19 @@ def faust_settings(settings: Settings) -> dict:
         web_host=settings.worker_host,
         web_port=settings.worker_port,
         canonical_url=settings.worker_url,  # what the routing (/owners/routing) tells the gateways
+        TableManager=PromptTableManager,
     )
+
+
+class PromptTableManager(TableManager):
+    """faust's table manager, without the fixed second it sleeps before registering the tables
+    (for apps that define tables after the worker starts): every table here is defined by
+    create_app, before the worker starts, so each worker start and restart is a second shorter."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
 
 
 def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> Pipeline:

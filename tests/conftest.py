@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from creative_sync.broker import EmbeddedBroker, free_port
+from creative_sync.broker import PORT_RANGE_ENV, EmbeddedBroker, free_port
 from creative_sync.processes import WorkerProcess, preload_children
 from creative_sync.settings import Settings
 
@@ -23,7 +23,13 @@ _MARKER_BY_FOLDER = {"unit": "unit", "component": "component", "integration": "i
 
 def pytest_configure(config: pytest.Config) -> None:
     """Workers, gateways and field agents are forked from a server that imports the adcp SDK once
-    (creative_sync.processes)."""
+    (creative_sync.processes). Under pytest-xdist (`make test` runs two processes), each process
+    chooses ports in a range of its own, below the system's ephemeral range: two processes'
+    choices never meet, nor a port the system hands out."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw"):
+        low = 10_000 + 5_000 * int(worker[2:])
+        os.environ[PORT_RANGE_ENV] = f"{low}-{low + 4_999}"
     preload_children("tests.field_agents.agent")
 
 
@@ -84,6 +90,9 @@ def isolated_settings(bootstrap: str, namespace: str, folder: Path, *, rocksdb: 
         # and a killed member expires 2 s sooner; reviews are polled every second, not every 5 s.
         session_timeout_s=3.0,
         poll_interval_s=1.0,
+        # A gateway a test has just started answers its first request once its producer has
+        # connected, however long that takes on a busy machine, as a client retrying its 503 would.
+        broker_connect_wait_s=30.0,
     )
 
 

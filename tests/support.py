@@ -139,28 +139,3 @@ class _IndexedRows(dict):
 
     def accounts(self, partition: int, account_in_partition: Callable[[str], bool]) -> list[str]:
         return self.derived.accounts(partition, account_in_partition)
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive loopback ports free now."""
-    import socket
-
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + count > 65535:
-            continue
-        sockets = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free ports")

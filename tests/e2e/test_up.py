@@ -16,9 +16,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from creative_sync.broker import free_port
+from creative_sync.broker import free_port, free_ports
 from creative_sync.samples import display_creative, sync_request
-from tests.support import free_ports
 
 READY_DELAY_S = 20  # the gateway's /readyz says "not ready" this long (past up's 15 s of patience): the demo must wait, not give up
 

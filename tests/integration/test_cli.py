@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support import free_ports
+from creative_sync.broker import free_ports
 from topics.admin import broker_answers
 from topics.catalogue import all_specs
 
