@@ -152,7 +152,8 @@ async def test_holiday_campaign_warning_rejection_and_recovery(api, agents, sett
     assert len(rejection) == 1 and rejection[0].urgency.value == "HIGH" and public(rejection[0].campaign_id) == "holiday"
     assert rejection[0].rejection_reason == "Audio too loud for mobile" and public(rejection[0].sales_agent_id) == "mobile"
     unhealthy = [n for n in notes if n.type == "campaign.creative_sync_unhealthy"]
-    assert [n.urgency.value for n in unhealthy][:2] == ["MEDIUM", "HIGH"]
+    urgencies = [n.urgency.value for n in unhealthy]  # a warning, then critical (read from the first warning
+    assert "HIGH" in urgencies[urgencies.index("MEDIUM"):], urgencies  # on, as the health records above)
 
     # The same, through the API: filters, and acting on them.
     listed = await api.call("list_notifications", {"account": ACCOUNT, "types": ["creative.rejected"], "urgency": ["high"]})
