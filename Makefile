@@ -19,7 +19,8 @@ up: $(STAMP)
 
 test: $(STAMP)
 	@bash .ci/browser
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m 'not alone'
+	$(BIN)/python -m pytest -m alone
 
 bench: $(STAMP)
 	$(BIN)/creative-sync bench
