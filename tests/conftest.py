@@ -34,13 +34,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test carries the marker of its folder (tests/unit → unit, ...). With tests that start
-    processes among them, the fork server starts now: its imports overlap the first tests."""
+    """Every test carries the marker of its folder (tests/unit → unit, ...)."""
     for item in items:
         folder = Path(str(item.fspath)).parent.name
         if folder in _MARKER_BY_FOLDER:
             item.add_marker(getattr(pytest.mark, _MARKER_BY_FOLDER[folder]))
-    if any(Path(str(item.fspath)).parent.name in ("integration", "e2e") for item in items):
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """With tests that start processes among those selected, the fork server starts now: its
+    imports overlap the first tests (not for `-m alone`: `up` has its own)."""
+    if any(Path(str(item.fspath)).parent.name in ("integration", "e2e") and not item.get_closest_marker("alone")
+           for item in session.items):
         import multiprocessing.forkserver
 
         multiprocessing.forkserver.ensure_running()
