@@ -246,12 +246,13 @@ def removed_before(agents: Iterable[Any], cutoff: datetime) -> dict[str, datetim
 
 
 def without_agents(state: CreativeSyncState, agent_ids: frozenset[str]) -> CreativeSyncState | None:
-    """`state` without the rows of `agent_ids`: the same object when it has none of them, None when
-    no row is left (the creative's state is then removed: a tombstone)."""
+    """`state` without the rows (and held decisions) of `agent_ids`: the same object when it has
+    none of them, None when nothing is left (the creative's state is then removed: a tombstone)."""
     kept = [r for r in state.rows if r.sales_agent_id not in agent_ids]
-    if len(kept) == len(state.rows):
+    held = [h for h in state.held_decisions if h.sales_agent_id not in agent_ids]
+    if len(kept) == len(state.rows) and len(held) == len(state.held_decisions):
         return state
-    return state.model_copy(update={"rows": kept}) if kept else None
+    return state.model_copy(update={"rows": kept, "held_decisions": held}) if kept or held else None
 
 
 def where_synced(rows: Iterable[SyncStatus]) -> list[SyncStatus]:

@@ -253,6 +253,8 @@ def test_a_state_without_the_expired_agents_rows_is_new_unchanged_or_gone():
     assert [r.sales_agent_id for r in after.rows] == ["kept"] and [r.sales_agent_id for r in state.rows] == ["gone", "kept"]
     assert logic.without_agents(after, frozenset({"gone"})) is after  # nothing of theirs: the same object, no write
     assert logic.without_agents(after, frozenset({"kept"})) is None  # no row left: the state is removed
+    waiting = apply_approval(empty_state("a", "c"), approval("approved", agent="gone")).state  # held for a row
+    assert logic.without_agents(waiting, frozenset({"gone"})) is None  # a removed agent's decision goes too
 
 
 def test_an_archived_creative_with_status_rows_is_marked_once_and_unmarked_when_it_comes_back():
