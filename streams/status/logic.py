@@ -187,7 +187,8 @@ def _apply_decision(state: CreativeSyncState, decision: HeldDecision) -> StatusC
     if agent_time is not None and row.agent_updated_at is not None and agent_time < row.agent_updated_at:
         return StatusChange(state)  # the agent itself says this came before what we know
     if row.approval_status == status and row.rejection_reason == decision.rejection_reason:
-        return StatusChange(state)  # nothing new
+        if not _same_word_about_a_new_version(row, agent_time):
+            return StatusChange(state)  # nothing new
     updated = row.model_copy(update={"approval_status": status, "updated_at": max(row.updated_at, decision.observed_at),
                                      "agent_updated_at": agent_time or row.agent_updated_at,
                                      "rejection_reason": decision.rejection_reason if status == "rejected" else None})
@@ -195,6 +196,17 @@ def _apply_decision(state: CreativeSyncState, decision: HeldDecision) -> StatusC
                and row.last_sync_at is not None)
     latency = [max(0.0, (decision.observed_at - row.last_sync_at).total_seconds())] if decided else []
     return StatusChange(_with_row(state, updated), [updated], decided_after_s=latency)
+
+
+def _same_word_about_a_new_version(row: SyncStatus, agent_time: datetime | None) -> bool:
+    """Whether a decision that repeats the row's status is the agent's word on the version being
+    delivered, not the old one's again: the row is re-syncing (its status is the old version's) and
+    the agent dates the decision after the one the row holds (or gives no date). Recorded, it
+    keeps the delivery's answer, arriving after it on the other topic, from replacing it with its
+    "pending_review"."""
+    if row.sync_status not in (SyncState.PENDING, SyncState.SYNCING):
+        return False
+    return agent_time is None or row.agent_updated_at is None or agent_time > row.agent_updated_at
 
 
 def apply_change(state: CreativeSyncState, change: CreativeChanged, now: datetime) -> StatusChange:

@@ -177,6 +177,26 @@ def test_a_decision_read_before_the_deliverys_answer_arrives_keeps_both():
     assert apply_result(change.state, result(SyncOutcome.FAILED, when=2)).rows == []
 
 
+@pytest.mark.parametrize("skew_s", [-300, 0, 300])
+def test_a_resynced_versions_approval_read_before_its_answer_is_not_taken_for_the_old_one(skew_s):
+    """A re-sync's row still says "approved" (the old version's word) when a poll finds the new
+    version approved before the delivery's answer arrives (two topics): the decision is the same
+    word, but newer news, and the answer's "pending_review" must not replace it (in CI the row
+    stayed pending_review for ever: the engine, told "approved", asked no more)."""
+    state = run(empty_state("a", "c"), result(SyncOutcome.SYNCED, when=1, approval="pending_review"))
+    state = apply_approval(state, _agent_approval("approved", when=3, agent_when=2 + skew_s)).state
+    state = apply_change(state, change(ChangeKind.CONTENT, 2, when=10), at(10)).state
+    state = apply_approval(state, _agent_approval("approved", when=25, agent_when=22 + skew_s)).state
+    row = run(state, result(SyncOutcome.SYNCED, version=2, when=20, approval="pending_review")).rows[0]
+    assert (row.sync_status, row.approval_status, row.content_version_synced) == (SyncState.SYNCED, "approved", 2)
+    # The old version's decision observed again (a webhook redelivered late) is no news about the new one.
+    again = apply_approval(state, _agent_approval("approved", when=26, agent_when=22 + skew_s))
+    assert again.rows == []
+    stale = apply_change(run(state, result(SyncOutcome.SYNCED, version=2, when=20, approval="pending_review")),
+                         change(ChangeKind.CONTENT, 3, when=30), at(30)).state
+    assert apply_approval(stale, _agent_approval("approved", when=31, agent_when=22 + skew_s)).rows == []
+
+
 def test_a_decision_that_arrives_before_any_row_of_its_agent_is_held_for_the_row():
     """A poll a second after the call can reach the status processor before both the matcher's
     queued result and the delivery's answer (the worker fetches each topic on its own): the
