@@ -138,3 +138,18 @@ def worker(topics_created: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
         # The test is over and its topics and group are its own: no need to wait ~7 s for faust's
         # graceful shutdown (which `creative-sync up`'s Ctrl-C goes through).
         process.stop(grace_s=0)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed test that started processes shows the end of their logs (workers, gateways,
+    agents write them under the test's tmp_path): in CI, the clean clone is gone afterwards and
+    a failure seen once must be readable from its report alone."""
+    outcome = yield
+    report = outcome.get_result()
+    folder = getattr(item, "funcargs", {}).get("tmp_path")
+    if not report.failed or not isinstance(folder, Path):
+        return
+    for log in sorted(folder.rglob("*.log"))[:8]:
+        lines = log.read_text(errors="replace").splitlines()
+        report.sections.append((f"log {log.relative_to(folder)} ({len(lines)} lines, last 80)", "\n".join(lines[-80:])))
