@@ -4,7 +4,7 @@ each receipt is timed on the same clock as the request that caused it.
 
 - deliveries/s: N creatives synced by hand to every agent, from the first request to the last receipt;
 - latency: content updates at a steady rate re-sync each creative to every agent that has it,
-  timed from the update's `completed` answer to its receipt at each agent;
+  timed from the start of the update's request to its receipt at each agent;
 - approvals/s: (creative, agent) rows that reached `approved` in the status, per second.
 """
 from __future__ import annotations
@@ -129,7 +129,10 @@ async def sync_part(base: str, token: str, *, agents: int = 10, creatives: int =
                 await _completed(call, sync_request(account, [
                     display_creative(c, url=f"https://cdn.example.com/{c}-v2.png") for c in chunk]))
                 for c in chunk:
-                    completed_at[c] = time.time()
+                    # From the request's start: its answer may come after the agents already have
+                    # the update (a `submitted` answer is polled every 0.5 s), which made the
+                    # figure negative when timed from the answer.
+                    completed_at[c] = tick
                 await asyncio.sleep(max(0.0, interval - (time.time() - tick)))
             want = sum(before) + len(completed_at) * agents
             deadline = time.time() + 300
