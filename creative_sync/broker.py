@@ -38,7 +38,7 @@ def free_ports(count: int, host: str = "127.0.0.1") -> int:
     choices go round the range (a port just chosen, not yet bound, is not chosen again at once)."""
     span = os.environ.get(PORT_RANGE_ENV)
     for first in (_in_range(span, count) if span else _ephemeral(host, count)):
-        if _all_free(host, first, count):
+        if ports_free(host, first, count):
             if span:
                 _next_in_range[span] = first + count
             return first
@@ -66,7 +66,8 @@ def _ephemeral(host: str, count: int) -> Iterator[int]:
             yield first
 
 
-def _all_free(host: str, first: int, count: int) -> bool:
+def ports_free(host: str, first: int, count: int = 1) -> bool:
+    """Whether `count` ports from `first` on can be bound on `host` now."""
     sockets = []
     try:
         for port in range(first, first + count):

@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from creative_sync.broker import EmbeddedBroker
+from creative_sync.broker import EmbeddedBroker, ports_free
 from creative_sync.demo import seed
 from creative_sync.console import Backoff, Console
 from creative_sync.processes import preload_children, spawn
@@ -131,7 +131,23 @@ def wait_ready(url: str, alive: Callable[[], bool], what: str, patience_s: float
     return False
 
 
+def ports_taken(settings: Settings, sim_port: int) -> list[str]:
+    """The listening ports `up` needs that something else holds (another `up`, most often: its
+    gateway would answer our demo with 401 and our children would die on start, one by one)."""
+    wanted = [("gateway", settings.gateway_host, settings.gateway_port, "CREATIVE_SYNC_GATEWAY_PORT"),
+              ("worker", settings.worker_host, settings.worker_port, "CREATIVE_SYNC_WORKER_PORT")]
+    wanted += [(f"simulated agent {i + 1}", "127.0.0.1", sim_port + i, "CREATIVE_SYNC_SIM_PORT")
+               for i in range(len(DEMO_AGENTS))]
+    return [f"{what} port {host}:{port} is in use (set {setting})"
+            for what, host, port, setting in wanted if not ports_free(host, port)]
+
+
 def run_up(settings: Settings) -> int:
+    sim_port = int(os.environ.get("CREATIVE_SYNC_SIM_PORT", "9100"))
+    taken = ports_taken(settings, sim_port)
+    if taken:
+        say("not started: " + "; ".join(taken) + ". Is another `creative-sync up` running?")
+        return 1
     broker: EmbeddedBroker | None = None
     children: list[Supervised] = []
     stop = threading.Event()
@@ -158,7 +174,7 @@ def run_up(settings: Settings) -> int:
         states = asyncio.run(ensure_topics(settings.bootstrap_servers, all_specs(settings.app_id), settings.topic_prefix))
         say(f"broker   {settings.bootstrap_servers} ({'embedded Tansu, in memory' if broker else 'external'}), "
             f"{len(states)} topics; logs in {log_dir}/")
-        sim_port, sim_token = int(os.environ.get("CREATIVE_SYNC_SIM_PORT", "9100")), secrets.token_urlsafe(24)
+        sim_token = secrets.token_urlsafe(24)
 
         def child(role: str) -> Callable[[], subprocess.Popen]:
             def start() -> subprocess.Popen:

@@ -120,3 +120,24 @@ def test_the_simulated_agents_token_of_make_up_is_not_on_a_command_line(settings
         process.kill()
         process.wait(10)
         errors.close()
+
+
+def test_up_refuses_to_start_beside_another_up_and_names_the_port(tmp_path):
+    """A second `up` on the same machine used to start a broker and children that died on start one
+    by one, while its demo was refused (401) by the first one's gateway: it now says which port is
+    held, and which setting moves it, before starting anything."""
+    import socket
+
+    held = socket.socket()
+    held.bind(("127.0.0.1", free_ports(1)))
+    held.listen()
+    gateway_port = held.getsockname()[1]
+    env = {"CREATIVE_SYNC_GATEWAY_PORT": str(gateway_port), "CREATIVE_SYNC_WORKER_PORT": str(free_ports(1)),
+           "CREATIVE_SYNC_SIM_PORT": str(free_ports(4)), "CREATIVE_SYNC_DATA_DIR": str(tmp_path)}
+    try:
+        result = cli("up", env=env)
+    finally:
+        held.close()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"gateway port 127.0.0.1:{gateway_port} is in use (set CREATIVE_SYNC_GATEWAY_PORT)" in result.stdout
+    assert "broker" not in result.stdout and "started" not in result.stdout.replace("not started", "")
