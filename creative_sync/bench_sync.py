@@ -120,7 +120,7 @@ async def sync_part(base: str, token: str, *, agents: int = 10, creatives: int =
 
             # 3. latency: content updates at `rate` creatives/s, each re-synced to every agent
             before = [len(s.received) for s in sims]
-            completed_at: dict[str, float] = {}
+            sent_at: dict[str, float] = {}
             interval = min(100, updates) / rate
             batch_ids = [ids[i % len(ids)] for i in range(updates)]
             for start in range(0, updates, 100):
@@ -132,17 +132,17 @@ async def sync_part(base: str, token: str, *, agents: int = 10, creatives: int =
                     # From the request's start: its answer may come after the agents already have
                     # the update (a `submitted` answer is polled every 0.5 s), which made the
                     # figure negative when timed from the answer.
-                    completed_at[c] = tick
+                    sent_at[c] = tick
                 await asyncio.sleep(max(0.0, interval - (time.time() - tick)))
-            want = sum(before) + len(completed_at) * agents
+            want = sum(before) + len(sent_at) * agents
             deadline = time.time() + 300
             while received() < want and time.time() < deadline:
                 progress("re-syncs of content updates", received() - sum(before), want - sum(before))
                 await asyncio.sleep(0.2)
             progress("re-syncs of content updates", received() - sum(before), want - sum(before))
-            latencies = [s.received_at[i] - completed_at[s.received[i][1]]
+            latencies = [s.received_at[i] - sent_at[s.received[i][1]]
                          for s, first in zip(sims, before) for i in range(first, len(s.received))
-                         if s.received[i][1] in completed_at]
+                         if s.received[i][1] in sent_at]
             return {"agents": agents, "deliveries": total, "deliveries_per_s": deliveries_per_s,
                     "cpu_ms_per_1000_deliveries": cpu_per_thousand,
                     "approvals_per_s": approvals_per_s, "update_rate_offered_per_s": rate,
