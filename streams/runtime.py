@@ -182,10 +182,23 @@ async def consume(
 BatchHandler = Callable[[list[tuple[Any, EventT]]], Awaitable[None]]
 
 
+def take_wait(now: float, first_at: float, last_at: float, *, within: float, quiet: float | None = None) -> float:
+    """How much longer a take gathers, in seconds (0: hand it over now): at most `within` from its
+    first event; with `quiet`, no longer than `quiet` after its latest. A burst (ten agents
+    answering about one creative) then makes one take soon after it ends, while a steady flow
+    (the answers of a large sync, seconds apart for one creative) is gathered for `within`."""
+    wait = first_at + within - now
+    if quiet is not None:
+        wait = min(wait, last_at + quiet - now)
+    return max(0.0, wait)
+
+
 @_tracks_buffer_agen
-async def take_gathered(stream: StreamT, max_: int, within: float) -> AsyncIterator[list[EventT]]:
+async def take_gathered(stream: StreamT, max_: int, within: float,
+                        quiet: float | None = None) -> AsyncIterator[list[EventT]]:
     """faust's `Stream.take_events`, asleep while nothing comes: up to `max_` events, gathered for
-    `within` seconds from the first one.
+    `within` seconds from the first one, or (`quiet`) until none came for that long
+    (streams.runtime.take_wait).
 
     faust's take wakes every `within` seconds, events or not: the worker's takes (three at 50 ms)
     woke its loop ~60 times a second on an idle stack (issue 18: an idle stack within 5 % of a
@@ -194,6 +207,7 @@ async def take_gathered(stream: StreamT, max_: int, within: float) -> AsyncItera
     """
     buffer: list[Any] = []
     events: list[EventT] = []
+    first_at = last_at = 0.0  # loop times of the take's first and latest event
     first, buffer_full, buffer_consumed = asyncio.Event(), asyncio.Event(), asyncio.Event()
     stream_enable_acks = stream.enable_acks
     buffer_consuming: asyncio.Future | None = None
@@ -207,7 +221,11 @@ async def take_gathered(stream: StreamT, max_: int, within: float) -> AsyncItera
                     await buffer_consuming
                 finally:
                     buffer_consuming = None
+            nonlocal first_at, last_at
             buffer.append(value)
+            last_at = stream.loop.time()
+            if len(buffer) == 1:
+                first_at = last_at
             event = stream.current_event
             if event is None:
                 raise RuntimeError("Take buffer found current_event is None")
@@ -231,7 +249,11 @@ async def take_gathered(stream: StreamT, max_: int, within: float) -> AsyncItera
         while not stream.should_stop:
             if not buffer:
                 await stream.wait_for_stopped(first)
-            await stream.wait_for_stopped(buffer_full, timeout=within)
+            while not buffer_full.is_set() and not stream.should_stop:
+                wait = take_wait(stream.loop.time(), first_at, last_at, within=within, quiet=quiet)
+                if wait <= 0:
+                    break
+                await stream.wait_for_stopped(buffer_full, timeout=wait)
             if buffer:
                 buffer_consuming = stream.loop.create_future()
                 try:
@@ -253,11 +275,12 @@ async def take_gathered(stream: StreamT, max_: int, within: float) -> AsyncItera
 
 async def consume_batches(
     stream: StreamT, *, processor: str, codec: AvroCodec, handle: BatchHandler, dead_letters: DeadLetters,
-    metrics: WorkerMetrics, max_events: int = 500, within_s: float = 0.05,
+    metrics: WorkerMetrics, max_events: int = 500, within_s: float = 0.05, quiet_s: float | None = None,
     wanted: Callable[[EventT], bool] | None = None,
 ) -> None:
     """Like `consume`, for a processor that works on what arrived together: one `handle` call per
-    take of up to `max_events` events (or what came within `within_s`), so that several events
+    take of up to `max_events` events (or what came within `within_s`, or until none came for
+    `quiet_s`: take_wait), so that several events
     about one key cost one write. The events are acked after the call. A take that fails is
     handled again event by event, so that only the poison is dead-lettered; `handle` must
     therefore be idempotent (every processor here is: redelivery after a crash needs it anyway).
@@ -265,7 +288,7 @@ async def consume_batches(
     `wanted(event)`, when given, lets a processor pass over the events it has nothing to do with
     before their value is decoded (they are acked as handled, and never dead-lettered here)."""
     intake = _Intake(stream, processor, codec, dead_letters, metrics, wanted)
-    async for events in take_gathered(stream, max_events, within_s):
+    async for events in take_gathered(stream, max_events, within_s, quiet_s):
         admitted = []
         for event in events:
             value = await intake.admit(event)

@@ -309,20 +309,22 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     # How long a take gathers events: the answers of many agents about one creative become one
     # write (a creative's state with ten rows costs ~0.4 ms to encode for table and topic, and
     # every write is also a status record the gateway reads and a notification or two). Content
-    # changes are on the way to the re-syncs they cause, so they wait least; sync results are on
-    # nobody's way, and under load the ten agents of a sync answer about a creative seconds apart:
-    # at 2 s rather than 1 s, a 30,000-delivery run wrote 4,600 states instead of 6,800, and
-    # delivered ~10 % faster, the CPU being what limits it. The status shows an answer at
-    # most 2 s after it came.
-    for role, name, handle, wanted, within_s in (
-            ("content_changes", "status-changes", on_changes, synced_somewhere, 0.05),
-            ("sync_results", "status-results", on_results, None, 2.0),
-            ("approval_events", "status-approvals", on_approvals, None, 0.5)):
-        def make(role: str = role, name: str = name, handle=handle, wanted=wanted, within_s: float = within_s):  # noqa: ANN001, ANN202 - one agent per topic
+    # changes are on the way to the re-syncs they cause, so they wait least. Sync results are on
+    # nobody's way: under load the ten agents of a sync answer about a creative seconds apart, and
+    # a take gathers them for up to 4 s (a 30,000-delivery run wrote 6,800 states at 1 s, 5,600
+    # at 2 s, 3,800 at 4 s, with a third fewer notifications; the CPU is what limits deliveries);
+    # when quiet, 0.25 s after the last answer (a burst of answers to one sync) ends the take.
+    # The status shows an answer at most 4 s after it came, ~0.25 s on a quiet pipeline.
+    for role, name, handle, wanted, within_s, quiet_s in (
+            ("content_changes", "status-changes", on_changes, synced_somewhere, 0.05, None),
+            ("sync_results", "status-results", on_results, None, 4.0, 1.0),
+            ("approval_events", "status-approvals", on_approvals, None, 0.5, None)):
+        def make(role: str = role, name: str = name, handle=handle, wanted=wanted, within_s: float = within_s,  # noqa: ANN001, ANN202 - one agent per topic
+                 quiet_s: float | None = quiet_s):
             async def agent(stream):  # noqa: ANN001
                 await consume_batches(stream, processor=name, codec=codecs.value(role), handle=handle,
                                       dead_letters=pipeline.dead_letters, metrics=metrics, max_events=2000,
-                                      within_s=within_s, wanted=wanted)
+                                      within_s=within_s, quiet_s=quiet_s, wanted=wanted)
             agent.__name__ = agent.__qualname__ = name.replace("-", "_")
             return app.agent(pipeline.topics[role], name=name)(agent)
         make()

@@ -1,12 +1,14 @@
-"""Dead letters keep everything needed to inspect and replay; logs never carry secrets."""
+"""Dead letters keep everything needed to inspect and replay; logs never carry secrets; how long a take gathers."""
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+import pytest
+
 from creative_sync.logs import RedactSecrets, mask_secrets
-from streams.runtime import dead_letter_for
+from streams.runtime import dead_letter_for, take_wait
 from topics.codec import AvroCodec
 from topics.events import FailureStage
 
@@ -50,3 +52,16 @@ def test_a_message_repeated_by_every_retry_is_logged_once_a_minute_and_another_a
     assert passes("sales agent %s: calls failing", "a") and passes("sales agent %s: calls failing", "b")  # others at once
     clock[0] = 61
     assert passes(lost, 1)  # a minute on: said again
+
+
+def test_a_take_gathers_until_its_window_ends_or_the_events_pause():
+    # Without `quiet`: the window from the first event, whatever comes after.
+    assert take_wait(10.0, first_at=10.0, last_at=10.0, within=4.0) == pytest.approx(4.0)
+    assert take_wait(13.5, first_at=10.0, last_at=13.4, within=4.0) == pytest.approx(0.5)
+    assert take_wait(14.2, first_at=10.0, last_at=14.1, within=4.0) == pytest.approx(0.0)
+    # With `quiet`: a burst ends the take soon after its last event...
+    assert take_wait(10.1, first_at=10.0, last_at=10.1, within=4.0, quiet=0.25) == pytest.approx(0.25)
+    assert take_wait(10.4, first_at=10.0, last_at=10.1, within=4.0, quiet=0.25) == pytest.approx(0.0)
+    # ...while a steady flow is gathered up to the window, never past it.
+    assert take_wait(13.9, first_at=10.0, last_at=13.85, within=4.0, quiet=0.25) == pytest.approx(0.1)
+    assert take_wait(14.0, first_at=10.0, last_at=14.0, within=4.0, quiet=0.25) == pytest.approx(0.0)
