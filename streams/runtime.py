@@ -215,13 +215,12 @@ async def take_gathered(stream: StreamT, max_: int, within: float,
 
     async def add_to_buffer(value: Any) -> Any:
         try:
-            nonlocal buffer_consuming
+            nonlocal buffer_consuming, first_at, last_at
             if buffer_consuming is not None:
                 try:
                     await buffer_consuming
                 finally:
                     buffer_consuming = None
-            nonlocal first_at, last_at
             buffer.append(value)
             last_at = stream.loop.time()
             if len(buffer) == 1:
@@ -279,11 +278,11 @@ async def consume_batches(
     wanted: Callable[[EventT], bool] | None = None,
 ) -> None:
     """Like `consume`, for a processor that works on what arrived together: one `handle` call per
-    take of up to `max_events` events (or what came within `within_s`, or until none came for
-    `quiet_s`: take_wait), so that several events
-    about one key cost one write. The events are acked after the call. A take that fails is
-    handled again event by event, so that only the poison is dead-lettered; `handle` must
-    therefore be idempotent (every processor here is: redelivery after a crash needs it anyway).
+    take of up to `max_events` events (what came within `within_s` of the first, or until none
+    came for `quiet_s`: take_wait), so that several events about one key cost one write. The
+    events are acked after the call. A take that fails is handled again event by event, so that
+    only the poison is dead-lettered; `handle` must therefore be idempotent (every processor here
+    is: redelivery after a crash needs it anyway).
 
     `wanted(event)`, when given, lets a processor pass over the events it has nothing to do with
     before their value is decoded (they are acked as handled, and never dead-lettered here)."""
