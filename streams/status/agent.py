@@ -311,10 +311,11 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     # every write is also a status record the gateway reads and a notification or two). Content
     # changes are on the way to the re-syncs they cause, so they wait least. Sync results are on
     # nobody's way: under load the ten agents of a sync answer about a creative seconds apart, and
-    # a take gathers them for up to 4 s (a 30,000-delivery run wrote 6,800 states at 1 s, 5,600
-    # at 2 s, 3,800 at 4 s, with a third fewer notifications; the CPU is what limits deliveries);
-    # when quiet, 0.25 s after the last answer (a burst of answers to one sync) ends the take.
-    # The status shows an answer at most 4 s after it came, ~0.25 s on a quiet pipeline.
+    # a take gathers them for up to 4 s; when quiet, 1 s without an answer ends it (a burst of
+    # answers to one sync). A 30,000-delivery run wrote 6,800 states with a fixed 1 s take, ~5,500
+    # with 2 s, 3,400-4,100 now, and a third fewer notifications; the CPU is what limits
+    # deliveries (0.25 s of quiet ended takes mid-flow under load: 4,900). The status shows an
+    # answer at most 4 s after it came, ~1 s on a quiet pipeline.
     for role, name, handle, wanted, within_s, quiet_s in (
             ("content_changes", "status-changes", on_changes, synced_somewhere, 0.05, None),
             ("sync_results", "status-results", on_results, None, 4.0, 1.0),
