@@ -45,9 +45,11 @@ class Sessions:
     def __init__(self, ttl_s: float, clock=time.monotonic) -> None:  # noqa: ANN001
         self.ttl_s, self._clock = ttl_s, clock
         self._sessions: dict[str, Session] = {}
+        self.opened = 0  # sessions opened since the start (what a client's reconnections cost us)
 
     def open(self, principal_id: str, protocol_version: str) -> Session:
         self._expire()
+        self.opened += 1
         session = Session(secrets.token_urlsafe(24), principal_id, protocol_version, self._clock())
         self._sessions[session.session_id] = session
         return session

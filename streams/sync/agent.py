@@ -340,9 +340,13 @@ class AgentSupervisor:
 
     # -- delivery -------------------------------------------------------------------------------
     def _client_for(self, agent: SalesAgent) -> AgentClient:
-        identity = (agent.agent_url, agent.protocol, agent.auth_header, agent.negotiated_version,
-                    self.engine.directory.credentials.get(self.agent_id))
-        if self._client is None or self._client_of != identity:
+        identity = (agent.agent_url, agent.protocol, agent.auth_header, self.engine.directory.credentials.get(self.agent_id))
+        # The negotiated version is not part of the identity when the client speaks it already:
+        # discovery pins the client it used (AgentClient.pin), and replacing that client once the
+        # registry showed the same version opened a third MCP session with every agent (a TLS
+        # context, an initialize) before its first delivery.
+        if (self._client is None or self._client_of != identity
+                or (agent.negotiated_version and self._client.pinned != agent.negotiated_version)):
             self._client = AgentClient(agent, self.engine.directory.secrets(self.agent_id),
                                        timeout_s=self.engine.settings.sync_call_timeout_s)
             self._client_of = identity

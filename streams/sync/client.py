@@ -109,6 +109,11 @@ class AgentClient:
         self._client: Any = None
         self._pinned: str | None = agent.negotiated_version
 
+    @property
+    def pinned(self) -> str | None:
+        """The AdCP version this client speaks (None: the SDK's own choice)."""
+        return self._pinned
+
     async def pin(self, version: str | None) -> None:
         """Speak `version` from the next call on (discovery learns it from the capabilities)."""
         if version != self._pinned:

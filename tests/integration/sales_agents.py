@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from creative_sync.broker import free_port
 from creative_sync.samples import display_creative, sync_request
+from gateway import keys
 from creative_sync.sim_agents import (
     SimAgent,
     SimAgentConfig,
@@ -28,6 +29,7 @@ class Agents:
     def __init__(self) -> None:
         self.sims: dict[str, SimAgent] = {}
         self.urls: dict[str, str] = {}
+        self.mcp_sessions: dict[str, Any] = {}  # agent id -> its MCP sessions (gateway.mcp.Sessions)
         self._runners: list[web.AppRunner] = []
         self._servers: list[tuple[Any, asyncio.Task]] = []
 
@@ -39,6 +41,7 @@ class Agents:
         await web.TCPSite(runner, "127.0.0.1", port).start()
         self._runners.append(runner)
         self.sims[config.agent_id], self.urls[config.agent_id] = sim, f"http://127.0.0.1:{port}/mcp"
+        self.mcp_sessions[config.agent_id] = runner.app[keys.MCP_SESSIONS]
         return sim
 
     async def add_a2a(self, config: SimAgentConfig) -> SimAgent:

@@ -107,6 +107,9 @@ async def test_creatives_reach_compatible_agents_and_their_reviews_come_back(api
     stored = legacy.creatives[(api.account, "banner")].creative
     assert "format_kind" not in stored and stored["format_id"]["id"] == "display_300x250"
     assert "format_kind" in display.creatives[(api.account, "banner")].creative
+    # One MCP session for the capabilities, one in the version chosen for the formats and every
+    # delivery after them: not a new one once the registry shows that version (there were three).
+    assert {name: agents.mcp_sessions[name].opened for name in ("display", "legacy")} == {"display": 2, "legacy": 2}
 
     # Review by polling: the video agent approves after a delay; list_creatives tells us.
     await api.call("sync_creative_to_sales_agents", {"account": {"account_id": api.account}, "creative_id": "clip",
