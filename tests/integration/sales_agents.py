@@ -12,13 +12,13 @@ from aiohttp.test_utils import TestClient
 
 from creative_sync.broker import free_port
 from creative_sync.samples import display_creative, sync_request
-from gateway import keys
 from creative_sync.sim_agents import (
     SimAgent,
     SimAgentConfig,
     create_a2a_agent_app,
     create_agent_app,
 )
+from gateway import keys
 
 AGENT_TOKEN = "sim-agent-token-for-tests"
 
