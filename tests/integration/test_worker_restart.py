@@ -69,6 +69,19 @@ async def _notifications(settings) -> tuple[list[str], list[str], int]:
             return ids, read, answer["unread"]
 
 
+async def _where_the_group_stands(settings, topic: str) -> str:
+    """The worker group's committed offsets and the ends of `topic`, per partition (a diagnostic;
+    the consumer asks the group's offsets without joining it)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.app_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        ends = await consumer.end_offsets(partitions)
+        return "; ".join([f"{tp.partition}: committed {await consumer.committed(tp)}, end {ends[tp]}" for tp in partitions])
+    finally:
+        await consumer.stop()
+
+
 async def _notify(settings, codecs: Codecs) -> None:
     """NOTES notifications of ACCOUNT, READ of them then marked read (through the commands topic)."""
     now = datetime.now(UTC)
@@ -130,7 +143,10 @@ async def test_a_worker_killed_after_multi_record_batches_restarts_with_every_ro
         await asyncio.to_thread(restarted.wait_assigned)
         again = [command(codecs, f"again-{i}", i * PER_COMMAND, f"restart-key-again-{i:04d}") for i in range(COMMANDS)]
         await produce(settings.bootstrap_servers, commands, again)
-        answers = await results(settings, codecs, {f"again-{i}" for i in range(COMMANDS)})
+        try:
+            answers = await results(settings, codecs, {f"again-{i}" for i in range(COMMANDS)})
+        except TimeoutError as timeout:  # seen once in CI (session 20), not since: say where the group stood
+            raise AssertionError(f"{timeout}; {await _where_the_group_stands(settings, commands)}") from timeout
         actions = [c["action"] for answer in answers.values() for c in answer["creatives"]]
         assert len(actions) == COMMANDS * PER_COMMAND
         assert set(actions) == {"unchanged"}, "every creative was still in the restored table"
