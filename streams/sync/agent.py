@@ -350,6 +350,10 @@ class AgentSupervisor:
             self._client = AgentClient(agent, self.engine.directory.secrets(self.agent_id),
                                        timeout_s=self.engine.settings.sync_call_timeout_s)
             self._client_of = identity
+        else:
+            # The same registration, as the registry last had it: a reconnection (after a failed
+            # call) goes to the endpoint discovery found, not the registered base URL.
+            self._client.agent = agent
         return self._client
 
     async def _close_client(self) -> None:
