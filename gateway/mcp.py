@@ -109,7 +109,7 @@ async def rpc(request: web.Request) -> web.StreamResponse:
     results with isError, an unexpected failure here an internal error with the request id)."""
     try:
         return await _rpc(request)
-    except AdcpRequestError:
+    except (AdcpRequestError, ConnectionError):  # a client gone mid-request: aiohttp drops it quietly
         raise
     except Exception:
         log.exception("MCP request failed unexpectedly (request %s)", request_id_of(request))

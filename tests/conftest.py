@@ -150,6 +150,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     folder = getattr(item, "funcargs", {}).get("tmp_path")
     if not report.failed or not isinstance(folder, Path):
         return
-    for log in sorted(folder.rglob("*.log"))[:8]:
+    # Our processes' logs, not RocksDB's write-ahead logs (`<table>.db/000004.log`) in worker data dirs.
+    logs = [log for log in sorted(folder.rglob("*.log")) if not any(part.endswith(".db") for part in log.parts)]
+    for log in logs[:8]:
         lines = log.read_text(errors="replace").splitlines()
         report.sections.append((f"log {log.relative_to(folder)} ({len(lines)} lines, last 80)", "\n".join(lines[-80:])))

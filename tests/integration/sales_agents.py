@@ -113,22 +113,36 @@ async def load_and_sync_by_hand(api: Api, agents: int, creative_ids: list[str]) 
     return chunks
 
 
-async def all_synced(api: Api, chunks: list[list[str]], agents: int) -> bool:
+class Unsettled(list):
+    """Falsy: the (creative, agent, status) rows not yet synced, or why the status could not be
+    read; what `eventually` reports when it gives up."""
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"{len(self)} not settled, first {list(self[:5])!r}"
+
+
+async def all_synced(api: Api, chunks: list[list[str]], agents: int) -> bool | Unsettled:
     """Whether every creative of `chunks` is synced to all `agents` agents, as the status says (an
     owner still restoring its tables answers a transient 503: not yet)."""
+    unsettled = Unsettled()
     for chunk in chunks:
         response = await api.client.post("/api/v1/get_creative_sync_status", headers={"Authorization": f"Bearer {api.token}"},
                                          json={"account": {"account_id": api.account}, "creative_ids": chunk})
         answer = await response.json()
         if response.status == 503:
             assert answer["adcp_error"]["recovery"] == "transient", answer
-            return False
+            return Unsettled([("503", answer["adcp_error"]["message"], chunk[0])])
         assert response.status == 200, answer
         for creative in answer["creatives"]:
             rows = creative["sales_agents"]
-            if len(rows) != agents or any(r["sync_status"] != "synced" for r in rows):
-                return False
-    return True
+            if len(rows) != agents:
+                unsettled.append((creative["creative_id"], f"{len(rows)} of {agents} agents", None))
+            unsettled.extend((creative["creative_id"], r["sales_agent_id"], r["sync_status"])
+                             for r in rows if r["sync_status"] != "synced")
+    return unsettled or True
 
 
 def image_kind_creative(creative_id: str, width: int, height: int) -> dict:
