@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from faust import web
 
+from streams.runtime import tables_restoring
 from topics.credentials import OWNER_QUERIES
 
 
@@ -48,7 +49,7 @@ def owner_query(pipeline, path: str, role: str, keys_of: Callable[[dict[str, Any
         async def post(self, request: web.Request) -> web.Response:
             if not _authorized(pipeline, request):
                 return _answer(self, {"error": "unauthorized"}, 401)
-            if getattr(app, "in_recovery", False) or getattr(app, "rebalancing", False):
+            if tables_restoring(app):
                 return _answer(self, {"error": "recovering"}, 503)
             body = orjson.loads(await request.read())
             active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic_name}

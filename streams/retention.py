@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from streams.runtime import tables_restoring
+
 MOMENT_WIDTH = 16  # hex digits of milliseconds since the epoch
 
 
@@ -32,7 +34,7 @@ def expired_keys(pipeline: Any, table_name: str, role: str, cutoff: datetime, *,
     partitions this worker owns, by partition (none during a rebalance). `row_key_of(account,
     index entry)`: the row's key."""
     app, store = pipeline.app, pipeline.tables[table_name].data
-    if getattr(app, "rebalancing", False):
+    if tables_restoring(app):
         return {}
     topic_name, partition_of = pipeline.topics[role].get_topic_name(), pipeline.codecs.partition_of(role)
     found: dict[int, list[Any]] = {}

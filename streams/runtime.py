@@ -315,6 +315,14 @@ async def consume_batches(
         intake.timing.observe(time.perf_counter() - started)
 
 
+def tables_restoring(app: Any) -> bool:
+    """Whether faust is between a rebalance's revocation and the end of its restore: the tables of
+    partitions this worker just took over hold a standby's lagging copy (or nothing) until then.
+    Streams are paused meanwhile; what reads tables outside them (timers, supervisors, queries)
+    must wait too."""
+    return bool(getattr(app, "rebalancing", False))
+
+
 def stored_row(table: Any, key: Any, event: EventT | None = None) -> Any:
     """`table.get(key)` from the table's store: faust's own lookup runs its sensors and, for most
     keys of the status processor (creatives synced nowhere), raises and catches a KeyError; that

@@ -25,7 +25,7 @@ from streams.health import logic
 from streams.notify import agent as notify
 from streams.notify.logic import campaign_notifications
 from streams.owner_client import OwnersUnavailable
-from streams.runtime import stored_row
+from streams.runtime import stored_row, tables_restoring
 from streams.status import reads as status_reads
 from topics.catalogue import HEARTBEAT_HEADER
 from topics.events import CampaignActivity, CampaignEntity, CampaignHealth, EntityType, HealthStatus, SyncStatus
@@ -42,7 +42,8 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
 
     @app.timer(1.0)
     async def evaluate() -> None:
-        await monitor.evaluate(datetime.now(UTC))
+        if not tables_restoring(app):  # a campaign half restored would show a health it does not have
+            await monitor.evaluate(datetime.now(UTC))
 
 
 class HealthMonitor:

@@ -27,7 +27,7 @@ from mode.utils.collections import LRUCache
 from streams import retention
 from streams.notify import agent as notify
 from streams.notify.logic import CampaignRef, creative_notifications
-from streams.runtime import consume_batches, stored_row, writing_as
+from streams.runtime import consume_batches, stored_row, tables_restoring, writing_as
 from streams.campaigns import reads as campaign_reads
 from streams.owner_client import OwnersUnavailable
 from streams.status import logic
@@ -157,6 +157,8 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
         dict, must not lose a key mid-walk, and holds fewer than 1,000) and rewrites them 1,000 at
         a time, each read again under the processors' lock, so that no processor waits for the walk
         and no write of theirs is overwritten by it."""
+        if tables_restoring(app):
+            return
         cutoff = datetime.now(UTC) - timedelta(days=pipeline.settings.status_retention_days)
         removed = logic.removed_before(pipeline.directory.agents.items.values(), cutoff)
         expired = frozenset(a for a, when in removed.items() if swept.get(a) != when)
