@@ -135,8 +135,8 @@ class SyncEngine:
         rebalance (a worker died, a restart) is restored from its changelog until faust ends the
         rebalance: meanwhile the tables hold a standby's lagging copy, where a batch can show in
         the queue before its entries (two changelogs, read at their own pace). A supervisor
-        working from it sent an incomplete batch and settled the rest as done: lost deliveries
-        (tests/e2e/test_failover.py, once in CI)."""
+        working from it sent an incomplete batch and settled the rest as done: lost deliveries (the
+        likely cause of tests/e2e/test_failover.py's pairs once never all settling in CI)."""
         partition = self.partition_of(agent_id)
         if partition in self._complete:
             return True
