@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from creative_sync.sim_agents import SimAgentConfig
@@ -16,6 +17,7 @@ from tests.support import WorkerProcess
 CREATIVES, AGENTS = 1000, 5
 
 
+@pytest.mark.timeout(600)  # ~40 s here; its bounded waits add up to more than pytest's default 300 s
 async def test_killed_worker_resumes_every_delivery_under_its_original_key(worker, topics_created, tmp_path):
     settings = topics_created
     agents = Agents()
@@ -42,7 +44,7 @@ async def test_killed_worker_resumes_every_delivery_under_its_original_key(worke
         assert at_kill < CREATIVES * AGENTS
         restarted = WorkerProcess(settings, tmp_path / "worker-restarted.log").start()
 
-        await eventually(lambda: all_synced(api, chunks, AGENTS), timeout=300,
+        await eventually(lambda: all_synced(api, chunks, AGENTS), timeout=240,
                          what="every (creative, agent) pair synced after the restart")
 
         for name, sim in agents.sims.items():
