@@ -6,8 +6,9 @@ Broker choice: KAFKA_BOOTSTRAP_SERVERS (an existing cluster) > CREATIVE_SYNC_TES
 from __future__ import annotations
 
 import asyncio
-
 import os
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,6 +139,21 @@ def worker(topics_created: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
         # The test is over and its topics and group are its own: no need to wait ~7 s for faust's
         # graceful shutdown (which `creative-sync up`'s Ctrl-C goes through).
         process.stop(grace_s=0)
+
+
+@pytest.fixture(autouse=True)
+def _waits_within_the_test_budget(request: pytest.FixtureRequest) -> Iterator[None]:
+    """`eventually` gives up 15 s before pytest-timeout would end the test (its marker, else the
+    ini's 300 s): the failure then names what was awaited and its last value."""
+    waits = sys.modules.get("tests.integration.sales_agents")  # imported by the tests that wait (at collection)
+    if waits is None:
+        yield
+        return
+    marker = request.node.get_closest_marker("timeout")
+    budget = float(marker.args[0] if marker and marker.args else request.config.getini("timeout") or "inf")
+    waits.test_deadline = time.monotonic() + budget - 15
+    yield
+    waits.test_deadline = float("inf")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -80,15 +80,22 @@ class Api:
         return {row["sales_agent_id"]: row for row in answer["creatives"][0]["sales_agents"]}
 
 
+#: time.monotonic() at which the running test's pytest-timeout budget ends, less a margin (set by
+#: tests/conftest.py): a wait gives up by then, so that a slow test fails saying what it waited for
+#: rather than as pytest's bare timeout.
+test_deadline = float("inf")
+
+
 async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
+    deadline = min(time.monotonic() + timeout, test_deadline)
     last = None
     while time.monotonic() < deadline:
         last = await probe()
         if last:
             return last
         await asyncio.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what or probe}: last {last!r}")
+    budget = " (the test's time budget ran out)" if deadline == test_deadline else ""
+    raise AssertionError(f"timed out{budget} waiting for {what or probe}: last {last!r}")
 
 
 async def register(api: Api, agents: Agents, agent_id: str, name: str, **extra) -> dict:
