@@ -20,7 +20,7 @@ from creative_sync.samples import display_creative, sync_request
 from creative_sync.settings import SIGNING_KEY
 from creative_sync.sim_agents import SimAgentConfig
 from gateway.webhooks import Rfc9421Signer
-from tests.integration.sales_agents import Agents, Api, eventually, register
+from tests.integration.sales_agents import Agents, Api, Unsettled, eventually, register
 from topics.catalogue import Codecs
 
 
@@ -95,9 +95,14 @@ async def test_two_workers_and_two_gateways_share_only_the_broker_and_the_secret
                          timeout=120, what="every creative at both agents")
         for worker, url in zip(workers, seeds):  # each agent's deliveries came from the worker that owns it
             owned, foreign = ids[url][0], next(a for u, [a] in ids.items() if u != url)
-            lines = [line for line in (await asyncio.to_thread(worker.metrics)).splitlines()
-                     if line.startswith("creative_sync_sync_deliveries_total{")]
-            assert any(owned in line and float(line.rsplit(" ", 1)[1]) >= 5 for line in lines), lines
+
+            async def counted(worker=worker, owned=owned) -> list[str] | Unsettled:  # noqa: ANN001
+                # The worker counts a delivery once the agent's answer is in and its results are
+                # published: a moment after the agent has the creatives.
+                lines = [line for line in (await asyncio.to_thread(worker.metrics)).splitlines()
+                         if line.startswith("creative_sync_sync_deliveries_total{")]
+                return lines if any(owned in line and float(line.rsplit(" ", 1)[1]) >= 5 for line in lines) else Unsettled(lines)
+            lines = await eventually(counted, timeout=60, what=f"{owned}'s deliveries counted by the worker that owns it")
             assert not any(foreign in line for line in lines), lines
     finally:
         for session in sessions:

@@ -121,8 +121,8 @@ async def load_and_sync_by_hand(api: Api, agents: int, creative_ids: list[str]) 
 
 
 class Unsettled(list):
-    """Falsy: the (creative, agent, status) rows not yet synced, or why the status could not be
-    read; what `eventually` reports when it gives up."""
+    """Falsy: what a probe still misses (the (creative, agent, status) rows not yet synced, the
+    counts so far, ...), which `eventually` reports when it gives up."""
 
     def __bool__(self) -> bool:
         return False
