@@ -418,13 +418,14 @@ class AgentSupervisor:
 
     async def _deliver(self, agent: SalesAgent, account_id: str, queued: QueuedBatch) -> bool:
         """Send the batch until it is settled (True); False when its entries are not all here."""
-        entries = [entry for seq in range(queued.first_seq, queued.last_seq + 1)
+        seqs = range(queued.first_seq, queued.last_seq + 1)
+        entries = [entry for seq in seqs
                    if (entry := self.engine.entry(logic.pending_key(self.agent_id, account_id, seq))) is not None]
-        if len(entries) != queued.last_seq - queued.first_seq + 1:
+        if len(entries) != len(seqs):
             # Entries leave the table only with their batch's DONE: a queued batch without all of
             # them is a table still filling, never one to send in part and settle.
             log.warning("sales agent %s: batch %s has %d of its %d entries here; it waits for the rest",
-                        self.agent_id, queued.batch_id, len(entries), queued.last_seq - queued.first_seq + 1)
+                        self.agent_id, queued.batch_id, len(entries), len(seqs))
             return False
         batch = logic.build_batch(queued, self.agent_id, account_id, entries, self._version(agent), self._listed(agent),
                                   self._push(agent))
