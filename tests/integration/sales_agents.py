@@ -122,10 +122,16 @@ async def load_and_sync_by_hand(api: Api, agents: int, creative_ids: list[str]) 
 
 class Unsettled(list):
     """Falsy: what a probe still misses (the (creative, agent, status) rows not yet synced, the
-    counts so far, ...), which `eventually` reports when it gives up."""
+    counts so far, ...), which `eventually` reports when it gives up. Falsy even when empty: a
+    probe answers `True` itself when nothing is missing (`settled`), never `found or True`."""
 
     def __bool__(self) -> bool:
         return False
+
+
+def settled(missing: Unsettled) -> bool | Unsettled:
+    """True when nothing is missing, else what is (`missing or True` is always True)."""
+    return missing if len(missing) else True
 
     def __repr__(self) -> str:
         return f"{len(self)} not settled, first {list(self[:5])!r}"
@@ -149,7 +155,7 @@ async def all_synced(api: Api, chunks: list[list[str]], agents: int) -> bool | U
                 unsettled.append((creative["creative_id"], f"{len(rows)} of {agents} agents", None))
             unsettled.extend((creative["creative_id"], r["sales_agent_id"], r["sync_status"])
                              for r in rows if r["sync_status"] != "synced")
-    return unsettled or True
+    return settled(unsettled)
 
 
 def image_kind_creative(creative_id: str, width: int, height: int) -> dict:
