@@ -45,24 +45,8 @@ def register(pipeline) -> None:  # noqa: ANN001 - streams.app.Pipeline (import c
     engine = SyncEngine(pipeline)
 
     async def handle(entry: SyncJob, event) -> None:  # noqa: ANN001
-        key = logic.queue_key(entry.sales_agent_id, entry.account_id)
-        partition = event.message.partition
-        change = logic.apply_entry(engine.queue(key), entry, partition=partition, offset=event.message.offset)
-        if change is None:
-            return
-        kept = {logic.pending_key(entry.sales_agent_id, entry.account_id, seq): job for seq, job in change.store.items()}
-        dropped = [logic.pending_key(entry.sales_agent_id, entry.account_id, seq) for seq in change.drop]
-        as_received = pipeline.as_stored("sync_pending", event.message.value)  # the entry kept is this event's
-        try:
-            await pipeline.write_rows("sync_pending", [*((k, job, as_received if job is entry else None) for k, job in kept.items()),
-                                                       *((k, None) for k in dropped)], partition=partition)
-            engine.entries_written(kept, dropped)
-            await pipeline.write_rows("sync_queues", [(key, change.queue)], partition=partition)
-            engine.queue_written(key, change.queue)
-        except BaseException:
-            engine.forget()  # the store may hold part of what failed: read it from there again
-            raise
-        engine.wake(entry.sales_agent_id, entry.account_id)
+        message = event.message
+        await engine.take(entry, partition=message.partition, offset=message.offset, received=message.value)
 
     @app.agent(jobs_topic, name=PROCESSOR)
     async def sync(stream):  # noqa: ANN001
@@ -106,6 +90,42 @@ class SyncEngine:
         #: sync_jobs partitions whose tables here hold everything their changelogs do: those kept
         #: through a rebalance, and after it all the assigned ones (tables_complete)
         self._complete: set[int] = set()
+
+    async def take(self, entry: SyncJob, *, partition: int, offset: int, received: bytes) -> None:
+        """One entry of sync_jobs (`received`: its bytes) into the agent's queue and entries."""
+        key = logic.queue_key(entry.sales_agent_id, entry.account_id)
+        queue = self.queue(key)
+        change = logic.apply_entry(queue, entry, partition=partition, offset=offset)
+        as_received = self.pipeline.as_stored("sync_pending", received)  # the entry kept is this event's
+        if change is None:
+            await self._restore_lost(entry, queue, partition, as_received)
+            return
+        kept = {logic.pending_key(entry.sales_agent_id, entry.account_id, seq): job for seq, job in change.store.items()}
+        dropped = [logic.pending_key(entry.sales_agent_id, entry.account_id, seq) for seq in change.drop]
+        try:
+            await self.pipeline.write_rows("sync_pending", [*((k, job, as_received if job is entry else None) for k, job in kept.items()),
+                                                            *((k, None) for k in dropped)], partition=partition)
+            self.entries_written(kept, dropped)
+            await self.pipeline.write_rows("sync_queues", [(key, change.queue)], partition=partition)
+            self.queue_written(key, change.queue)
+        except BaseException:
+            self.forget()  # the store may hold part of what failed: read it from there again
+            raise
+        self.wake(entry.sales_agent_id, entry.account_id)
+
+    async def _restore_lost(self, entry: SyncJob, queue: AgentQueue | None, partition: int, as_received: bytes | None) -> None:
+        """An entry the queue applied before, replayed: stored again if a crash lost it (logic.owed_seq)."""
+        seq = logic.owed_seq(queue, entry)
+        if seq is None:
+            return
+        key = logic.pending_key(entry.sales_agent_id, entry.account_id, seq)
+        if self.entry(key) is not None:
+            return
+        log.warning("sales agent %s: queued entry %d was lost in a crash before it was stored; stored from its replay",
+                    entry.sales_agent_id, seq)
+        await self.pipeline.write_rows("sync_pending", [(key, entry, as_received)], partition=partition)
+        self.entries_written({key: entry}, [])
+        self.wake(entry.sales_agent_id, entry.account_id)
 
     def entries_written(self, kept: dict[str, SyncJob], dropped: list[str]) -> None:
         self._entries.update(kept)

@@ -110,6 +110,23 @@ def apply_entry(queue: AgentQueue | None, entry: SyncJob, *, partition: int, off
     return change
 
 
+def owed_seq(queue: AgentQueue | None, entry: SyncJob) -> int | None:
+    """The number under which the queue stored a DELIVER entry it has applied already, while the
+    entry is still owed to the agent (in a queued batch or the open one); None otherwise.
+
+    An entry's two changelog records (the entry itself in sync_pending, then the queue) go to two
+    topics, which the producer may send in either order: a crash can leave the queue saying the
+    entry was applied while the entry itself was never stored. Its replay, skipped as applied,
+    brings it back (the stream stores it again under this number). A DELIVER entry joins
+    `recent_entries` and takes `next_seq` at once, so the i-th recent entry is number
+    next_seq - len(recent_entries) + i."""
+    if queue is None or entry.kind is not QueueEntryKind.DELIVER or entry.job_id not in queue.recent_entries:
+        return None
+    seq = queue.next_seq - len(queue.recent_entries) + queue.recent_entries.index(entry.job_id)
+    owed = queue.open_from <= seq < queue.next_seq or any(b.first_seq <= seq <= b.last_seq for b in queue.batches)
+    return seq if owed else None
+
+
 def delivered_before(queue: AgentQueue) -> bool:
     """Whether some batch of this queue was settled already: by an earlier owner of the agent (a
     restart, a rebalance), whose watch list of creatives under review is gone. A queue whose

@@ -76,6 +76,23 @@ def test_done_forgets_the_batch_and_its_jobs():
     assert change.queue.batches == [] and sorted(change.drop) == [0, 1]
 
 
+def test_a_replayed_entry_names_the_number_it_was_stored_under_while_it_is_owed():
+    """What the stream needs to store again an entry whose own changelog record a crash lost
+    while the queue's (the other topic) got through."""
+    many = [job(f"d{i}") for i in range(logic.RECENT_ENTRIES + 5)]  # recent_entries full: numbers still right
+    queue, _, batches = replay([*many, job("a"), logic.flush_entry("ag", "acct", T0), job("b")])
+    seq_of_a, seq_of_b = logic.RECENT_ENTRIES + 5, logic.RECENT_ENTRIES + 6
+    assert logic.owed_seq(queue, job("a")) == seq_of_a  # in a closed batch, not delivered yet
+    assert logic.owed_seq(queue, job("b")) == seq_of_b  # in the open batch
+    assert logic.owed_seq(queue, job("never")) is None
+    assert logic.owed_seq(queue, logic.flush_entry("ag", "acct", T0)) is None
+    assert logic.owed_seq(None, job("a")) is None
+    last = next(b for b in batches if b.first_seq <= seq_of_a <= b.last_seq)
+    done = apply_entry(queue, logic.done_entry("ag", "acct", last.batch_id, T0), partition=3, offset=10_000).queue
+    assert logic.owed_seq(done, job("a")) is None  # delivered: its entry left the table on purpose
+    assert logic.owed_seq(done, job("b")) == seq_of_b
+
+
 def test_a_queue_shows_whether_an_earlier_owner_delivered_from_it():
     """After a restart the supervisor sweeps for reviews only where batches were settled before."""
     queue, _, batches = replay([job("a"), job("b"), logic.flush_entry("ag", "acct", T0), job("c")])

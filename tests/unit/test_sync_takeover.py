@@ -1,7 +1,8 @@
 """A sync supervisor and the tables it works from during a rebalance, without a broker: an agent
 whose queue was just taken over waits for faust to finish restoring its tables, an agent kept
 through the rebalance goes on, and a batch whose entries are not all in the table is never sent
-in part and settled (what lost deliveries in a failover: tests/e2e/test_failover.py)."""
+in part and settled (what lost deliveries in a failover: tests/e2e/test_failover.py); an entry a
+crash lost after its queue recorded it is stored again from its replay."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -49,11 +50,23 @@ def pipeline(assigned: set[int], *, rebalancing: bool, queues: dict | None = Non
 
     async def publish(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
         published.append(args)
+
+    written = []
+
+    async def write_rows(table_name: str, rows, *, partition: int) -> None:  # noqa: ANN001
+        tables = {"sync_queues": queue_table, "sync_pending": pending_table}
+        for key, value, *_ in rows:
+            written.append((table_name, key))
+            if value is None:
+                tables[table_name].data.pop(key, None)
+            else:
+                tables[table_name].data[key] = value
     return SimpleNamespace(
         app=SimpleNamespace(consumer=consumer, rebalancing=rebalancing), settings=Settings(), codecs=codecs,
         directory=SimpleNamespace(get=lambda agent_id: None, credentials={}), metrics=WorkerMetrics(registry=None),
         topics={"sync_jobs": SimpleNamespace(get_topic_name=lambda: JOBS_TOPIC)},
-        tables={"sync_queues": queue_table, "sync_pending": pending_table}, publish=publish, published=published)
+        tables={"sync_queues": queue_table, "sync_pending": pending_table}, publish=publish, published=published,
+        write_rows=write_rows, written=written, as_stored=lambda table_name, received: None)
 
 
 AGENT, ACCOUNT = "agent-a", "acct-1"
@@ -103,3 +116,25 @@ async def test_a_batch_missing_entries_in_the_table_is_not_sent_nor_settled() ->
     supervisor._client_for = lambda agent: (_ for _ in ()).throw(AssertionError("no call may be made"))
     assert await supervisor._deliver(SimpleNamespace(), ACCOUNT, batch) is False
     assert p.published == []  # no result, no DONE entry: the batch stays queued for when its entries are here
+
+
+async def test_an_entry_lost_in_a_crash_after_its_queue_recorded_it_is_stored_again_from_its_replay() -> None:
+    entry = SyncJob(job_id="e0", kind="DELIVER", sales_agent_id=AGENT, account_id=ACCOUNT, creative_id="c1",
+                    content_version=1, trigger="MANUAL", requested_at="2026-12-04T00:00:00Z")
+    p = pipeline({partition()}, rebalancing=False)
+    engine = SyncEngine(p)
+    await engine.take(entry, partition=partition(), offset=7, received=b"")
+    queue_key, entry_key = logic.queue_key(AGENT, ACCOUNT), logic.pending_key(AGENT, ACCOUNT, 0)
+    assert p.tables["sync_queues"].data[queue_key].last_offset == 7 and entry_key in p.tables["sync_pending"].data
+
+    # The restart after the crash: the queue's changelog record got through, the entry's did not.
+    del p.tables["sync_pending"].data[entry_key]
+    engine = SyncEngine(p)
+    p.written.clear()
+    await engine.take(entry, partition=partition(), offset=7, received=b"")  # the replay, skipped as applied
+    assert p.written == [("sync_pending", entry_key)]  # ... but its entry stored again, under its number
+    assert p.tables["sync_pending"].data[entry_key] == entry
+
+    p.written.clear()
+    await engine.take(entry, partition=partition(), offset=9, received=b"")  # published again: nothing lost now
+    assert p.written == []
