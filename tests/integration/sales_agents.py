@@ -128,13 +128,13 @@ class Unsettled(list):
     def __bool__(self) -> bool:
         return False
 
+    def __repr__(self) -> str:
+        return f"{len(self)} not settled, first {list(self[:5])!r}"
+
 
 def settled(missing: Unsettled) -> bool | Unsettled:
     """True when nothing is missing, else what is (`missing or True` is always True)."""
     return missing if len(missing) else True
-
-    def __repr__(self) -> str:
-        return f"{len(self)} not settled, first {list(self[:5])!r}"
 
 
 async def all_synced(api: Api, chunks: list[list[str]], agents: int) -> bool | Unsettled:
